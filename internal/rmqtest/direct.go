@@ -1,0 +1,279 @@
+package rmqtest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Test hooks: inspect and steer the server directly, like miniredis's
+// direct.go. All of them are safe for concurrent use.
+
+// TopicInfo describes one topic.
+type TopicInfo struct {
+	Name string
+	// Depths holds each queue's max offset: how many messages were ever
+	// appended to it.
+	Depths []int64
+	Perm   int
+}
+
+// Topics lists every topic the broker knows, system topics included,
+// sorted by name.
+func (s *Server) Topics() []TopicInfo {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]TopicInfo, 0, len(b.topics))
+	for _, name := range sortedTopicNames(b.topics) {
+		t := b.topics[name]
+		ti := TopicInfo{Name: name, Perm: t.perm, Depths: make([]int64, len(t.queues))}
+		for i, q := range t.queues {
+			ti.Depths[i] = q.maxOffset()
+		}
+		out = append(out, ti)
+	}
+	return out
+}
+
+// QueueDepths returns each queue's max offset for a topic, or nil if the
+// topic does not exist.
+func (s *Server) QueueDepths(topic string) []int64 {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.topics[topic]
+	if t == nil {
+		return nil
+	}
+	out := make([]int64, len(t.queues))
+	for i, q := range t.queues {
+		out[i] = q.maxOffset()
+	}
+	return out
+}
+
+// CreateTopic creates a topic with n queues (4 when n <= 0), or grows an
+// existing one, and registers it with the NameServer at once.
+func (s *Server) CreateTopic(topic string, n int) error {
+	if topic == "" || len(topic) > 127 || n > 1024 {
+		return fmt.Errorf("rmqtest: bad topic %q with %d queues", topic, n)
+	}
+	if n <= 0 {
+		n = 4
+	}
+	b := s.mustBroker()
+	b.mu.Lock()
+	b.createTopicLocked(topic, n, permRW)
+	b.mu.Unlock()
+	s.registerNow()
+	return nil
+}
+
+// Messages returns every message stored in a topic, queue by queue in
+// offset order. It works for system topics too: HalfTopic (every half
+// message ever received), CheckMaxTopic, ScheduleTopic, %RETRY%<group> and
+// %DLQ%<group>.
+func (s *Server) Messages(topic string) []Message {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.topics[topic]
+	if t == nil {
+		return nil
+	}
+	var out []Message
+	for _, q := range t.queues {
+		for _, m := range q.msgs {
+			out = append(out, m.export())
+		}
+	}
+	return out
+}
+
+// PendingHalfMessages returns the half messages whose transaction is still
+// open (neither committed, rolled back nor discarded), oldest first. The
+// TRANSACTION_CHECK_TIMES property counts the checks sent so far.
+func (s *Server) PendingHalfMessages() []Message {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Message
+	for _, tx := range b.txs {
+		if tx.state == txPending {
+			out = append(out, tx.half.export())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CommitLogOffset < out[j].CommitLogOffset })
+	return out
+}
+
+// CheckNow runs one transaction check round immediately: every pending
+// half message older than its immunity time (TransactionTimeout or
+// CHECK_IMMUNITY_TIME_IN_SECONDS) gets a CHECK_TRANSACTION_STATE, or is
+// moved to CheckMaxTopic once it had CheckMax checks. It returns once the
+// checks are written, not when the producers answer.
+func (s *Server) CheckNow() { s.checkRound() }
+
+// Publish stores a message directly, as if a producer had sent it, and
+// returns it. A queueID outside the topic's queues is an error.
+// Properties may include TAGS, KEYS and DELAY (a delay level).
+func (s *Server) Publish(topic string, queueID int, body []byte, props map[string]string) (Message, error) {
+	b := s.mustBroker()
+	m := &message{topic: topic, queueID: int32(queueID), body: append([]byte(nil), body...),
+		props: map[string]string{}, bornTimestamp: time.Now().UnixMilli(), bornHost: b.storeHost}
+	for k, v := range props {
+		m.props[k] = v
+	}
+	if m.props[propUniqKey] == "" {
+		var id [16]byte
+		_, _ = rand.Read(id[:])
+		m.props[propUniqKey] = strings.ToUpper(hex.EncodeToString(id[:]))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t := b.topics[topic]; t == nil || queueID < 0 || queueID >= len(t.queues) {
+		return Message{}, fmt.Errorf("rmqtest: no queue %d in topic %q", queueID, topic)
+	}
+	var lvl int
+	if _, err := fmt.Sscan(m.props[propDelay], &lvl); err == nil && lvl > 0 {
+		b.scheduleLocked(m, lvl)
+	} else if err := b.putLocked(m); err != nil {
+		return Message{}, err
+	}
+	return m.export(), nil
+}
+
+// ConsumerOffset returns the offset a consumer group committed for a queue.
+func (s *Server) ConsumerOffset(group, topic string, queueID int) (int64, bool) {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	off, ok := b.offsets[offsetKey{group, topic, int32(queueID)}]
+	return off, ok
+}
+
+// ConsumerIDs returns the client ids of a consumer group's live members,
+// sorted, as GET_CONSUMER_LIST_BY_GROUP answers them.
+func (s *Server) ConsumerIDs(group string) []string {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.consumerIDsLocked(group)
+}
+
+// Fault injection.
+
+type faults struct {
+	failLeft int  // sends still to fail
+	failAll  bool // fail every send until cleared
+	failCode int
+}
+
+// FailNextSends makes the next n SEND_MESSAGE / SEND_BATCH_MESSAGE
+// requests (half messages included) fail with the given response code,
+// e.g. 1 SYSTEM_ERROR or 14 SERVICE_NOT_AVAILABLE (the client retries
+// those, up to 3 more attempts for a sync send) or 2 SYSTEM_BUSY (not
+// retried).
+func (s *Server) FailNextSends(n, code int) {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults.failLeft, b.faults.failAll, b.faults.failCode = n, false, code
+}
+
+// FailSends makes every send fail with code until ClearFaults.
+func (s *Server) FailSends(code int) {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults.failLeft, b.faults.failAll, b.faults.failCode = 0, true, code
+}
+
+// DelayResponses delays every broker response by d (0 turns it off).
+// rocketmq-client-go times out sync sends after 3s, and an async send
+// whose reply takes longer than 3s panics inside the client.
+func (s *Server) DelayResponses(d time.Duration) {
+	s.mustBroker().respDelay.Store(int64(d))
+}
+
+// ClearFaults turns off every injected send failure and response delay.
+func (s *Server) ClearFaults() {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults = faults{}
+	b.respDelay.Store(0)
+}
+
+// BrokerConnections returns the remote addresses of the broker's client
+// connections.
+func (s *Server) BrokerConnections() []string {
+	if s.brokerEP == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range s.brokerEP.connections() {
+		out = append(out, c.remote)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DropConnection closes the broker connection from remoteAddr, as a
+// network failure would. It reports whether one was found.
+func (s *Server) DropConnection(remoteAddr string) bool {
+	if s.brokerEP == nil {
+		return false
+	}
+	for _, c := range s.brokerEP.connections() {
+		if c.remote == remoteAddr {
+			c.close()
+			return true
+		}
+	}
+	return false
+}
+
+// DropConnections closes every broker client connection and returns how
+// many it closed; clients re-dial on their next request.
+func (s *Server) DropConnections() int {
+	if s.brokerEP == nil {
+		return 0
+	}
+	conns := s.brokerEP.connections()
+	for _, c := range conns {
+		c.close()
+	}
+	return len(conns)
+}
+
+// injectedFaultLocked consumes one injected send failure, if any.
+func (b *broker) injectedFaultLocked() (code int, remark string, ok bool) {
+	f := &b.faults
+	switch {
+	case f.failAll:
+	case f.failLeft > 0:
+		f.failLeft--
+	default:
+		return 0, "", false
+	}
+	return f.failCode, fmt.Sprintf("rmqtest: injected failure (code %d)", f.failCode), true
+}
+
+func (b *broker) responseDelay() time.Duration {
+	return time.Duration(b.respDelay.Load())
+}
+
+var errNoBroker = errors.New("rmqtest: server runs without a broker (NoBroker)")
+
+func (s *Server) mustBroker() *broker {
+	if s.broker == nil {
+		panic(errNoBroker)
+	}
+	return s.broker
+}
