@@ -1,0 +1,114 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testKeys = "TXORDER_AUTH__API_KEYS=demo:0123456789abcdef0123"
+
+func TestLoadShippedFile(t *testing.T) {
+	cfg, err := LoadOrderd("orderd.yaml", []string{testKeys})
+	if err != nil {
+		t.Fatalf("load shipped orderd.yaml: %v", err)
+	}
+	def := DefaultOrderd()
+	def.Auth.APIKeys = "demo:0123456789abcdef0123"
+	if cfg.HTTP != def.HTTP || cfg.MySQL != def.MySQL || cfg.Order != def.Order {
+		t.Errorf("orderd.yaml and DefaultOrderd disagree:\nfile:    %+v\ndefault: %+v", cfg, def)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	cfg, err := LoadOrderd("orderd.yaml", []string{
+		testKeys,
+		"TXORDER_HTTP__ADDR=127.0.0.1:9999",
+		"TXORDER_MYSQL__TIMEOUT=750ms",
+		"TXORDER_MYSQL__MIGRATE_ON_START=false",
+		"TXORDER_MYSQL__PASSWORD=s3cret",
+		"TXORDER_ROCKETMQ__NAME_SERVERS=127.0.0.1:1, 127.0.0.1:2",
+		"OTHER_VAR=ignored",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:9999" || cfg.MySQL.Timeout != 750*time.Millisecond ||
+		cfg.MySQL.MigrateOnStart || cfg.MySQL.Password != "s3cret" {
+		t.Errorf("overrides not applied: %+v %+v", cfg.HTTP, cfg.MySQL)
+	}
+	if got := strings.Join(cfg.RocketMQ.NameServers, ";"); got != "127.0.0.1:1;127.0.0.1:2" {
+		t.Errorf("name servers = %q, want both", got)
+	}
+	if !strings.Contains(cfg.MySQL.DSN(), "txorder:s3cret@tcp(127.0.0.1:3307)/txorder") {
+		t.Errorf("DSN = %q", cfg.MySQL.DSN())
+	}
+}
+
+func TestErrorsNameTheField(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile := write("keys", "demo:0123456789abcdef0123\n")
+	cases := []struct {
+		name    string
+		file    string
+		env     []string
+		wantErr string
+	}{
+		{"bad duration", "mysql:\n  timeout: soon\n", []string{testKeys}, "timeout"},
+		{"zero timeout", "mysql:\n  timeout: 0s\n", []string{testKeys}, "mysql.timeout"},
+		{"bad addr", "http:\n  addr: nope\n", []string{testKeys}, "http.addr"},
+		{"typo key", "mysql:\n  tiemout: 1s\n", []string{testKeys}, "tiemout"},
+		{"env typo", "", []string{testKeys, "TXORDER_HTTP__ADRR=x"}, "adrr"},
+		{"secret in file", "auth:\n  api_keys: demo:0123456789abcdef0123\n", nil, "auth.api_keys is a secret"},
+		{"password in file", "mysql:\n  password: x\n", []string{testKeys}, "TXORDER_MYSQL__PASSWORD"},
+		{"short key", "", []string{"TXORDER_AUTH__API_KEYS=demo:short"}, "at least 16"},
+		{"bad mode", "mode: staging\n", []string{testKeys}, "mode"},
+		{"idle over open", "mysql:\n  max_open_conns: 2\n  max_idle_conns: 5\n", []string{testKeys}, "mysql.max_idle_conns"},
+		{"dev key in prod", "mode: production\n", []string{"TXORDER_AUTH__API_KEYS=demo:" + DevAPIKey}, "development key"},
+		{"missing key file", "auth:\n  api_keys_file: /nonexistent/keys\n", nil, "api_keys_file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = write(strings.ReplaceAll(tc.name, " ", "_")+".yaml", tc.file)
+			}
+			env := tc.env
+			if env == nil {
+				env = []string{}
+			}
+			_, err := LoadOrderd(path, env)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+			}
+		})
+	}
+	t.Run("no api key", func(t *testing.T) {
+		cfg, err := LoadOrderd("", []string{})
+		if err != nil {
+			t.Fatalf("a config without API keys must load (ordertool migrate needs none): %v", err)
+		}
+		if _, err := cfg.Auth.Clients(); err == nil || !strings.Contains(err.Error(), "TXORDER_AUTH__API_KEYS") {
+			t.Errorf("Clients() err = %v, want one naming TXORDER_AUTH__API_KEYS", err)
+		}
+	})
+	t.Run("key file", func(t *testing.T) {
+		cfg, err := LoadOrderd(write("k.yaml", "auth:\n  api_keys_file: "+keyFile+"\n"), []string{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients, _ := cfg.Auth.Clients()
+		if clients["0123456789abcdef0123"] != "demo" {
+			t.Errorf("clients = %v", clients)
+		}
+	})
+}

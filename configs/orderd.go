@@ -1,0 +1,221 @@
+package configs
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Orderd is the configuration of the order service.
+type Orderd struct {
+	// Mode is development or production. Production refuses the
+	// development API key and an empty payment secret.
+	Mode     string   `koanf:"mode" validate:"oneof=development production"`
+	HTTP     HTTP     `koanf:"http"`
+	MySQL    MySQL    `koanf:"mysql"`
+	Redis    Redis    `koanf:"redis"`
+	RocketMQ RocketMQ `koanf:"rocketmq"`
+	Order    Order    `koanf:"order"`
+	Auth     Auth     `koanf:"auth"`
+	Log      Log      `koanf:"log"`
+}
+
+// HTTP is the API server.
+type HTTP struct {
+	Addr              string        `koanf:"addr" validate:"required,hostname_port"`
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout" validate:"gt=0"`
+	ReadTimeout       time.Duration `koanf:"read_timeout" validate:"gt=0"`
+	WriteTimeout      time.Duration `koanf:"write_timeout" validate:"gt=0"`
+	IdleTimeout       time.Duration `koanf:"idle_timeout" validate:"gt=0"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" validate:"gt=0"`
+	// MaxBodyBytes caps request bodies (413 beyond).
+	MaxBodyBytes int64 `koanf:"max_body_bytes" validate:"gt=0,lte=1048576"`
+}
+
+// MySQL is the order database.
+type MySQL struct {
+	Addr         string `koanf:"addr" validate:"required,hostname_port"`
+	User         string `koanf:"user" validate:"required"`
+	Password     string `koanf:"password" secret:"true"`
+	PasswordFile string `koanf:"password_file" secretfile:"Password"`
+	Database     string `koanf:"database" validate:"required"`
+	// Timeout bounds every store call (and so how long a request waits on
+	// a MySQL that hangs before it is treated as down).
+	Timeout        time.Duration `koanf:"timeout" validate:"gt=0"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout" validate:"gt=0"`
+	MaxOpenConns   int           `koanf:"max_open_conns" validate:"gte=1"`
+	MaxIdleConns   int           `koanf:"max_idle_conns" validate:"gte=0"`
+	ConnMaxLife    time.Duration `koanf:"conn_max_lifetime" validate:"gte=0"`
+	// MigrateOnStart applies pending migrations when orderd starts. Turn it
+	// off when several replicas start together and run `ordertool migrate`.
+	MigrateOnStart bool `koanf:"migrate_on_start"`
+}
+
+// DSN returns the go-sql-driver DSN for m.
+func (m MySQL) DSN() string {
+	c := mysql.NewConfig()
+	c.Net = "tcp"
+	c.Addr = m.Addr
+	c.User = m.User
+	c.Passwd = m.Password
+	c.DBName = m.Database
+	c.ParseTime = true
+	c.Timeout = m.ConnectTimeout
+	// Read/write timeouts catch a server that accepts but never answers,
+	// even when a caller forgot a context deadline.
+	c.ReadTimeout = m.Timeout + time.Second
+	c.WriteTimeout = m.Timeout + time.Second
+	c.Params = map[string]string{"time_zone": "'+00:00'"}
+	return c.FormatDSN()
+}
+
+// Redis holds the order cache and the spill queue.
+type Redis struct {
+	Addr         string        `koanf:"addr" validate:"required,hostname_port"`
+	Password     string        `koanf:"password" secret:"true"`
+	PasswordFile string        `koanf:"password_file" secretfile:"Password"`
+	DB           int           `koanf:"db" validate:"gte=0"`
+	Timeout      time.Duration `koanf:"timeout" validate:"gt=0"`
+}
+
+// RocketMQ is the transactional producer's view of the cluster.
+type RocketMQ struct {
+	NameServers []string `koanf:"name_servers" validate:"required,min=1,dive,hostname_port"`
+	Topic       string   `koanf:"topic" validate:"required,max=127"`
+	// ProducerGroup is the transactional producer's own group: never share
+	// it with another producer (check-backs go to any member of the group).
+	ProducerGroup string `koanf:"producer_group" validate:"required,max=255"`
+	// InstanceName keeps the producer's client id apart from any consumer
+	// in the same process (the client shares one instance per client id).
+	InstanceName string        `koanf:"instance_name" validate:"required"`
+	SendTimeout  time.Duration `koanf:"send_timeout" validate:"gt=0"`
+	// CheckInterval and CheckMax are the broker's transactionCheckInterval
+	// and transactionCheckMax; orderd cannot change them but checks that
+	// its payment window fits in them.
+	CheckInterval time.Duration `koanf:"check_interval" validate:"gt=0"`
+	CheckMax      int           `koanf:"check_max" validate:"gte=1"`
+}
+
+// Order is the order domain.
+type Order struct {
+	// PaymentWindow: an unpaid order is closed this long after placement.
+	PaymentWindow time.Duration `koanf:"payment_window" validate:"gt=0"`
+}
+
+// Auth holds API credentials.
+type Auth struct {
+	// APIKeys is a comma-separated list of name:key pairs. The name is the
+	// client identity that scopes idempotency keys.
+	APIKeys     string `koanf:"api_keys" secret:"true"`
+	APIKeysFile string `koanf:"api_keys_file" secretfile:"APIKeys"`
+}
+
+// DevAPIKey is the key `make run` uses. Production mode refuses it.
+const DevAPIKey = "dev-key-change-me"
+
+// Clients parses APIKeys into key → client name.
+func (a Auth) Clients() (map[string]string, error) {
+	out := map[string]string{}
+	for _, pair := range strings.Split(a.APIKeys, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, key, ok := strings.Cut(pair, ":")
+		if !ok || name == "" || len(key) < 16 {
+			return nil, fmt.Errorf("auth.api_keys: entry %q is not name:key with a key of at least 16 characters", redact(pair))
+		}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("auth.api_keys: key of client %q is listed twice", name)
+		}
+		out[key] = name
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("auth.api_keys: no API key configured (set %s or auth.api_keys_file)", EnvName("auth.api_keys"))
+	}
+	return out, nil
+}
+
+func redact(pair string) string {
+	name, _, _ := strings.Cut(pair, ":")
+	return name + ":…"
+}
+
+// Log is the process log.
+type Log struct {
+	Level  string `koanf:"level" validate:"oneof=debug info warn error"`
+	Format string `koanf:"format" validate:"oneof=json text"`
+}
+
+// DefaultOrderd returns the defaults that configs/orderd.yaml documents.
+func DefaultOrderd() Orderd {
+	return Orderd{
+		Mode: "development",
+		HTTP: HTTP{
+			Addr:              "127.0.0.1:8080",
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      15 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ShutdownTimeout:   20 * time.Second,
+			MaxBodyBytes:      64 << 10,
+		},
+		MySQL: MySQL{
+			Addr: "127.0.0.1:3307", User: "txorder", Database: "txorder",
+			Timeout: 2 * time.Second, ConnectTimeout: time.Second,
+			MaxOpenConns: 64, MaxIdleConns: 64, ConnMaxLife: 30 * time.Minute,
+			MigrateOnStart: true,
+		},
+		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond},
+		RocketMQ: RocketMQ{
+			NameServers:   []string{"127.0.0.1:9876"},
+			Topic:         "ORDER_PAID",
+			ProducerGroup: "order-tx-producer",
+			InstanceName:  "orderd-tx",
+			SendTimeout:   3 * time.Second,
+			CheckInterval: 30 * time.Second,
+			CheckMax:      15,
+		},
+		Order: Order{PaymentWindow: 5 * time.Minute},
+		Log:   Log{Level: "info", Format: "json"},
+	}
+}
+
+// LoadOrderd returns the defaults overlaid with the file at path and the
+// environment, validated.
+func LoadOrderd(path string, environ []string) (Orderd, error) {
+	cfg := DefaultOrderd()
+	if err := Load(&cfg, path, environ); err != nil {
+		return Orderd{}, err
+	}
+	return cfg, nil
+}
+
+// Check implements the cross-field rules Validate runs after the tags.
+func (c *Orderd) Check() []string {
+	var msgs []string
+	if c.MySQL.MaxIdleConns > c.MySQL.MaxOpenConns {
+		msgs = append(msgs, fmt.Sprintf("mysql.max_idle_conns: %d is more than mysql.max_open_conns %d",
+			c.MySQL.MaxIdleConns, c.MySQL.MaxOpenConns))
+	}
+	// A missing key is only an error for orderd itself (Main.Open asks for
+	// Clients); ordertool migrate has no use for API keys.
+	if c.Auth.APIKeys == "" {
+		return msgs
+	}
+	clients, err := c.Auth.Clients()
+	if err != nil {
+		msgs = append(msgs, err.Error())
+	}
+	if c.Mode == "production" {
+		for key, name := range clients {
+			if key == DevAPIKey {
+				msgs = append(msgs, fmt.Sprintf("auth.api_keys: client %q uses the development key in production mode", name))
+			}
+		}
+	}
+	return msgs
+}

@@ -1,0 +1,116 @@
+// Package order holds the order domain of txorder: the Order and its items,
+// the status state machine, the MySQL store and the placement service.
+//
+// The package knows nothing of HTTP, Redis or RocketMQ. How an order is
+// recorded durably is decided by the Placer the Service is given.
+package order
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is the lifecycle state of an order row in MySQL.
+type Status string
+
+// The statuses of an order row. The only transitions are
+// PENDING_PAYMENT → PAID and PENDING_PAYMENT → CLOSED; PAID and CLOSED are final.
+const (
+	StatusPendingPayment Status = "PENDING_PAYMENT"
+	StatusPaid           Status = "PAID"
+	StatusClosed         Status = "CLOSED"
+)
+
+// Valid reports whether s is one of the row statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPendingPayment, StatusPaid, StatusClosed:
+		return true
+	}
+	return false
+}
+
+// CanTransitionTo reports whether the state machine allows s → next.
+func (s Status) CanTransitionTo(next Status) bool {
+	return s == StatusPendingPayment && (next == StatusPaid || next == StatusClosed)
+}
+
+// Item is one line of an order. UnitPrice is in minor units of the order's
+// currency (cents for EUR, yen for JPY).
+type Item struct {
+	SKU       string `json:"sku"`
+	Name      string `json:"name"`
+	Quantity  int    `json:"quantity"`
+	UnitPrice int64  `json:"unit_price"`
+}
+
+// Order is a customer's order. Money is integer minor units plus an
+// ISO-4217 currency code; times are UTC.
+type Order struct {
+	ID              uuid.UUID  `json:"id"`
+	CustomerID      string     `json:"customer_id"`
+	Currency        string     `json:"currency"`
+	Items           []Item     `json:"items"`
+	Total           int64      `json:"total"`
+	Status          Status     `json:"status"`
+	PaymentDeadline time.Time  `json:"payment_deadline"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	PaidAt          *time.Time `json:"paid_at,omitempty"`
+	ClosedAt        *time.Time `json:"closed_at,omitempty"`
+
+	// IdempotencyKey and RequestHash travel with the order so that whoever
+	// finally writes it to MySQL (directly, from the Redis cache or from the
+	// spill queue) records the key in the same transaction.
+	ClientID       string `json:"client_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	RequestHash    string `json:"request_hash"`
+}
+
+// Pay moves a pending order to PAID. It fails with ErrInvalidTransition
+// from any other status.
+func (o *Order) Pay(at time.Time) error {
+	if err := o.transition(StatusPaid, at); err != nil {
+		return err
+	}
+	t := at.UTC()
+	o.PaidAt = &t
+	return nil
+}
+
+// Close moves a pending order to CLOSED (payment window over). It fails
+// with ErrInvalidTransition from any other status.
+func (o *Order) Close(at time.Time) error {
+	if err := o.transition(StatusClosed, at); err != nil {
+		return err
+	}
+	t := at.UTC()
+	o.ClosedAt = &t
+	return nil
+}
+
+func (o *Order) transition(next Status, at time.Time) error {
+	if !o.Status.CanTransitionTo(next) {
+		return fmt.Errorf("%w: %s → %s", ErrInvalidTransition, o.Status, next)
+	}
+	o.Status = next
+	o.UpdatedAt = at.UTC()
+	return nil
+}
+
+// PastDeadline reports whether the payment window of o is over at now.
+func (o *Order) PastDeadline(now time.Time) bool {
+	return !now.Before(o.PaymentDeadline)
+}
+
+// computeTotal sums the items. Validation bounds quantity and price so the
+// sum cannot overflow int64 (100 × 1000 × 10^12 < 2^63).
+func computeTotal(items []Item) int64 {
+	var total int64
+	for _, it := range items {
+		total += int64(it.Quantity) * it.UnitPrice
+	}
+	return total
+}
