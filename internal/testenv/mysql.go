@@ -91,7 +91,7 @@ func newMySQL(dir string) (*MySQLServer, error) {
 		return nil, err
 	}
 	s := &MySQLServer{version: version, dataDir: filepath.Join(dir, "data")}
-	if err := os.CopyFS(s.dataDir, os.DirFS(tmpl)); err != nil {
+	if err := copyTree(tmpl, s.dataDir); err != nil {
 		return nil, fmt.Errorf("copy mariadb template: %w", err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {

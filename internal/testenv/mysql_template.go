@@ -16,7 +16,7 @@ import (
 // mysqlTemplateFormat names the shape of the cached template data dir.
 // Bump it whenever mysqlInitSQL or the install options change, so that
 // templates built by an older harness are not reused.
-const mysqlTemplateFormat = "1"
+const mysqlTemplateFormat = "2"
 
 // Credentials and database present in every server the harness starts.
 const (
@@ -47,6 +47,9 @@ var mysqlInnoDBArgs = []string{
 	"--innodb-log-file-size=8M",
 	"--innodb-buffer-pool-size=64M",
 	"--innodb-use-native-aio=0",
+	// InnoDB writes its temporary tablespace out in full at every start;
+	// 12 MiB of zeros was a fifth of the start-up time.
+	"--innodb-temp-data-file-path=ibtmp1:1M:autoextend",
 }
 
 // templateTimeout bounds building a template, lock wait included.
@@ -153,7 +156,8 @@ func runLogged(ctx context.Context, logPath, stdin, name string, args ...string)
 	return nil
 }
 
-// binaryVersion returns the first line of `bin --version`.
+// binaryVersion returns the first line of `bin --version`, without the
+// binary's path that mariadbd puts in front.
 func binaryVersion(bin string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -162,5 +166,5 @@ func binaryVersion(bin string) (string, error) {
 		return "", fmt.Errorf("%s --version: %w: %s", bin, err, out)
 	}
 	line, _, _ := strings.Cut(string(out), "\n")
-	return strings.TrimSpace(line), nil
+	return strings.TrimSpace(strings.TrimPrefix(line, bin)), nil
 }
