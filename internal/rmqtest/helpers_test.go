@@ -21,6 +21,7 @@ import (
 var clientPanics atomic.Value // string: the first panic inside a client goroutine
 
 func TestMain(m *testing.M) {
+	rmqtest.SuppressClientRaces()
 	rlog.SetLogLevel("fatal")
 	// A panic in a client goroutine would kill the test binary; record it
 	// and fail the running test instead.

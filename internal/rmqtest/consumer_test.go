@@ -1,0 +1,249 @@
+package rmqtest_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+
+	"github.com/txorder/txorder/internal/rmqtest"
+)
+
+func TestPushConsumerGetsAllQueues(t *testing.T) {
+	const topic, n = "events", 40
+	s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}})
+	p := startProducer(t, s)
+	ctx := context.Background()
+	for i := range n {
+		if _, err := p.SendSync(ctx, primitive.NewMessage(topic, []byte(strconv.Itoa(i)))); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	for q, d := range s.QueueDepths(topic) {
+		if d != n/4 {
+			t.Errorf("queue %d depth: got %d, want %d", q, d, n/4)
+		}
+	}
+	var got received
+	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&got))
+	eventually(t, 5*time.Second, "all messages consumed", func() bool { return got.len() >= n })
+	queues := map[int]int{}
+	for i := range n {
+		if c := got.count(strconv.Itoa(i)); c != 1 {
+			t.Errorf("message %d consumed %d times, want 1", i, c)
+		}
+	}
+	for _, m := range got.all() {
+		queues[m.Queue.QueueId]++
+	}
+	if len(queues) != 4 {
+		t.Errorf("messages came from queues %v, want all 4", queues)
+	}
+}
+
+// queuesOf returns the distinct queue ids of the received messages whose
+// body is in bodies.
+func queuesOf(r *received, bodies map[string]bool) []int {
+	set := map[int]bool{}
+	for _, m := range r.all() {
+		if bodies[string(m.Body)] {
+			set[m.Queue.QueueId] = true
+		}
+	}
+	out := make([]int, 0, len(set))
+	for q := range set {
+		out = append(out, q)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func TestTwoConsumersSplitQueuesAndConvergeWhenOneLeaves(t *testing.T) {
+	const topic = "split"
+	s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}})
+	p := startProducer(t, s)
+	group := uniq(t, "cg")
+	var r1, r2 received
+	startConsumer(t, s, group, topic, recordInto(&r1))
+	c2 := newConsumer(t, s, group, topic, recordInto(&r2))
+	if err := c2.Start(); err != nil {
+		t.Fatalf("start second consumer: %v", err)
+	}
+	eventually(t, 5*time.Second, "two members in the group", func() bool { return len(s.ConsumerIDs(group)) == 2 })
+
+	ctx := context.Background()
+	round := 0
+	// sendRound sends one message to each queue and returns their bodies.
+	sendRound := func() map[string]bool {
+		round++
+		bodies := map[string]bool{}
+		for q := range 4 {
+			body := fmt.Sprintf("r%d-q%d", round, q)
+			bodies[body] = true
+			msg := primitive.NewMessage(topic, []byte(body))
+			msg.WithShardingKey(strconv.Itoa(q))
+			if _, err := p.SendSync(ctx, msg); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+		return bodies
+	}
+	delivered := func(bodies map[string]bool) bool {
+		n := 0
+		for b := range bodies {
+			n += r1.count(b) + r2.count(b)
+		}
+		return n >= len(bodies)
+	}
+	eventually(t, 5*time.Second, "the two consumers to split the 4 queues 2/2", func() bool {
+		bodies := sendRound()
+		eventually(t, 5*time.Second, "round delivered", func() bool { return delivered(bodies) })
+		q1, q2 := queuesOf(&r1, bodies), queuesOf(&r2, bodies)
+		return len(q1) == 2 && len(q2) == 2
+	})
+
+	if err := c2.Shutdown(); err != nil {
+		t.Fatalf("shutdown second consumer: %v", err)
+	}
+	left := time.Now()
+	eventually(t, time.Second, "the remaining consumer to own all 4 queues", func() bool {
+		bodies := sendRound()
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) && len(queuesOf(&r1, bodies)) < 4 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return len(queuesOf(&r1, bodies)) == 4
+	})
+	t.Logf("converged %v after the second consumer left", time.Since(left).Round(time.Millisecond))
+}
+
+func TestOffsetsPersistAcrossConsumerRestart(t *testing.T) {
+	const topic = "persist"
+	s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}})
+	p := startProducer(t, s)
+	group := uniq(t, "cg")
+	ctx := context.Background()
+	send := func(prefix string, n int) {
+		for i := range n {
+			if _, err := p.SendSync(ctx, primitive.NewMessage(topic, []byte(fmt.Sprintf("%s-%d", prefix, i)))); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+	}
+	send("first", 20)
+	var r1 received
+	c1 := newConsumer(t, s, group, topic, recordInto(&r1))
+	if err := c1.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	eventually(t, 5*time.Second, "first batch consumed", func() bool { return r1.len() >= 20 })
+	if err := c1.Shutdown(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	// The client persists its offsets on shutdown.
+	eventually(t, 5*time.Second, "offsets persisted", func() bool {
+		var sum int64
+		for q := range 4 {
+			off, _ := s.ConsumerOffset(group, topic, q)
+			sum += off
+		}
+		return sum == 20
+	})
+
+	send("second", 20)
+	var r2 received
+	startConsumer(t, s, group, topic, recordInto(&r2))
+	eventually(t, 5*time.Second, "second batch consumed", func() bool { return r2.len() >= 20 })
+	never(t, 200*time.Millisecond, "more than the second batch redelivered", func() bool { return r2.len() > 20 })
+	for _, m := range r2.all() {
+		if b := string(m.Body); len(b) < 6 || b[:6] != "second" {
+			t.Errorf("restarted consumer got %q from before the restart", b)
+		}
+	}
+}
+
+func TestRetryLaterThenDLQ(t *testing.T) {
+	const topic, maxRetries = "retry", 3
+	s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}, DelayScale: 0.001})
+	p := startProducer(t, s)
+	group := uniq(t, "cg")
+	var mu sync.Mutex
+	var times []int32
+	startConsumer(t, s, group, topic, func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range ms {
+			times = append(times, m.ReconsumeTimes)
+			if m.Topic != topic {
+				t.Errorf("retried message topic %q, want %q restored from RETRY_TOPIC", m.Topic, topic)
+			}
+		}
+		return consumer.ConsumeRetryLater, nil
+	}, consumer.WithMaxReconsumeTimes(maxRetries))
+
+	res, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("poison")))
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	dlq := rmqtest.DLQPrefix + group
+	eventually(t, 10*time.Second, "message in "+dlq, func() bool { return len(s.Messages(dlq)) == 1 })
+	mu.Lock()
+	got := append([]int32(nil), times...)
+	mu.Unlock()
+	want := []int32{0, 1, 2, 3}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("reconsume times seen by the consumer: got %v, want %v", got, want)
+	}
+	m := s.Messages(dlq)[0]
+	if m.MsgID != res.MsgID || string(m.Body) != "poison" {
+		t.Errorf("DLQ message: got id %s body %q, want id %s body poison", m.MsgID, m.Body, res.MsgID)
+	}
+	if m.Properties["RETRY_TOPIC"] != topic || m.Properties["ORIGIN_MESSAGE_ID"] != res.OffsetMsgID {
+		t.Errorf("DLQ properties: got %v, want RETRY_TOPIC=%s ORIGIN_MESSAGE_ID=%s", m.Properties, topic, res.OffsetMsgID)
+	}
+	if n := len(s.Messages(rmqtest.RetryPrefix + group)); n != maxRetries {
+		t.Errorf("retry topic holds %d messages, want %d", n, maxRetries)
+	}
+}
+
+func TestOrderlyConsumerKeepsQueueOrder(t *testing.T) {
+	const topic, perQueue = "ordered", 25
+	s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}})
+	p := startProducer(t, s, producer.WithQueueSelector(producer.NewHashQueueSelector()))
+	ctx := context.Background()
+	for i := range perQueue {
+		for key := range 4 {
+			msg := primitive.NewMessage(topic, []byte(fmt.Sprintf("%d:%d", key, i)))
+			msg.WithShardingKey("key" + strconv.Itoa(key))
+			if _, err := p.SendSync(ctx, msg); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+	}
+	var got received
+	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&got), consumer.WithConsumerOrder(true))
+	eventually(t, 10*time.Second, "all messages consumed", func() bool { return got.len() >= 4*perQueue })
+	last := map[int]int64{}
+	seq := map[string]int{}
+	for _, m := range got.all() {
+		q := m.Queue.QueueId
+		if prev, ok := last[q]; ok && m.QueueOffset <= prev {
+			t.Fatalf("queue %d: offset %d after %d", q, m.QueueOffset, prev)
+		}
+		last[q] = m.QueueOffset
+		var key, i int
+		fmt.Sscanf(string(m.Body), "%d:%d", &key, &i)
+		k := strconv.Itoa(key)
+		if i != seq[k] {
+			t.Fatalf("key %d: got message %d, want %d", key, i, seq[k])
+		}
+		seq[k]++
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package rmqtest
+
+const raceEnabled = true
