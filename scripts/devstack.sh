@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# devstack.sh runs the local MariaDB and Redis that `make run` and the chaos
+# scripts use, from the installed binaries, with data, logs and pid files
+# under $RUN_DIR (default: .run/ in the repository, which git ignores).
+#
+#   devstack.sh start [SERVICE...]   start (default: all); running ones are left as they are
+#   devstack.sh stop [SERVICE...]    graceful stop (SIGTERM), SIGKILL after TXO_STOP_SECONDS
+#   devstack.sh status [SERVICE...]  exit 0 if all are running, 3 otherwise
+#   devstack.sh kill SERVICE...      SIGKILL, for chaos tests
+#   devstack.sh start-one SERVICE    same as start SERVICE
+#
+# Services: mysql (127.0.0.1:$TXO_MYSQL_PORT, default 3307; database,
+# user and password txorder) and redis (127.0.0.1:$TXO_REDIS_PORT, default
+# 6380; append-only file, fsync on every write).
+#
+# Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_WAIT_SECONDS
+# (readiness bound, default 60), TXO_STOP_SECONDS (graceful stop bound,
+# default 30).
+#
+# Adding a service: write NAME_launch, NAME_ready and NAME_describe (and
+# NAME_init if it needs one-time setup), give it NAME_bin, and append NAME
+# to SERVICES. The generic start/stop/kill/status below do the rest.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+TXO_MYSQL_PORT=${TXO_MYSQL_PORT:-3307}
+TXO_REDIS_PORT=${TXO_REDIS_PORT:-6380}
+TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
+TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
+
+SERVICES=(mysql redis)
+
+die() {
+	echo "devstack: $*" >&2
+	exit 1
+}
+
+# find_bin NAME PACKAGE: path of NAME in PATH, /usr/sbin or /usr/bin.
+find_bin() {
+	local name=$1 pkg=$2 dir
+	if command -v "$name" >/dev/null 2>&1; then
+		command -v "$name"
+		return
+	fi
+	for dir in /usr/sbin /usr/bin /usr/local/sbin /usr/local/bin; do
+		if [[ -x $dir/$name ]]; then
+			echo "$dir/$name"
+			return
+		fi
+	done
+	die "$name not found in PATH, /usr/sbin or /usr/bin: install it with: apt-get install -y $pkg (or scripts/install-deps.sh)"
+}
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+	local pid=$1 state
+	[[ -n $pid ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	if [[ -r /proc/$pid/stat ]]; then
+		state=$(sed -E 's/.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
+		[[ $state != Z ]]
+	fi
+}
+
+svc_dir() { echo "$RUN_DIR/$1"; }
+svc_pidfile() { echo "$RUN_DIR/$1/$1.pid"; }
+svc_log() { echo "$RUN_DIR/$1/$1.log"; }
+
+# svc_pid SVC: pid of the running service, or nothing (and status 1).
+svc_pid() {
+	local pidfile pid comm bin
+	pidfile=$(svc_pidfile "$1")
+	[[ -r $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	alive "$pid" || return 1
+	# Guard against a recycled pid: the process must be the service's binary.
+	if [[ -r /proc/$pid/comm ]]; then
+		comm=$(<"/proc/$pid/comm")
+		bin=$("$1_bin")
+		[[ $comm == "$(basename "$bin")" ]] || return 1
+	fi
+	echo "$pid"
+}
+
+port_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+log_tail() {
+	local log
+	log=$(svc_log "$1")
+	echo "--- last lines of $log ---" >&2
+	tail -n 30 "$log" >&2 2>/dev/null || true
+}
+
+start_service() {
+	local svc=$1 pid log deadline
+	if pid=$(svc_pid "$svc"); then
+		echo "$svc: already running (pid $pid)"
+		"${svc}_describe"
+		return 0
+	fi
+	mkdir -p "$(svc_dir "$svc")"
+	if declare -F "${svc}_init" >/dev/null; then
+		"${svc}_init"
+	fi
+	local port_var="TXO_${svc^^}_PORT"
+	if [[ -n ${!port_var:-} ]] && port_open "${!port_var}"; then
+		die "$svc: 127.0.0.1:${!port_var} is in use by another process; stop it or set $port_var"
+	fi
+	log=$(svc_log "$svc")
+	echo "=== devstack $(date -u +%FT%TZ) start $svc" >>"$log"
+	# NAME_launch execs the server under setsid in this background subshell,
+	# so $! is the server's pid and it outlives this script and ignores ^C.
+	"${svc}_launch" >>"$log" 2>&1 </dev/null &
+	pid=$!
+	echo "$pid" >"$(svc_pidfile "$svc")"
+	deadline=$((SECONDS + TXO_WAIT_SECONDS))
+	until "${svc}_ready"; do
+		if ! alive "$pid"; then
+			log_tail "$svc"
+			die "$svc: exited during start-up"
+		fi
+		if ((SECONDS >= deadline)); then
+			log_tail "$svc"
+			die "$svc: not ready after ${TXO_WAIT_SECONDS}s (pid $pid still running; see the log)"
+		fi
+		sleep 0.1
+	done
+	echo "$svc: started (pid $pid)"
+	"${svc}_describe"
+}
+
+# wait_gone SVC PID SECONDS: wait until PID has exited.
+wait_gone() {
+	local pid=$2 deadline=$((SECONDS + $3))
+	while alive "$pid"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
+stop_service() {
+	local svc=$1 pid
+	if ! pid=$(svc_pid "$svc"); then
+		echo "$svc: not running"
+		rm -f "$(svc_pidfile "$svc")"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	if ! wait_gone "$svc" "$pid" "$TXO_STOP_SECONDS"; then
+		echo "$svc: still running ${TXO_STOP_SECONDS}s after SIGTERM, sending SIGKILL" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+		wait_gone "$svc" "$pid" 30 || die "$svc: pid $pid survived SIGKILL"
+	fi
+	rm -f "$(svc_pidfile "$svc")"
+	echo "$svc: stopped"
+}
+
+kill_service() {
+	local svc=$1 pid
+	if ! pid=$(svc_pid "$svc"); then
+		echo "$svc: not running"
+		return 0
+	fi
+	kill -KILL "$pid" 2>/dev/null || true
+	wait_gone "$svc" "$pid" 30 || die "$svc: pid $pid survived SIGKILL"
+	rm -f "$(svc_pidfile "$svc")"
+	echo "$svc: killed (pid $pid)"
+}
+
+status_service() {
+	local svc=$1 pid
+	if pid=$(svc_pid "$svc"); then
+		echo "$svc: running (pid $pid)"
+		"${svc}_describe"
+		return 0
+	fi
+	echo "$svc: stopped"
+	return 3
+}
+
+# --- mysql: mariadbd --------------------------------------------------------
+
+MYSQL_USER=txorder
+MYSQL_PASSWORD=txorder
+MYSQL_DATABASE=txorder
+
+mysql_bin() { find_bin mariadbd mariadb-server; }
+mysql_datadir() { echo "$RUN_DIR/mysql/data"; }
+
+# mysql_socket: the unix socket, in the run dir unless that path is too long
+# for a socket address.
+mysql_socket() {
+	local s="$RUN_DIR/mysql/mysqld.sock"
+	if ((${#s} > 100)); then
+		s="${TMPDIR:-/tmp}/txorder-devstack-$(id -u)-$TXO_MYSQL_PORT.sock"
+	fi
+	echo "$s"
+}
+
+mysql_user_args() {
+	if [[ $(id -u) -eq 0 ]]; then echo "--user=root"; fi
+}
+
+# mysql_init: on first start, create the data dir with the system tables,
+# the txorder database and the txorder user. It is built aside and renamed,
+# so an interrupted init is simply redone.
+mysql_init() {
+	local data tmp install_db bin log
+	data=$(mysql_datadir)
+	[[ -d $data/mysql ]] && return 0
+	bin=$(mysql_bin)
+	install_db=$(command -v mariadb-install-db 2>/dev/null || true)
+	[[ -n $install_db ]] || install_db=$(find_bin mysql_install_db mariadb-server)
+	log=$(svc_log mysql)
+	tmp="$data.init"
+	rm -rf "$tmp"
+	echo "mysql: initialising $data"
+	# shellcheck disable=SC2046 # mysql_user_args is zero or one word
+	if ! "$install_db" --no-defaults --datadir="$tmp" $(mysql_user_args) \
+		--skip-test-db --skip-name-resolve >>"$log" 2>&1; then
+		log_tail mysql
+		die "mysql: mariadb-install-db failed"
+	fi
+	# Bootstrap runs with grant tables off; FLUSH PRIVILEGES turns them on so
+	# that CREATE USER works.
+	# shellcheck disable=SC2046
+	if ! "$bin" --no-defaults --bootstrap --datadir="$tmp" $(mysql_user_args) >>"$log" 2>&1 <<SQL; then
+FLUSH PRIVILEGES;
+DELETE FROM mysql.global_priv WHERE User = '';
+DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';
+CREATE DATABASE $MYSQL_DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
+CREATE USER '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'%' WITH GRANT OPTION;
+CREATE USER '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'localhost' WITH GRANT OPTION;
+SQL
+		log_tail mysql
+		die "mysql: bootstrap SQL failed"
+	fi
+	mv "$tmp" "$data"
+}
+
+mysql_launch() {
+	local dir
+	dir=$(svc_dir mysql)
+	mkdir -p "$dir/tmp"
+	# --no-defaults first: nothing from /etc/mysql or ~/.my.cnf. Durability as
+	# in production: redo log flushed at every commit, binary log off.
+	# shellcheck disable=SC2046
+	exec setsid "$(mysql_bin)" --no-defaults \
+		--datadir="$(mysql_datadir)" \
+		--tmpdir="$dir/tmp" \
+		--socket="$(mysql_socket)" \
+		--pid-file="$(svc_pidfile mysql)" \
+		--port="$TXO_MYSQL_PORT" \
+		--bind-address=127.0.0.1 \
+		--skip-name-resolve \
+		--innodb-flush-log-at-trx-commit=1 \
+		--character-set-server=utf8mb4 \
+		--collation-server=utf8mb4_general_ci \
+		--default-time-zone=+00:00 \
+		$(mysql_user_args)
+}
+
+mysql_ready() {
+	local client
+	client=$(command -v mariadb 2>/dev/null || command -v mysql 2>/dev/null) ||
+		die "mysql: the mariadb client is missing: install it with: apt-get install -y mariadb-client"
+	"$client" --no-defaults --protocol=tcp -h 127.0.0.1 -P "$TXO_MYSQL_PORT" \
+		-u "$MYSQL_USER" --password="$MYSQL_PASSWORD" --connect-timeout=1 \
+		-e 'SELECT 1' "$MYSQL_DATABASE" >/dev/null 2>&1
+}
+
+mysql_describe() {
+	echo "  mysql: 127.0.0.1:$TXO_MYSQL_PORT  dsn $MYSQL_USER:$MYSQL_PASSWORD@tcp(127.0.0.1:$TXO_MYSQL_PORT)/$MYSQL_DATABASE?parseTime=true  log $(svc_log mysql)"
+}
+
+# --- redis: redis-server ----------------------------------------------------
+
+redis_bin() { find_bin redis-server redis-server; }
+
+redis_launch() {
+	# No config file: every setting on the command line. Every write is in
+	# the append-only file and fsynced; no RDB snapshots.
+	exec setsid "$(redis_bin)" \
+		--port "$TXO_REDIS_PORT" \
+		--bind 127.0.0.1 \
+		--dir "$(svc_dir redis)" \
+		--appendonly yes \
+		--appendfsync always \
+		--save "" \
+		--daemonize no \
+		--logfile ""
+}
+
+# redis_ready: PING answers PONG (not LOADING) on a bash /dev/tcp socket,
+# so that redis-cli is not needed.
+redis_ready() (
+	exec 3<>"/dev/tcp/127.0.0.1/$TXO_REDIS_PORT" || exit 1
+	printf 'PING\r\n' >&3
+	IFS= read -r -t 1 reply <&3 || exit 1
+	[[ $reply == +PONG* ]]
+) 2>/dev/null
+
+redis_describe() {
+	echo "  redis: 127.0.0.1:$TXO_REDIS_PORT  addr 127.0.0.1:$TXO_REDIS_PORT  log $(svc_log redis)"
+}
+
+# --- command line -----------------------------------------------------------
+
+usage() {
+	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+check_services() {
+	local svc known
+	for svc in "$@"; do
+		for known in "${SERVICES[@]}"; do
+			[[ $svc == "$known" ]] && continue 2
+		done
+		die "unknown service '$svc' (known: ${SERVICES[*]})"
+	done
+}
+
+main() {
+	local cmd=${1:-} rc=0 svc
+	shift || true
+	case $cmd in
+	start | stop | status)
+		(($# > 0)) || set -- "${SERVICES[@]}"
+		check_services "$@"
+		mkdir -p "$RUN_DIR"
+		if [[ $cmd == stop ]]; then
+			# Stop in reverse order of start.
+			local i
+			for ((i = $# ; i >= 1; i--)); do
+				stop_service "${!i}"
+			done
+			return 0
+		fi
+		for svc in "$@"; do
+			"${cmd}_service" "$svc" || rc=$?
+		done
+		return "$rc"
+		;;
+	start-one)
+		(($# == 1)) || die "usage: devstack.sh start-one SERVICE"
+		check_services "$1"
+		mkdir -p "$RUN_DIR"
+		start_service "$1"
+		;;
+	kill)
+		(($# > 0)) || die "usage: devstack.sh kill SERVICE..."
+		check_services "$@"
+		for svc in "$@"; do
+			kill_service "$svc"
+		done
+		;;
+	-h | --help | help)
+		usage
+		;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"
