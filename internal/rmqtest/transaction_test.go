@@ -83,3 +83,105 @@ func TestTransactionOutcomes(t *testing.T) {
 		t.Errorf("half topic holds %d messages, want 3", n)
 	}
 }
+
+func TestUnknownForeverGoesToCheckMaxTopic(t *testing.T) {
+	const topic, checkMax = "undecided", 3
+	s := rmqtest.RunT(t, rmqtest.Options{
+		Topics:             map[string]int{topic: 4},
+		TransactionTimeout: time.Millisecond,
+		CheckInterval:      time.Hour,
+		CheckMax:           checkMax,
+	})
+	l := &txListener{
+		exec:  func(*primitive.Message) primitive.LocalTransactionState { return primitive.UnknowState },
+		check: func(*primitive.MessageExt) primitive.LocalTransactionState { return primitive.UnknowState },
+	}
+	p := startTxProducer(t, s, l, uniq(t, "txg"))
+	var got received
+	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&got))
+
+	res, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte("maybe")))
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	for i := 1; i <= checkMax; i++ {
+		s.CheckNow()
+		eventually(t, 5*time.Second, "check answered", func() bool { return l.checks.Load() == int64(i) })
+	}
+	if n := len(s.Messages(rmqtest.CheckMaxTopic)); n != 0 {
+		t.Fatalf("moved to %s after %d checks, want after %d", rmqtest.CheckMaxTopic, checkMax, checkMax)
+	}
+	s.CheckNow() // one more round: the transaction is discarded, not checked
+	eventually(t, 5*time.Second, "half message moved to "+rmqtest.CheckMaxTopic, func() bool {
+		return len(s.Messages(rmqtest.CheckMaxTopic)) == 1
+	})
+	m := s.Messages(rmqtest.CheckMaxTopic)[0]
+	if m.MsgID != res.MsgID || m.Properties["TRANSACTION_CHECK_TIMES"] != "3" || m.Properties["REAL_TOPIC"] != topic {
+		t.Errorf("check-max message: got id %s props %v, want id %s with TRANSACTION_CHECK_TIMES=3 REAL_TOPIC=%s",
+			m.MsgID, m.Properties, res.MsgID, topic)
+	}
+	if n := len(s.PendingHalfMessages()); n != 0 {
+		t.Errorf("pending half messages: got %d, want 0", n)
+	}
+	s.CheckNow()
+	never(t, 200*time.Millisecond, "a check after the discard or a delivery", func() bool {
+		return l.checks.Load() != checkMax || got.len() != 0
+	})
+}
+
+// TestCheckBackWithConsumerInSameProcess starts a push consumer before the
+// transaction producer, in the same process: with distinct instance names
+// they are two client instances with their own sockets, and the server
+// sends the check on the producer group's socket only.
+func TestCheckBackWithConsumerInSameProcess(t *testing.T) {
+	const topic = "sameproc"
+	s := rmqtest.RunT(t, rmqtest.Options{
+		Topics:             map[string]int{topic: 4},
+		TransactionTimeout: 20 * time.Millisecond,
+		CheckInterval:      20 * time.Millisecond, // the real timer, no CheckNow
+	})
+	var got received
+	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&got))
+	l := &txListener{
+		exec:  func(*primitive.Message) primitive.LocalTransactionState { return primitive.UnknowState },
+		check: func(*primitive.MessageExt) primitive.LocalTransactionState { return primitive.CommitMessageState },
+	}
+	p := startTxProducer(t, s, l, uniq(t, "txg"))
+	if _, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte("late"))); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	eventually(t, 5*time.Second, "message committed by the check-back and consumed", func() bool { return got.count("late") == 1 })
+	if l.checks.Load() != 1 {
+		t.Errorf("checks answered: got %d, want 1", l.checks.Load())
+	}
+}
+
+func TestCheckImmunityTimeIsHonoured(t *testing.T) {
+	const topic = "immune"
+	s := rmqtest.RunT(t, rmqtest.Options{
+		Topics:             map[string]int{topic: 4},
+		TransactionTimeout: time.Millisecond,
+		CheckInterval:      time.Hour,
+	})
+	l := &txListener{
+		exec:  func(*primitive.Message) primitive.LocalTransactionState { return primitive.UnknowState },
+		check: func(*primitive.MessageExt) primitive.LocalTransactionState { return primitive.RollbackMessageState },
+	}
+	p := startTxProducer(t, s, l, uniq(t, "txg"))
+	msg := primitive.NewMessage(topic, []byte("immune"))
+	msg.WithProperty("CHECK_IMMUNITY_TIME_IN_SECONDS", "1")
+	sent := time.Now()
+	if _, err := p.SendMessageInTransaction(context.Background(), msg); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	s.CheckNow()
+	never(t, 100*time.Millisecond, "a check within the immunity time", func() bool { return l.checks.Load() > 0 })
+	eventually(t, 5*time.Second, "a check after the immunity time", func() bool {
+		s.CheckNow()
+		return l.checks.Load() >= 1
+	})
+	if d := time.Since(sent); d < time.Second {
+		t.Errorf("first check after %v, want >= 1s", d)
+	}
+	eventually(t, 5*time.Second, "rolled back", func() bool { return len(s.PendingHalfMessages()) == 0 })
+}
