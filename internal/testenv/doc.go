@@ -43,6 +43,11 @@
 //		...
 //	}
 //
+// A package whose test binary also runs without databases (fuzz workers
+// re-run TestMain) can start the shared server on first use instead, with
+// a sync.Once around StartSharedMySQL, and call the stop function after
+// m.Run if it was started.
+//
 // Tests that kill, stop or restart a server start a private one instead,
 // so that they do not disturb the others:
 //

@@ -264,7 +264,12 @@ func (s *MySQLServer) adminDB() *sql.DB {
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
 	if s.admin == nil {
-		conn, err := mysql.NewConnector(s.config(""))
+		cfg := s.config("")
+		// DROP DATABASE waits for metadata locks that a test may still hold;
+		// fail the cleanup after a while instead of hanging it (the server's
+		// default is a day).
+		cfg.Params = map[string]string{"lock_wait_timeout": "10"}
+		conn, err := mysql.NewConnector(cfg)
 		if err != nil {
 			panic(err) // the config is ours and always valid
 		}

@@ -79,6 +79,7 @@ func mysqlTemplate(mariadbd, version string) (string, error) {
 		return final, nil // another test binary built it while we waited
 	}
 
+	removeStaleBuilds(parent)
 	build, err := os.MkdirTemp(parent, "mariadb-build-")
 	if err != nil {
 		return "", fmt.Errorf("mariadb template: %w", err)
@@ -92,6 +93,17 @@ func mysqlTemplate(mariadbd, version string) (string, error) {
 		return "", fmt.Errorf("mariadb template: %w", err)
 	}
 	return final, nil
+}
+
+// removeStaleBuilds removes build dirs left by test binaries killed while
+// building a template. A build in progress is far younger than an hour.
+func removeStaleBuilds(parent string) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, "mariadb-build-*"))
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // initMySQLDataDir runs mariadb-install-db and then the init SQL in

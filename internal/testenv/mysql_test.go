@@ -98,6 +98,13 @@ func TestMySQLSettings(t *testing.T) {
 	if logBin != 0 {
 		t.Errorf("log_bin = %d, want 0", logBin)
 	}
+	var lockWait int
+	if err := sharedMySQL.adminDB().QueryRow("SELECT @@session.lock_wait_timeout").Scan(&lockWait); err != nil {
+		t.Fatal(err)
+	}
+	if lockWait != 10 {
+		t.Errorf("admin lock_wait_timeout = %d, want 10 so that a DROP in cleanup cannot hang", lockWait)
+	}
 	var ts time.Time
 	if err := db.QueryRow("SELECT NOW()").Scan(&ts); err != nil {
 		t.Fatalf("parseTime: %v", err)
