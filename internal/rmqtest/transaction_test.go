@@ -104,6 +104,11 @@ func TestUnknownForeverGoesToCheckMaxTopic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
+	// Rounds only check halves older than TransactionTimeout.
+	eventually(t, time.Second, "half message older than the transaction timeout", func() bool {
+		h := s.PendingHalfMessages()
+		return len(h) == 1 && time.Since(h[0].StoreTimestamp) > 5*time.Millisecond
+	})
 	for i := 1; i <= checkMax; i++ {
 		s.CheckNow()
 		eventually(t, 5*time.Second, "check answered", func() bool { return l.checks.Load() == int64(i) })
@@ -151,9 +156,7 @@ func TestCheckBackWithConsumerInSameProcess(t *testing.T) {
 		t.Fatalf("send: %v", err)
 	}
 	eventually(t, 5*time.Second, "message committed by the check-back and consumed", func() bool { return got.count("late") == 1 })
-	if l.checks.Load() != 1 {
-		t.Errorf("checks answered: got %d, want 1", l.checks.Load())
-	}
+	never(t, 100*time.Millisecond, "the message delivered twice", func() bool { return got.count("late") > 1 })
 }
 
 func TestCheckImmunityTimeIsHonoured(t *testing.T) {
