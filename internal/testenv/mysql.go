@@ -47,7 +47,7 @@ func MySQL(t testing.TB) *MySQLServer {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("testenv: mariadbd on %s%s", s.Addr(), "\n"+s.proc.logTail())
+			t.Logf("testenv: mariadbd on %s\n%s", s.Addr(), s.proc.logTail())
 		}
 		s.close()
 	})

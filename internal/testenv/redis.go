@@ -44,7 +44,7 @@ func Redis(t testing.TB) *RedisServer {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("testenv: redis-server on %s%s", s.Addr(), "\n"+s.proc.logTail())
+			t.Logf("testenv: redis-server on %s\n%s", s.Addr(), s.proc.logTail())
 		}
 		s.close()
 	})
