@@ -1,0 +1,98 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"golang.org/x/text/currency"
+
+	"github.com/txorder/txorder/api"
+	"github.com/txorder/txorder/order"
+)
+
+// FuzzDecodeOrder feeds arbitrary bodies through the decoder and the
+// validator. It must never panic, and whatever it accepts must satisfy
+// every rule, checked here independently of the validator's tags.
+func FuzzDecodeOrder(f *testing.F) {
+	seeds := []string{
+		validBody,
+		`{"customer_id":"c","currency":"JPY","items":[{"sku":"s","name":"n","quantity":1000,"unit_price":1000000000000}]}`,
+		`{"customer_id":"c","currency":"EUR","items":[]}`,
+		`{"customer_id":"c","currency":"eur","items":[{"sku":"s","name":"n","quantity":1,"unit_price":1}]}`,
+		`{"customer_id":"","currency":"EUR","items":[{"sku":"s","name":"n","quantity":0,"unit_price":-1}]}`,
+		`{"customer_id":"c\u0000","currency":"EUR","items":[{"sku":"s","name":"n","quantity":1,"unit_price":1}]}`,
+		`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","name":"n","quantity":1e3,"unit_price":1}]}`,
+		`{"customer_id":"c","currency":"EUR","items":null}`,
+		`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","name":"n","quantity":1,"unit_price":9223372036854775807}]}`,
+		`{}`, `null`, `[]`, `"x"`, ``, `{"a":1}`, `{"customer_id":"c"}{}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	v := order.NewValidator()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := api.DecodeNewOrder(bytes.NewReader(body), 64<<10)
+		if err != nil {
+			return
+		}
+		if v.Validate(req) != nil {
+			return
+		}
+		if reason := invalid(req); reason != "" {
+			t.Fatalf("accepted an invalid order (%s): %q", reason, body)
+		}
+	})
+}
+
+// invalid restates the rules of a valid order without the validator.
+func invalid(o order.NewOrder) string {
+	str := func(s string, max int) bool {
+		if !utf8.ValidString(s) || strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > max {
+			return false
+		}
+		for _, r := range s {
+			if unicode.IsControl(r) || r == utf8.RuneError {
+				return false
+			}
+		}
+		return true
+	}
+	if !str(o.CustomerID, order.MaxCustomerIDLen) {
+		return "customer_id"
+	}
+	if u, err := currency.ParseISO(o.Currency); err != nil || u.String() != o.Currency {
+		return "currency"
+	}
+	if len(o.Items) < 1 || len(o.Items) > order.MaxItems {
+		return "item count"
+	}
+	for _, it := range o.Items {
+		switch {
+		case !str(it.SKU, order.MaxSKULen):
+			return "sku"
+		case !str(it.Name, order.MaxNameLen):
+			return "name"
+		case it.Quantity < 1 || it.Quantity > order.MaxQuantity:
+			return "quantity"
+		case it.UnitPrice < 1 || it.UnitPrice > order.MaxUnitPrice:
+			return "unit_price"
+		}
+	}
+	return ""
+}
+
+type nopOrders struct{}
+
+func (nopOrders) Place(context.Context, order.PlaceRequest) (order.PlaceResult, error) {
+	return order.PlaceResult{}, errors.New("not used")
+}
+
+func (nopOrders) Get(context.Context, uuid.UUID) (*order.Order, error) {
+	return nil, order.ErrNotFound
+}

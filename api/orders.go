@@ -1,0 +1,168 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/txorder/txorder/order"
+)
+
+// HeaderIdempotencyKey names the header that makes POST /v1/orders safe to retry.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// maxIdempotencyKeyLen matches the column size in MySQL.
+const maxIdempotencyKeyLen = 255
+
+// Orders is what the API needs from the order service.
+type Orders interface {
+	// Place errors: *order.ValidationError, order.ErrIdempotencyMismatch,
+	// order.ErrRefused, order.ErrUnavailable.
+	Place(ctx context.Context, req order.PlaceRequest) (order.PlaceResult, error)
+	// Get errors: order.ErrNotFound, order.ErrUnavailable.
+	Get(ctx context.Context, id uuid.UUID) (*order.Order, error)
+}
+
+// OrderView is the JSON an order is shown as. Status is the row status, or
+// ACCEPTED / QUEUED while the order waits in Redis for MySQL or RocketMQ.
+type OrderView struct {
+	ID              uuid.UUID    `json:"id"`
+	Status          string       `json:"status"`
+	CustomerID      string       `json:"customer_id"`
+	Currency        string       `json:"currency"`
+	Total           int64        `json:"total"`
+	Items           []order.Item `json:"items"`
+	PaymentDeadline time.Time    `json:"payment_deadline"`
+	CreatedAt       time.Time    `json:"created_at"`
+	PaidAt          *time.Time   `json:"paid_at,omitempty"`
+	ClosedAt        *time.Time   `json:"closed_at,omitempty"`
+}
+
+func viewOf(o *order.Order, status string) OrderView {
+	return OrderView{ID: o.ID, Status: status, CustomerID: o.CustomerID, Currency: o.Currency,
+		Total: o.Total, Items: o.Items, PaymentDeadline: o.PaymentDeadline, CreatedAt: o.CreatedAt,
+		PaidAt: o.PaidAt, ClosedAt: o.ClosedAt}
+}
+
+// placementStatus maps where an order was recorded to the HTTP status and
+// the status shown to the client.
+func placementStatus(res order.PlaceResult) (int, string) {
+	switch res.Outcome {
+	case order.OutcomeCached:
+		return http.StatusAccepted, "ACCEPTED"
+	case order.OutcomeQueued:
+		return http.StatusAccepted, "QUEUED"
+	}
+	if res.Replayed {
+		return http.StatusOK, string(res.Order.Status)
+	}
+	return http.StatusCreated, string(res.Order.Status)
+}
+
+type orderHandlers struct {
+	orders       Orders
+	maxBodyBytes int64
+}
+
+func (h *orderHandlers) create(c *gin.Context) {
+	key := c.GetHeader(HeaderIdempotencyKey)
+	if key == "" {
+		abort(c, http.StatusBadRequest, CodeIdempotencyKeyMissing, "Idempotency-Key required",
+			"POST /v1/orders needs an Idempotency-Key header so that a retry cannot create a second order")
+		return
+	}
+	if !validToken(key, maxIdempotencyKeyLen) {
+		abort(c, http.StatusBadRequest, CodeIdempotencyKeyInvalid, "Invalid Idempotency-Key",
+			fmt.Sprintf("the key must be 1 to %d printable ASCII characters without spaces", maxIdempotencyKeyLen))
+		return
+	}
+	if !isJSON(c.GetHeader("Content-Type")) {
+		abort(c, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Unsupported media type",
+			"send the order as application/json")
+		return
+	}
+	req, err := DecodeNewOrder(c.Request.Body, h.maxBodyBytes)
+	if err != nil {
+		abortDecodeError(c, err)
+		return
+	}
+	res, err := h.orders.Place(c.Request.Context(), order.PlaceRequest{
+		ClientID: c.GetString(ctxClient), IdempotencyKey: key, Order: req,
+	})
+	if err != nil {
+		abortError(c, err)
+		return
+	}
+	status, shown := placementStatus(res)
+	c.Header("Location", "/v1/orders/"+res.Order.ID.String())
+	c.JSON(status, viewOf(res.Order, shown))
+}
+
+func (h *orderHandlers) get(c *gin.Context) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		abort(c, http.StatusBadRequest, CodeInvalidOrderID, "Invalid order id", "order ids are UUIDs")
+		return
+	}
+	o, err := h.orders.Get(c.Request.Context(), id)
+	if err != nil {
+		abortError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewOf(o, string(o.Status)))
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
+}
+
+// errBodyTooLarge is returned by DecodeNewOrder when the body exceeds the limit.
+var errBodyTooLarge = errors.New("request body too large")
+
+// DecodeNewOrder reads one JSON order request of at most max bytes. It
+// rejects unknown fields, wrong types and trailing data; it does not apply
+// the business rules (the order.Validator does).
+func DecodeNewOrder(r io.Reader, max int64) (order.NewOrder, error) {
+	var req order.NewOrder
+	body, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return req, errBodyTooLarge
+		}
+		return req, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(body)) > max {
+		return req, errBodyTooLarge
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("decode order: %w", err)
+	}
+	if dec.More() {
+		return req, errors.New("decode order: unexpected data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, errors.New("decode order: unexpected data after the JSON object")
+	}
+	return req, nil
+}
+
+func abortDecodeError(c *gin.Context, err error) {
+	if errors.Is(err, errBodyTooLarge) {
+		abort(c, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "Request body too large", "")
+		return
+	}
+	abort(c, http.StatusBadRequest, CodeMalformedBody, "Malformed request body", err.Error())
+}

@@ -1,0 +1,138 @@
+// Package api is the HTTP transport of txorder: the gin router, its
+// middleware (request id, access log, metrics, auth, body limit) and the
+// handlers. It translates between HTTP and the domain and nothing else.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+//go:embed openapi.yaml
+var openAPIDocument []byte
+
+// OpenAPIDocument returns the OpenAPI 3.1 description served at /openapi.yaml.
+func OpenAPIDocument() []byte { return openAPIDocument }
+
+// Check is one dependency reported by /readyz.
+type Check struct {
+	Name string
+	// Required checks must pass for the service to report ready.
+	Required bool
+	Probe    func(ctx context.Context) error
+}
+
+// Config is what NewHandler needs.
+type Config struct {
+	Orders Orders
+	// Clients maps API key → client name.
+	Clients      map[string]string
+	Checks       []Check
+	Registry     *prometheus.Registry
+	Logger       *slog.Logger
+	MaxBodyBytes int64
+	// ProbeTimeout bounds each readiness probe. Default 1s.
+	ProbeTimeout time.Duration
+}
+
+// NewHandler returns the HTTP handler of the order API.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.Orders == nil || cfg.Registry == nil || cfg.Logger == nil {
+		return nil, errors.New("api: Orders, Registry and Logger are required")
+	}
+	if len(cfg.Clients) == 0 {
+		return nil, errors.New("api: no API clients configured")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = time.Second
+	}
+	metrics, err := newHTTPMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(requestID(), observe(cfg.Logger, metrics), recovery(cfg.Logger))
+	r.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, CodeNotFound, "Not found", "") })
+	r.NoMethod(func(c *gin.Context) {
+		abort(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Method not allowed", "")
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "alive"}) })
+	r.GET("/readyz", readiness(cfg.Checks, cfg.ProbeTimeout))
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPIDocument) })
+
+	h := &orderHandlers{orders: cfg.Orders, maxBodyBytes: cfg.MaxBodyBytes}
+	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients).middleware())
+	v1.POST("/orders", h.create)
+	v1.GET("/orders/:id", h.get)
+	return r, nil
+}
+
+// bodyLimit refuses a declared oversized body before reading it, and caps
+// what is read from an undeclared (chunked) one.
+func bodyLimit(max int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > max {
+			abort(c, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "Request body too large", "")
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)
+		c.Next()
+	}
+}
+
+type checkResult struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// readiness probes every dependency concurrently and answers 200 when all
+// required ones are up. Each dependency is listed, up or down.
+func readiness(checks []Check, timeout time.Duration) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
+		defer cancel()
+		results := make([]checkResult, len(checks))
+		var wg sync.WaitGroup
+		for i, ch := range checks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := ch.Probe(ctx); err != nil {
+					results[i] = checkResult{Status: "down", Error: err.Error()}
+					return
+				}
+				results[i] = checkResult{Status: "up"}
+			}()
+		}
+		wg.Wait()
+		ready := true
+		byName := make(map[string]checkResult, len(checks))
+		for i, ch := range checks {
+			byName[ch.Name] = results[i]
+			if ch.Required && results[i].Status != "up" {
+				ready = false
+			}
+		}
+		status, word := http.StatusOK, "ready"
+		if !ready {
+			status, word = http.StatusServiceUnavailable, "not_ready"
+		}
+		c.JSON(status, gin.H{"status": word, "checks": byName})
+	}
+}
