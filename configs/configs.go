@@ -14,8 +14,10 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/go-playground/validator/v10"
@@ -208,6 +210,16 @@ func resolveSecretFiles(v reflect.Value) error {
 func Validate(cfg any) error {
 	v := validator.New(validator.WithRequiredStructEnabled())
 	v.RegisterTagNameFunc(func(f reflect.StructField) string { return f.Tag.Get("koanf") })
+	// listen_addr: host:port where the host may be empty (all interfaces)
+	// and the port 0 (any free port, as tests use).
+	_ = v.RegisterValidation("listen_addr", func(fl validator.FieldLevel) bool {
+		_, port, err := net.SplitHostPort(fl.Field().String())
+		if err != nil {
+			return false
+		}
+		n, err := strconv.Atoi(port)
+		return err == nil && n >= 0 && n <= 65535
+	})
 	var msgs []string
 	if err := v.Struct(cfg); err != nil {
 		var verrs validator.ValidationErrors

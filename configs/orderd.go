@@ -24,7 +24,7 @@ type Orderd struct {
 
 // HTTP is the API server.
 type HTTP struct {
-	Addr              string        `koanf:"addr" validate:"required,hostname_port"`
+	Addr              string        `koanf:"addr" validate:"required,listen_addr"`
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout" validate:"gt=0"`
 	ReadTimeout       time.Duration `koanf:"read_timeout" validate:"gt=0"`
 	WriteTimeout      time.Duration `koanf:"write_timeout" validate:"gt=0"`

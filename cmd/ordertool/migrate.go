@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
+
+	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/migrations"
+)
+
+func runMigrate(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "migrate [--config FILE] [--status]",
+		"Applies every pending schema migration to the order database named by the\n"+
+			"configuration (mysql.* settings, TXORDER_MYSQL__* variables), or lists them with --status.")
+	configPath := fs.String("config", "configs/orderd.yaml", "orderd configuration file (empty: defaults and environment only)")
+	status := fs.Bool("status", false, "list migrations and whether each is applied, change nothing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.stderr, "unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	cfg, err := configs.LoadOrderd(*configPath, env.environ)
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("mysql", cfg.MySQL.DSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *status {
+		list, err := migrations.List(ctx, db)
+		if err != nil {
+			return err
+		}
+		for _, m := range list {
+			state := "pending"
+			if m.Applied {
+				state = "applied"
+			}
+			fmt.Fprintf(env.stdout, "%05d  %-8s %s\n", m.Version, state, m.Name)
+		}
+		return nil
+	}
+	applied, err := migrations.Up(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(env.stdout, "schema is up to date")
+		return nil
+	}
+	fmt.Fprintf(env.stdout, "applied migrations %v\n", applied)
+	return nil
+}
