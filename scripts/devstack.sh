@@ -10,10 +10,13 @@
 #   devstack.sh start-one SERVICE    same as start SERVICE
 #
 # Services: mysql (127.0.0.1:$TXO_MYSQL_PORT, default 3307; database,
-# user and password txorder) and redis (127.0.0.1:$TXO_REDIS_PORT, default
-# 6380; append-only file, fsync on every write).
+# user and password txorder), redis (127.0.0.1:$TXO_REDIS_PORT, default
+# 6380; append-only file, fsync on every write) and orderd
+# (127.0.0.1:$TXO_ORDERD_PORT, default 8080; bin/orderd from `make build`,
+# API key $TXO_API_KEY, default dev-key-change-me).
 #
-# Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_WAIT_SECONDS
+# Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_ORDERD_PORT,
+# TXO_API_KEY, TXO_WAIT_SECONDS
 # (readiness bound, default 60), TXO_STOP_SECONDS (graceful stop bound,
 # default 30).
 #
@@ -26,10 +29,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
 TXO_MYSQL_PORT=${TXO_MYSQL_PORT:-3307}
 TXO_REDIS_PORT=${TXO_REDIS_PORT:-6380}
+TXO_ORDERD_PORT=${TXO_ORDERD_PORT:-8080}
+# The development API key; orderd refuses it in production mode.
+TXO_API_KEY=${TXO_API_KEY:-dev-key-change-me}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
 
-SERVICES=(mysql redis)
+SERVICES=(mysql redis orderd)
 
 die() {
 	echo "devstack: $*" >&2
@@ -307,6 +313,36 @@ redis_ready() (
 
 redis_describe() {
 	echo "  redis: 127.0.0.1:$TXO_REDIS_PORT  addr 127.0.0.1:$TXO_REDIS_PORT  log $(svc_log redis)"
+}
+
+# --- orderd: the order service (built by `make build` into bin/) -----------
+
+orderd_bin() {
+	[[ -x $ROOT/bin/orderd ]] || die "orderd: $ROOT/bin/orderd is missing: run make build"
+	echo "$ROOT/bin/orderd"
+}
+
+orderd_launch() {
+	# Configuration: configs/orderd.yaml plus the environment; the secrets
+	# of the local stack come from here, never from the file.
+	exec setsid env \
+		TXORDER_HTTP__ADDR="127.0.0.1:$TXO_ORDERD_PORT" \
+		TXORDER_MYSQL__ADDR="127.0.0.1:$TXO_MYSQL_PORT" \
+		TXORDER_MYSQL__PASSWORD="$MYSQL_PASSWORD" \
+		TXORDER_REDIS__ADDR="127.0.0.1:$TXO_REDIS_PORT" \
+		TXORDER_AUTH__API_KEYS="demo:$TXO_API_KEY" \
+		"$(orderd_bin)" --config "$ROOT/configs/orderd.yaml"
+}
+
+orderd_ready() (
+	exec 3<>"/dev/tcp/127.0.0.1/$TXO_ORDERD_PORT" || exit 1
+	printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	IFS= read -r -t 1 status <&3 || exit 1
+	[[ $status == "HTTP/1."?" 200"* ]]
+) 2>/dev/null
+
+orderd_describe() {
+	echo "  orderd: http://127.0.0.1:$TXO_ORDERD_PORT  (API key $TXO_API_KEY)  log $(svc_log orderd)"
 }
 
 # --- command line -----------------------------------------------------------

@@ -1,0 +1,51 @@
+# txorder — make targets. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+GOTEST_FLAGS ?= -race -count=1 -timeout 20m
+BIN := bin
+
+.PHONY: all build deps vet test fuzz run stop status clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# deps installs mariadb-server and redis-server when missing (apt-get, as root).
+deps:
+	scripts/install-deps.sh
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+test: deps vet
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+# fuzz runs each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) ./api
+
+# run starts MariaDB, Redis and orderd from .run/ (see scripts/devstack.sh).
+run: deps build
+	scripts/devstack.sh start
+	@echo
+	@echo "orderd:  http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}  (health /healthz, readiness /readyz, metrics /metrics, API doc /openapi.yaml)"
+	@echo "Place an order:"
+	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
+	@echo "    -H 'Authorization: Bearer $${TXO_API_KEY:-dev-key-change-me}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\"
+	@echo "    -d '{\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"items\":[{\"sku\":\"SKU-1\",\"name\":\"Widget\",\"quantity\":2,\"unit_price\":1250}]}'"
+	@echo "Stop everything with: make stop"
+
+stop:
+	scripts/devstack.sh stop
+
+status:
+	scripts/devstack.sh status
+
+clean: stop
+	rm -rf $(BIN) .run
