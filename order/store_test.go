@@ -170,7 +170,11 @@ func TestTransitionRace(t *testing.T) {
 		var errPaid, errClosed error
 		start := make(chan struct{})
 		wg.Add(2)
-		go func() { defer wg.Done(); <-start; paid, errPaid = store.Transition(ctx, nil, id, order.StatusPendingPayment, order.StatusPaid, time.Now()) }()
+		go func() {
+			defer wg.Done()
+			<-start
+			paid, errPaid = store.Transition(ctx, nil, id, order.StatusPendingPayment, order.StatusPaid, time.Now())
+		}()
 		go func() {
 			defer wg.Done()
 			<-start
