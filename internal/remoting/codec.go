@@ -98,19 +98,33 @@ type jsonHeader struct {
 }
 
 func decodeJSONHeader(b []byte) (*Command, error) {
+	h, lang, ok := parseJSONHeaderFast(b)
+	if !ok {
+		var err error
+		if h, lang, err = decodeJSONHeaderStd(b); err != nil {
+			return nil, err
+		}
+	}
+	if h.ExtFields == nil {
+		h.ExtFields = map[string]string{}
+	}
+	return &Command{Code: h.Code, Language: lang, Version: h.Version, Opaque: h.Opaque, Flag: h.Flag, Remark: h.Remark, Ext: h.ExtFields}, nil
+}
+
+// decodeJSONHeaderStd decodes a JSON header with encoding/json: the
+// reference the fast path falls back to.
+func decodeJSONHeaderStd(b []byte) (jsonHeader, string, error) {
 	var h jsonHeader
 	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("%w: json header: %v", ErrMalformed, err)
+		return h, "", fmt.Errorf("%w: json header: %v", ErrMalformed, err)
 	}
 	lang := "unknown"
 	var s string
 	if json.Unmarshal(h.Language, &s) == nil && s != "" {
 		lang = s
 	}
-	if h.ExtFields == nil {
-		h.ExtFields = map[string]string{}
-	}
-	return &Command{Code: h.Code, Language: lang, Version: h.Version, Opaque: h.Opaque, Flag: h.Flag, Remark: h.Remark, Ext: h.ExtFields}, nil
+	h.Language = nil
+	return h, lang, nil
 }
 
 func decodeBinaryHeader(b []byte) (*Command, error) {

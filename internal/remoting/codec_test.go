@@ -124,3 +124,50 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONHeader checks the reflection-free header parser against
+// encoding/json: whenever the fast path accepts input, encoding/json must
+// accept it too and agree on every field.
+func FuzzJSONHeader(f *testing.F) {
+	f.Add([]byte(`{"code":105,"language":"GO","version":317,"opaque":1,"flag":0,"remark":"","extFields":{"topic":"orders"}}`))
+	f.Add([]byte(`{"code":10,"extFields":{"properties":"UNIQ_KEY\u0001AB\u0002","k":"\ud83d\ude00 \"q\" \\ \/ é"},"serializeTypeCurrentRPC":"JSON"}`))
+	f.Add([]byte(` { "remark" : null , "extFields" : null , "language" : "JAVA" } `))
+	f.Add([]byte(`{"opaque":-2147483648,"flag":2147483647,"code":-1}`))
+	f.Add([]byte(`{"opaque":2147483648}`))
+	f.Add([]byte(`{"code":1.5}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, fastLang, ok := parseJSONHeaderFast(b)
+		if !ok {
+			return
+		}
+		std, stdLang, err := decodeJSONHeaderStd(b)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json says %v", b, err)
+		}
+		fast.Language, std.Language = nil, nil
+		if len(fast.ExtFields) == 0 {
+			fast.ExtFields = nil
+		}
+		if len(std.ExtFields) == 0 {
+			std.ExtFields = nil
+		}
+		if !reflect.DeepEqual(fast, std) || fastLang != stdLang {
+			t.Fatalf("input %q\nfast %+v %q\n std %+v %q", b, fast, fastLang, std, stdLang)
+		}
+	})
+}
+
+func BenchmarkDecodeSendHeader(b *testing.B) {
+	req := NewRequest(SendMessage, map[string]string{
+		"producerGroup": "pg", "topic": "orders", "queueId": "1", "sysFlag": "0", "bornTimestamp": "1795253638763",
+		"flag": "0", "properties": "UNIQ_KEY\x01C0000202000000000000000000000001\x02TAGS\x01commit\x02", "reconsumeTimes": "0",
+		"unitMode": "false", "maxReconsumeTimes": "0", "batch": "false", "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+	}, make([]byte, 1024))
+	frame := Encode(req)[4:]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -21,6 +21,10 @@ type endpoint struct {
 	maxFrame int
 	log      *slog.Logger
 	handle   func(c *conn, req *remoting.Command) *remoting.Command
+	// blocking reports whether a request may wait (a long-poll pull); those
+	// run on their own goroutine, the rest inline in the connection's
+	// reader, in arrival order.
+	blocking func(req *remoting.Command) bool
 	onClose  func(c *conn)
 	delay    func() time.Duration // extra delay before each response
 
@@ -172,7 +176,11 @@ func (c *conn) serve() {
 			continue
 		}
 		c.handlers.Add(1)
-		go c.dispatch(req)
+		if e.blocking != nil && e.blocking(req) || e.delay != nil && e.delay() > 0 {
+			go c.dispatch(req)
+		} else {
+			c.dispatch(req)
+		}
 	}
 }
 

@@ -277,3 +277,30 @@ func (s *Server) mustBroker() *broker {
 	}
 	return s.broker
 }
+
+// TransactionStats counts transactions by outcome.
+type TransactionStats struct {
+	Pending, Committed, RolledBack, Discarded int
+}
+
+// Transactions counts the transactions the broker has seen, by outcome;
+// Discarded ones were moved to CheckMaxTopic.
+func (s *Server) Transactions() TransactionStats {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var st TransactionStats
+	for _, tx := range b.txs {
+		switch tx.state {
+		case txPending:
+			st.Pending++
+		case txCommitted:
+			st.Committed++
+		case txRolledBack:
+			st.RolledBack++
+		case txDiscarded:
+			st.Discarded++
+		}
+	}
+	return st
+}

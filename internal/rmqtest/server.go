@@ -200,7 +200,8 @@ func NewServer(opts Options) (*Server, error) {
 	if !opts.NoBroker {
 		s.broker = newBroker(s)
 		s.brokerEP = &endpoint{name: "broker", addr: opts.BrokerAddr, maxFrame: opts.MaxFrameSize, log: s.log,
-			handle: s.broker.handle, onClose: s.broker.onClose, delay: s.broker.responseDelay}
+			handle: s.broker.handle, onClose: s.broker.onClose, delay: s.broker.responseDelay,
+			blocking: func(req *remoting.Command) bool { return req.Code == remoting.PullMessage }}
 		if err := s.brokerEP.start(); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("rmqtest: start broker: %w", err)
