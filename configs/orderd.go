@@ -19,7 +19,18 @@ type Orderd struct {
 	RocketMQ RocketMQ `koanf:"rocketmq"`
 	Order    Order    `koanf:"order"`
 	Auth     Auth     `koanf:"auth"`
+	Payment  Payment  `koanf:"payment"`
 	Log      Log      `koanf:"log"`
+}
+
+// Payment is the payment provider's webhook.
+type Payment struct {
+	// WebhookSecret is the HMAC-SHA256 key the provider signs
+	// notifications with.
+	WebhookSecret     string `koanf:"webhook_secret" secret:"true"`
+	WebhookSecretFile string `koanf:"webhook_secret_file" secretfile:"WebhookSecret"`
+	// Tolerance is how far a signature's timestamp may be from now.
+	Tolerance time.Duration `koanf:"tolerance" validate:"gt=0,lte=1h"`
 }
 
 // HTTP is the API server.
@@ -179,8 +190,9 @@ func DefaultOrderd() Orderd {
 			CheckInterval: 30 * time.Second,
 			CheckMax:      15,
 		},
-		Order: Order{PaymentWindow: 5 * time.Minute},
-		Log:   Log{Level: "info", Format: "json"},
+		Order:   Order{PaymentWindow: 5 * time.Minute},
+		Payment: Payment{Tolerance: 5 * time.Minute},
+		Log:     Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -209,6 +221,9 @@ func (c *Orderd) Check() []string {
 	clients, err := c.Auth.Clients()
 	if err != nil {
 		msgs = append(msgs, err.Error())
+	}
+	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
+		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))
 	}
 	if c.Mode == "production" {
 		for key, name := range clients {
