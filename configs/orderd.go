@@ -213,21 +213,18 @@ func (c *Orderd) Check() []string {
 		msgs = append(msgs, fmt.Sprintf("mysql.max_idle_conns: %d is more than mysql.max_open_conns %d",
 			c.MySQL.MaxIdleConns, c.MySQL.MaxOpenConns))
 	}
-	// A missing key is only an error for orderd itself (Main.Open asks for
-	// Clients); ordertool migrate has no use for API keys.
-	if c.Auth.APIKeys == "" {
-		return msgs
-	}
-	clients, err := c.Auth.Clients()
-	if err != nil {
-		msgs = append(msgs, err.Error())
-	}
 	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))
 	}
-	if c.Mode == "production" {
+	// A missing key is only an error for orderd itself (Main.Open asks for
+	// Clients); ordertool has no use for API keys.
+	if c.Auth.APIKeys != "" {
+		clients, err := c.Auth.Clients()
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
 		for key, name := range clients {
-			if key == DevAPIKey {
+			if c.Mode == "production" && key == DevAPIKey {
 				msgs = append(msgs, fmt.Sprintf("auth.api_keys: client %q uses the development key in production mode", name))
 			}
 		}
