@@ -64,8 +64,9 @@ func hostOf(addr string) netip.AddrPort {
 
 // topicForSendLocked finds the target topic, auto-creating it from the
 // default topic (TBW102) or as a retry topic the way Java's msgCheck does.
-func (b *broker) topicForSendLocked(h *sendHeader) (*topic, *remoting.Command, string) {
-	t := b.topics[h.topic]
+// A non-zero code is the error reply's, with problem as its remark.
+func (b *broker) topicForSendLocked(h *sendHeader) (t *topic, code int, problem string) {
+	t = b.topics[h.topic]
 	if t == nil {
 		switch {
 		case strings.HasPrefix(h.topic, RetryPrefix):
@@ -79,19 +80,19 @@ func (b *broker) topicForSendLocked(h *sendHeader) (*topic, *remoting.Command, s
 			t = b.ensureTopicLocked(h.topic, n)
 			b.s.log.Info("topic auto-created", "topic", h.topic, "queues", n)
 		default:
-			return nil, nil, fmt.Sprintf("topic[%s] not exist, apply first please!", h.topic)
+			return nil, remoting.TopicNotExist, fmt.Sprintf("topic[%s] not exist, apply first please!", h.topic)
 		}
 	}
 	if t.perm&permWrite == 0 {
-		return nil, nil, fmt.Sprintf("the topic[%s] sending message is forbidden", h.topic)
+		return t, remoting.NoPermission, fmt.Sprintf("the topic[%s] sending message is forbidden", h.topic)
 	}
 	if h.queueID < 0 {
 		h.queueID = 0
 	}
 	if int(h.queueID) >= max(t.readQ, t.writeQ) {
-		return t, nil, fmt.Sprintf("request queueId[%d] is illegal, topic:[%s] topicConfig.writeQueueNums:[%d]", h.queueID, h.topic, t.writeQ)
+		return t, remoting.SystemError, fmt.Sprintf("request queueId[%d] is illegal, topic:[%s] topicConfig.writeQueueNums:[%d]", h.queueID, h.topic, t.writeQ)
 	}
-	return t, nil, ""
+	return t, remoting.Success, ""
 }
 
 func (b *broker) handleSend(c *conn, req *remoting.Command) *remoting.Command {
@@ -110,12 +111,9 @@ func (b *broker) handleSend(c *conn, req *remoting.Command) *remoting.Command {
 	if code, remark, ok := b.injectedFaultLocked(); ok {
 		return remoting.NewResponse(req, code, remark)
 	}
-	t, _, problem := b.topicForSendLocked(&h)
-	if problem != "" {
-		if t == nil {
-			return remoting.NewResponse(req, remoting.TopicNotExist, problem)
-		}
-		return remoting.NewResponse(req, remoting.SystemError, problem)
+	t, code, problem := b.topicForSendLocked(&h)
+	if code != remoting.Success {
+		return remoting.NewResponse(req, code, problem)
 	}
 
 	if req.Code == remoting.SendBatchMessage || h.batch {
