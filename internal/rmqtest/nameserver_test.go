@@ -2,7 +2,6 @@ package rmqtest_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -12,25 +11,13 @@ import (
 	"github.com/txorder/txorder/internal/rmqtest"
 )
 
-type clusterInfo struct {
-	BrokerAddrTable map[string]struct {
-		Cluster     string            `json:"cluster"`
-		BrokerAddrs map[string]string `json:"brokerAddrs"`
-	} `json:"brokerAddrTable"`
-	ClusterAddrTable map[string][]string `json:"clusterAddrTable"`
-}
-
-func getClusterInfo(t *testing.T, nsAddr string) clusterInfo {
+func getClusterInfo(t *testing.T, nsAddr string) remoting.ClusterInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	resp, err := remoting.Call(ctx, nsAddr, remoting.NewRequest(remoting.GetBrokerClusterInfo, nil, nil))
-	if err != nil || resp.Code != remoting.Success {
-		t.Fatalf("GET_BROKER_CLUSTER_INFO: resp %v err %v", resp, err)
-	}
-	var ci clusterInfo
-	if err := json.Unmarshal(resp.Body, &ci); err != nil {
-		t.Fatalf("cluster info body %q: %v", resp.Body, err)
+	ci, err := remoting.GetClusterInfo(ctx, nsAddr)
+	if err != nil {
+		t.Fatalf("GET_BROKER_CLUSTER_INFO: %v", err)
 	}
 	return ci
 }
@@ -51,7 +38,7 @@ func TestSeparateNameServerAndBroker(t *testing.T) {
 		t.Fatalf("addresses of disabled halves: %q %q", ns.BrokerAddr(), br.NameServerAddr())
 	}
 	ci := getClusterInfo(t, ns.NameServerAddr())
-	if got := ci.BrokerAddrTable["broker-a"].BrokerAddrs["0"]; got != br.BrokerAddr() {
+	if got := ci.BrokerAddrTable["broker-a"].BrokerAddrs[0]; got != br.BrokerAddr() {
 		t.Fatalf("cluster info broker address %q, want %q (%+v)", got, br.BrokerAddr(), ci)
 	}
 	if got := ci.ClusterAddrTable["DefaultCluster"]; len(got) != 1 || got[0] != "broker-a" {
