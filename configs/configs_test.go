@@ -74,6 +74,9 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad mode", "mode: staging\n", []string{testKeys}, "mode"},
 		{"idle over open", "mysql:\n  max_open_conns: 2\n  max_idle_conns: 5\n", []string{testKeys}, "mysql.max_idle_conns"},
 		{"dev key in prod", "mode: production\n", []string{"TXORDER_AUTH__API_KEYS=demo:" + DevAPIKey}, "development key"},
+		{"window too long", "order:\n  payment_window: 7m1s\n", []string{testKeys}, "order.payment_window: 7m1s does not fit in rocketmq.check_max (15) × rocketmq.check_interval (30s) minus one interval = 7m0s"},
+		{"execute past check", "transaction:\n  execute_timeout: 6s\n", []string{testKeys}, "transaction.execute_timeout"},
+		{"short webhook secret", "", []string{testKeys, "TXORDER_PAYMENT__WEBHOOK_SECRET=short"}, "payment.webhook_secret"},
 		{"missing key file", "auth:\n  api_keys_file: /nonexistent/keys\n", nil, "api_keys_file"},
 	}
 	for _, tc := range cases {

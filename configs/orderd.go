@@ -18,9 +18,11 @@ type Orderd struct {
 	Redis    Redis    `koanf:"redis"`
 	RocketMQ RocketMQ `koanf:"rocketmq"`
 	Order    Order    `koanf:"order"`
-	Auth     Auth     `koanf:"auth"`
-	Payment  Payment  `koanf:"payment"`
-	Log      Log      `koanf:"log"`
+	// Transaction tunes the transaction listener (DESIGN.md §4.2).
+	Transaction Transaction `koanf:"transaction"`
+	Auth        Auth        `koanf:"auth"`
+	Payment     Payment     `koanf:"payment"`
+	Log         Log         `koanf:"log"`
 }
 
 // Payment is the payment provider's webhook.
@@ -90,6 +92,11 @@ type Redis struct {
 	PasswordFile string        `koanf:"password_file" secretfile:"Password"`
 	DB           int           `koanf:"db" validate:"gte=0"`
 	Timeout      time.Duration `koanf:"timeout" validate:"gt=0"`
+	// KeyPrefix starts every key txorder writes.
+	KeyPrefix string `koanf:"key_prefix" validate:"required"`
+	// IdempotencyTTL: how long Redis remembers an idempotency key, so a
+	// retry during a MySQL outage finds its order.
+	IdempotencyTTL time.Duration `koanf:"idempotency_ttl" validate:"gt=0"`
 }
 
 // RocketMQ is the transactional producer's view of the cluster.
@@ -103,6 +110,12 @@ type RocketMQ struct {
 	// in the same process (the client shares one instance per client id).
 	InstanceName string        `koanf:"instance_name" validate:"required"`
 	SendTimeout  time.Duration `koanf:"send_timeout" validate:"gt=0"`
+	// SendRetries: extra attempts of a failed half-message send.
+	SendRetries int `koanf:"send_retries" validate:"gte=0,lte=5"`
+	// TransactionTimeout is the broker's transactionTimeOut: no check-back
+	// comes sooner after a half message. The local transaction must finish
+	// well within it.
+	TransactionTimeout time.Duration `koanf:"transaction_timeout" validate:"gt=0"`
 	// CheckInterval and CheckMax are the broker's transactionCheckInterval
 	// and transactionCheckMax; orderd cannot change them but checks that
 	// its payment window fits in them.
@@ -114,6 +127,21 @@ type RocketMQ struct {
 type Order struct {
 	// PaymentWindow: an unpaid order is closed this long after placement.
 	PaymentWindow time.Duration `koanf:"payment_window" validate:"gt=0"`
+}
+
+// Transaction tunes the transaction listener.
+type Transaction struct {
+	// ExecuteTimeout bounds a placement's local transaction.
+	ExecuteTimeout time.Duration `koanf:"execute_timeout" validate:"gt=0"`
+	// CheckTimeout bounds one check-back (they are answered one at a time).
+	CheckTimeout time.Duration `koanf:"check_timeout" validate:"gt=0"`
+	// BreakerFailures consecutive MySQL failures open the circuit breaker.
+	BreakerFailures uint32 `koanf:"breaker_failures" validate:"gte=1"`
+	// BreakerOpenFor: how long it stays open before one probe.
+	BreakerOpenFor time.Duration `koanf:"breaker_open_for" validate:"gt=0"`
+	// CacheSweepInterval: how often orderd moves orders accepted during a
+	// MySQL outage from Redis to MySQL without waiting for their check-back.
+	CacheSweepInterval time.Duration `koanf:"cache_sweep_interval" validate:"gt=0"`
 }
 
 // Auth holds API credentials.
@@ -180,16 +208,21 @@ func DefaultOrderd() Orderd {
 			MaxOpenConns: 64, MaxIdleConns: 64, ConnMaxLife: 30 * time.Minute,
 			MigrateOnStart: true,
 		},
-		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond},
+		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond,
+			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour},
 		RocketMQ: RocketMQ{
-			NameServers:   []string{"127.0.0.1:9876"},
-			Topic:         "ORDER_PAID",
-			ProducerGroup: "order-tx-producer",
-			InstanceName:  "orderd-tx",
-			SendTimeout:   3 * time.Second,
-			CheckInterval: 30 * time.Second,
-			CheckMax:      15,
+			NameServers:        []string{"127.0.0.1:9876"},
+			Topic:              "ORDER_PAID",
+			ProducerGroup:      "order-tx-producer",
+			InstanceName:       "orderd-tx",
+			SendTimeout:        3 * time.Second,
+			SendRetries:        1,
+			TransactionTimeout: 6 * time.Second,
+			CheckInterval:      30 * time.Second,
+			CheckMax:           15,
 		},
+		Transaction: Transaction{ExecuteTimeout: 2 * time.Second, CheckTimeout: 500 * time.Millisecond,
+			BreakerFailures: 3, BreakerOpenFor: time.Second, CacheSweepInterval: 5 * time.Second},
 		Order:   Order{PaymentWindow: 5 * time.Minute},
 		Payment: Payment{Tolerance: 5 * time.Minute},
 		Log:     Log{Level: "info", Format: "json"},
@@ -212,6 +245,21 @@ func (c *Orderd) Check() []string {
 	if c.MySQL.MaxIdleConns > c.MySQL.MaxOpenConns {
 		msgs = append(msgs, fmt.Sprintf("mysql.max_idle_conns: %d is more than mysql.max_open_conns %d",
 			c.MySQL.MaxIdleConns, c.MySQL.MaxOpenConns))
+	}
+	// The broker gives up on a half message after check_max checks, one per
+	// check_interval. An unpaid order must be closed (and its message rolled
+	// back) before that, with one interval to spare for the closing check.
+	budget := time.Duration(c.RocketMQ.CheckMax-1) * c.RocketMQ.CheckInterval
+	if c.Order.PaymentWindow > budget {
+		msgs = append(msgs, fmt.Sprintf("order.payment_window: %s does not fit in rocketmq.check_max (%d) × rocketmq.check_interval (%s) minus one interval = %s; shorten the window or raise the broker's transactionCheckMax",
+			c.Order.PaymentWindow, c.RocketMQ.CheckMax, c.RocketMQ.CheckInterval, budget))
+	}
+	// The local transaction (MySQL write, then the cache write if MySQL
+	// failed) must end before the first check-back can arrive, or the check
+	// could find nothing and roll back an order that is being accepted.
+	if local := c.Transaction.ExecuteTimeout + c.Redis.Timeout; local >= c.RocketMQ.TransactionTimeout {
+		msgs = append(msgs, fmt.Sprintf("transaction.execute_timeout: %s plus redis.timeout %s must be shorter than rocketmq.transaction_timeout %s, or a check-back can race the local transaction",
+			c.Transaction.ExecuteTimeout, c.Redis.Timeout, c.RocketMQ.TransactionTimeout))
 	}
 	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))

@@ -52,9 +52,19 @@ func (p DirectPlacer) Place(ctx context.Context, o *Order) (Outcome, error) {
 	return OutcomeStored, nil
 }
 
+// Cache is where orders wait while MySQL is down (fallback.OrderCache). The
+// service reads it to answer GET and idempotent retries during an outage.
+type Cache interface {
+	// Get returns a cached order or ErrNotFound.
+	Get(ctx context.Context, id uuid.UUID) (*Order, error)
+	// LookupKey returns what an idempotency key points at, or ErrNotFound.
+	LookupKey(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
+}
+
 // Service places and reads orders.
 type Service struct {
 	store     *Store
+	cache     Cache
 	placer    Placer
 	validator *Validator
 	window    time.Duration
@@ -66,6 +76,9 @@ type Service struct {
 type ServiceConfig struct {
 	// PaymentWindow is how long a new order waits for payment. Required.
 	PaymentWindow time.Duration
+	// Cache, when set, answers reads and idempotent retries while MySQL
+	// is down.
+	Cache Cache
 	// Now and NewID default to time.Now and uuid.NewV7; tests inject them.
 	Now   func() time.Time
 	NewID func() (uuid.UUID, error)
@@ -85,7 +98,7 @@ func NewService(store *Store, placer Placer, cfg ServiceConfig) (*Service, error
 	if cfg.NewID == nil {
 		cfg.NewID = uuid.NewV7
 	}
-	return &Service{store: store, placer: placer, validator: NewValidator(),
+	return &Service{store: store, cache: cfg.Cache, placer: placer, validator: NewValidator(),
 		window: cfg.PaymentWindow, now: cfg.Now, newID: cfg.NewID}, nil
 }
 
@@ -135,8 +148,22 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 }
 
 // replay looks the idempotency key up; ErrNotFound means it is new.
+//
+// While MySQL is down the key is looked up in the cache, which remembers
+// every recent key (see fallback.OrderCache). A key found there whose order
+// is still cached is replayed from the cache; one whose order is in MySQL
+// cannot be shown now, so the retry is refused (503) rather than placed a
+// second time.
 func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
 	rec, err := s.store.LookupIdempotencyKey(ctx, req.ClientID, req.IdempotencyKey)
+	outcome := OutcomeStored
+	if IsUnavailable(err) && s.cache != nil {
+		rec, err = s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return PlaceResult{}, fmt.Errorf("%w: mysql down and cache lookup failed: %w", ErrRefused, err)
+		}
+		outcome = OutcomeCached
+	}
 	if err != nil {
 		if IsUnavailable(err) {
 			return PlaceResult{}, fmt.Errorf("%w: %w", ErrRefused, err)
@@ -146,11 +173,19 @@ func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (Pl
 	if rec.RequestHash != hash {
 		return PlaceResult{}, ErrIdempotencyMismatch
 	}
-	o, err := s.store.Get(ctx, rec.OrderID)
-	if err != nil {
-		return PlaceResult{}, fmt.Errorf("replay order %s: %w", rec.OrderID, err)
+	var o *Order
+	if outcome == OutcomeCached {
+		o, err = s.cache.Get(ctx, rec.OrderID)
+		if errors.Is(err, ErrNotFound) {
+			return PlaceResult{}, fmt.Errorf("%w: order %s of this key is in MySQL, which is down", ErrRefused, rec.OrderID)
+		}
+	} else {
+		o, err = s.store.Get(ctx, rec.OrderID)
 	}
-	return PlaceResult{Order: o, Outcome: OutcomeStored, Replayed: true}, nil
+	if err != nil {
+		return PlaceResult{}, fmt.Errorf("%w: replay order %s: %w", ErrRefused, rec.OrderID, err)
+	}
+	return PlaceResult{Order: o, Outcome: outcome, Replayed: true}, nil
 }
 
 func (s *Service) build(req PlaceRequest, hash string) (*Order, error) {
@@ -179,7 +214,33 @@ func (s *Service) build(req PlaceRequest, hash string) (*Order, error) {
 	}, nil
 }
 
-// Get returns an order by id: ErrNotFound, ErrUnavailable.
-func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
-	return s.store.Get(ctx, id)
+// Located is an order and where it was found: OutcomeStored (MySQL) or
+// OutcomeCached (Redis, waiting for MySQL).
+type Located struct {
+	Order *Order
+	Where Outcome
+}
+
+// Get returns an order by id, from MySQL or, when it is not there (yet) or
+// MySQL is down, from the cache. Errors: ErrNotFound, ErrUnavailable.
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (Located, error) {
+	o, err := s.store.Get(ctx, id)
+	if err == nil {
+		return Located{Order: o, Where: OutcomeStored}, nil
+	}
+	if s.cache == nil || !(errors.Is(err, ErrNotFound) || IsUnavailable(err)) {
+		return Located{}, err
+	}
+	cached, cerr := s.cache.Get(ctx, id)
+	if cerr == nil {
+		return Located{Order: cached, Where: OutcomeCached}, nil
+	}
+	if errors.Is(cerr, ErrNotFound) {
+		return Located{}, err // MySQL's answer: not found, or unavailable
+	}
+	if errors.Is(err, ErrNotFound) {
+		// MySQL says absent but the cache cannot be asked: it may be there.
+		return Located{}, &UnavailableError{Err: cerr}
+	}
+	return Located{}, err
 }

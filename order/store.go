@@ -212,6 +212,17 @@ func (s *Store) Transition(ctx context.Context, ex Execer, id uuid.UUID, from, t
 	return false, nil
 }
 
+// MarkCommitAnswered records that a check-back answered COMMIT for a paid
+// order (the last time it did). It is bookkeeping for operators and the
+// reconciler; failing to write it must not change the answer.
+func (s *Store) MarkCommitAnswered(ctx context.Context, id uuid.UUID, at time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	_, err := s.db.ExecContext(ctx, `UPDATE orders SET commit_answered_at = ? WHERE id = ? AND status = 'PAID'`,
+		at.UTC(), id.String())
+	return translate(err)
+}
+
 // Ping checks that MySQL answers within the store timeout.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -311,4 +312,20 @@ func identPart(name string, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// Pause stops the server with SIGSTOP: it keeps its connections and port
+// but answers nothing, as a hung or partitioned server would. Resume (or
+// Kill) ends it.
+func (s *MySQLServer) Pause() error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	return s.proc.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused server.
+func (s *MySQLServer) Resume() error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	return s.proc.signal(syscall.SIGCONT)
 }

@@ -183,6 +183,21 @@ func (p *process) signalAndWait(sig syscall.Signal, timeout time.Duration) error
 	}
 }
 
+// signal sends sig to the running process without waiting (SIGSTOP and
+// SIGCONT, to make a server hang and resume).
+func (p *process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if done == nil || isClosed(done) {
+		return fmt.Errorf("%s is not running", p.name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", p.name, err)
+	}
+	return nil
+}
+
 // pid returns the pid of the current run, or 0.
 func (p *process) pid() int {
 	p.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -231,4 +232,20 @@ func (s *RedisServer) close() {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	_ = s.proc.kill()
+}
+
+// Pause stops the server with SIGSTOP: it keeps its connections and port
+// but answers nothing, as a hung or partitioned server would. Resume (or
+// Kill) ends it.
+func (s *RedisServer) Pause() error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	return s.proc.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused server.
+func (s *RedisServer) Resume() error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	return s.proc.signal(syscall.SIGCONT)
 }

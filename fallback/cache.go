@@ -1,0 +1,206 @@
+// Package fallback is what txorder does when a dependency is down: the
+// Redis OrderCache holds orders accepted while MySQL is unreachable, until a
+// check-back writes them to MySQL.
+package fallback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/txorder/txorder/order"
+)
+
+// ErrUnavailable means Redis could not be reached or did not acknowledge
+// in time. A write that fails this way may or may not have been applied.
+var ErrUnavailable = errors.New("redis unavailable")
+
+// OrderCache keeps full orders in Redis, one key per order and no expiry,
+// while MySQL is down. It also remembers recent idempotency keys (with a
+// TTL) so that a client retry during a MySQL outage finds its order instead
+// of creating a second one.
+//
+// Keys, under the configured prefix:
+//
+//	<prefix>cache:order:<id>            JSON of the order (no expiry)
+//	<prefix>cache:ids                   set of cached order ids
+//	<prefix>idem:<client>:<key>         {"order_id","request_hash"} (TTL)
+type OrderCache struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	keyTTL  time.Duration
+	timeout time.Duration
+}
+
+// CacheConfig tunes an OrderCache.
+type CacheConfig struct {
+	// Prefix starts every key. Default "txorder:".
+	Prefix string
+	// IdempotencyTTL is how long an idempotency key is remembered in Redis.
+	// Default 24h.
+	IdempotencyTTL time.Duration
+	// Timeout bounds each call. Default 500ms.
+	Timeout time.Duration
+}
+
+// NewOrderCache returns an OrderCache on rdb.
+func NewOrderCache(rdb redis.UniversalClient, cfg CacheConfig) (*OrderCache, error) {
+	if rdb == nil {
+		return nil, errors.New("order cache: nil redis client")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "txorder:"
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = 24 * time.Hour
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 500 * time.Millisecond
+	}
+	return &OrderCache{rdb: rdb, prefix: cfg.Prefix, keyTTL: cfg.IdempotencyTTL, timeout: cfg.Timeout}, nil
+}
+
+func (c *OrderCache) orderKey(id uuid.UUID) string { return c.prefix + "cache:order:" + id.String() }
+func (c *OrderCache) idsKey() string                { return c.prefix + "cache:ids" }
+func (c *OrderCache) idemKey(client, key string) string {
+	return c.prefix + "idem:" + client + ":" + key
+}
+
+type idemRecord struct {
+	OrderID     uuid.UUID `json:"order_id"`
+	RequestHash string    `json:"request_hash"`
+}
+
+// Put stores o and its idempotency key in one MULTI/EXEC and returns only
+// once Redis acknowledged all of it (with appendfsync always, after the
+// write reached the disk). An error means the order must not be counted
+// as accepted.
+func (c *OrderCache) Put(ctx context.Context, o *order.Order) error {
+	body, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("encode order %s: %w", o.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err = c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, c.orderKey(o.ID), body, 0)
+		p.SAdd(ctx, c.idsKey(), o.ID.String())
+		if o.IdempotencyKey != "" {
+			c.setKey(ctx, p, o)
+		}
+		return nil
+	})
+	return translate(err)
+}
+
+func (c *OrderCache) setKey(ctx context.Context, p redis.Cmdable, o *order.Order) {
+	rec, _ := json.Marshal(idemRecord{OrderID: o.ID, RequestHash: o.RequestHash}) // cannot fail
+	p.Set(ctx, c.idemKey(o.ClientID, o.IdempotencyKey), rec, c.keyTTL)
+}
+
+// RememberKey records o's idempotency key (for an order stored in MySQL),
+// so that a retry during a later MySQL outage is still recognised.
+func (c *OrderCache) RememberKey(ctx context.Context, o *order.Order) error {
+	if o.IdempotencyKey == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	rec, _ := json.Marshal(idemRecord{OrderID: o.ID, RequestHash: o.RequestHash})
+	return translate(c.rdb.Set(ctx, c.idemKey(o.ClientID, o.IdempotencyKey), rec, c.keyTTL).Err())
+}
+
+// Get returns the cached order, order.ErrNotFound when it is not cached, or
+// ErrUnavailable.
+func (c *OrderCache) Get(ctx context.Context, id uuid.UUID) (*order.Order, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	b, err := c.rdb.Get(ctx, c.orderKey(id)).Bytes()
+	if err != nil {
+		return nil, translate(err)
+	}
+	var o order.Order
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, fmt.Errorf("decode cached order %s: %w", id, err)
+	}
+	return &o, nil
+}
+
+// LookupKey returns what (client, key) points at, or order.ErrNotFound.
+func (c *OrderCache) LookupKey(ctx context.Context, client, key string) (order.IdempotencyRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	b, err := c.rdb.Get(ctx, c.idemKey(client, key)).Bytes()
+	if err != nil {
+		return order.IdempotencyRecord{}, translate(err)
+	}
+	var rec idemRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return order.IdempotencyRecord{}, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	return order.IdempotencyRecord{OrderID: rec.OrderID, RequestHash: rec.RequestHash}, nil
+}
+
+// Delete removes a cached order once it is in MySQL. Deleting a missing
+// order is not an error.
+func (c *OrderCache) Delete(ctx context.Context, id uuid.UUID) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, c.orderKey(id))
+		p.SRem(ctx, c.idsKey(), id.String())
+		return nil
+	})
+	return translate(err)
+}
+
+// Size returns how many orders are cached.
+func (c *OrderCache) Size(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	n, err := c.rdb.SCard(ctx, c.idsKey()).Result()
+	return n, translate(err)
+}
+
+// IDs returns up to n cached order ids, in no particular order.
+func (c *OrderCache) IDs(ctx context.Context, n int64) ([]uuid.UUID, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	raw, err := c.rdb.SRandMemberN(ctx, c.idsKey(), n).Result()
+	if err != nil {
+		return nil, translate(err)
+	}
+	ids := make([]uuid.UUID, 0, len(raw))
+	for _, s := range raw {
+		if id, err := uuid.Parse(s); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// Ping checks that Redis answers.
+func (c *OrderCache) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return translate(c.rdb.Ping(ctx).Err())
+}
+
+// translate maps go-redis errors: a miss is order.ErrNotFound; every other
+// error (network, timeout, or an error reply such as OOM, READONLY or
+// MISCONF) means Redis did not accept the call, which for every caller here
+// is "unavailable".
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.Nil) {
+		return order.ErrNotFound
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}

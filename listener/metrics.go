@@ -1,0 +1,54 @@
+package listener
+
+import (
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the transaction listener's Prometheus metrics.
+type Metrics struct {
+	execute       *prometheus.CounterVec
+	check         *prometheus.CounterVec
+	checkLatency  prometheus.Histogram
+	cacheInserted prometheus.Counter
+	breakerState  prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not
+// registered, for tests that do not scrape).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		execute: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "txorder", Subsystem: "tx", Name: "execute_total",
+			Help: "Local transactions of placements by branch: stored, cached, refused, conflict, failed, not_sent.",
+		}, []string{"outcome"}),
+		check: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "txorder", Subsystem: "tx", Name: "check_total",
+			Help: "Check-back answers by answer (commit, rollback, unknown) and reason.",
+		}, []string{"answer", "reason"}),
+		checkLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "txorder", Subsystem: "tx", Name: "check_duration_seconds",
+			Help:    "Time to answer one check-back.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		cacheInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "txorder", Subsystem: "tx", Name: "cache_inserted_total",
+			Help: "Orders written from the Redis cache to MySQL by a check-back.",
+		}),
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "txorder", Subsystem: "tx", Name: "mysql_breaker_state",
+			Help: "MySQL circuit breaker: 0 closed, 1 half-open, 2 open.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.execute, m.check, m.checkLatency, m.cacheInserted, m.breakerState)
+	}
+	return m
+}
+
+func (m *Metrics) observeCheck(state primitive.LocalTransactionState, reason string, d time.Duration) {
+	m.check.WithLabelValues(stateName(state), reason).Inc()
+	m.checkLatency.Observe(d.Seconds())
+}

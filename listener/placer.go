@@ -1,0 +1,78 @@
+package listener
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/txorder/txorder/order"
+)
+
+// ErrNotSent means the half message did not reach the broker (no route,
+// NameServer or broker unreachable, send timeout, or a send status other
+// than SEND_OK): no local transaction ran and nothing was written. Place
+// wraps it in order.ErrRefused, so that without a spill queue in front the
+// client gets a 503 and may retry.
+var ErrNotSent = errors.New("half message not sent")
+
+// TxSender is the transactional producer (rocketmq.TransactionProducer).
+type TxSender interface {
+	SendMessageInTransaction(ctx context.Context, msg *primitive.Message) (*primitive.TransactionSendResult, error)
+}
+
+// Placer is the transactional order.Placer: it sends the ORDER_PAID half
+// message and lets the Transaction listener run the local transaction.
+type Placer struct {
+	producer TxSender
+	tx       *Transaction
+	topic    string
+}
+
+// NewPlacer returns a Placer sending on topic through producer, whose
+// listener must be tx.
+func NewPlacer(producer TxSender, tx *Transaction, topic string) (*Placer, error) {
+	if producer == nil || tx == nil || topic == "" {
+		return nil, errors.New("listener: placer needs a producer, its transaction listener and a topic")
+	}
+	return &Placer{producer: producer, tx: tx, topic: topic}, nil
+}
+
+// Place implements order.Placer. It returns OutcomeStored or OutcomeCached
+// after the local transaction ran, order.ErrRefused (wrapped) when nothing
+// could record the order (wrapping ErrNotSent when the half message did not
+// go out), or order.ErrConflict.
+func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, error) {
+	body, err := json.Marshal(order.EventOf(o))
+	if err != nil {
+		return "", fmt.Errorf("encode event: %w", err)
+	}
+	msg := primitive.NewMessage(p.topic, body)
+	msg.WithKeys([]string{o.ID.String()})
+
+	pl := p.tx.register(o)
+	defer p.tx.unregister(o)
+	// A client that hangs up must not abort a placement half-way: the send
+	// is bounded by the producer's own send timeout and the local
+	// transaction by ExecuteTimeout.
+	res, err := p.producer.SendMessageInTransaction(context.WithoutCancel(ctx), msg)
+	if err != nil {
+		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()
+		return "", fmt.Errorf("%w: %w: %w", order.ErrRefused, ErrNotSent, err)
+	}
+	if res.Status != primitive.SendOK || pl.outcome == "" && pl.err == nil {
+		// The client rolled the half message back itself (flush or slave
+		// timeout) or never called Execute: nothing was written.
+		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()
+		return "", fmt.Errorf("%w: %w: send status %d", order.ErrRefused, ErrNotSent, res.Status)
+	}
+	if pl.err != nil {
+		if errors.Is(pl.err, order.ErrConflict) {
+			return "", pl.err
+		}
+		return "", fmt.Errorf("%w: %w", order.ErrRefused, pl.err)
+	}
+	return pl.outcome, nil
+}
