@@ -3,6 +3,8 @@ package rmqtest_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/txorder/txorder/internal/remoting"
 	"github.com/txorder/txorder/internal/rmqtest"
 )
 
@@ -111,4 +114,47 @@ func BenchmarkCheckBack(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checks/s")
+}
+
+// BenchmarkServerSendRaw measures the server alone: 8 connections sending
+// SEND_MESSAGE with 1 KiB bodies through the light remoting client, one
+// request in flight per connection, as a sync producer does.
+func BenchmarkServerSendRaw(b *testing.B) {
+	const topic = "bench-raw"
+	s := rmqtest.RunT(b, rmqtest.Options{Topics: map[string]int{topic: 8}})
+	body := bytes.Repeat([]byte("x"), 1024)
+	clients := make([]*remoting.Client, benchProducers)
+	for i := range clients {
+		c, err := remoting.Dial(context.Background(), s.BrokerAddr(), remoting.ClientOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		clients[i] = c
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := next.Add(1); n <= int64(b.N); n = next.Add(1) {
+				req := remoting.NewRequest(remoting.SendMessage, map[string]string{
+					"producerGroup": "pg", "topic": topic, "queueId": strconv.Itoa(i), "sysFlag": "0",
+					"bornTimestamp": "1795253638763", "flag": "0", "reconsumeTimes": "0", "unitMode": "false",
+					"properties":        "UNIQ_KEY\x01C0A80001000000000000000000" + fmt.Sprintf("%06X", n) + "\x02TAGS\x01t\x02",
+					"maxReconsumeTimes": "0", "batch": "false", "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+				}, body)
+				resp, err := c.Invoke(context.Background(), req)
+				if err != nil || resp.Code != remoting.Success {
+					b.Errorf("send: %v %v", resp, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }

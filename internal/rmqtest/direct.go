@@ -175,7 +175,8 @@ type faults struct {
 }
 
 // FailNextSends makes the next n SEND_MESSAGE / SEND_BATCH_MESSAGE
-// requests (half messages included) fail with the given response code,
+// requests (half messages included) fail with the given non-zero response
+// code (0 is replaced by 1 SYSTEM_ERROR),
 // e.g. 1 SYSTEM_ERROR or 14 SERVICE_NOT_AVAILABLE (the client retries
 // those, up to 3 more attempts for a sync send) or 2 SYSTEM_BUSY (not
 // retried).
@@ -183,7 +184,7 @@ func (s *Server) FailNextSends(n, code int) {
 	b := s.mustBroker()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.faults.failLeft, b.faults.failAll, b.faults.failCode = n, false, code
+	b.faults.failLeft, b.faults.failAll, b.faults.failCode = n, false, nonZero(code)
 }
 
 // FailSends makes every send fail with code until ClearFaults.
@@ -191,7 +192,14 @@ func (s *Server) FailSends(code int) {
 	b := s.mustBroker()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.faults.failLeft, b.faults.failAll, b.faults.failCode = 0, true, code
+	b.faults.failLeft, b.faults.failAll, b.faults.failCode = 0, true, nonZero(code)
+}
+
+func nonZero(code int) int {
+	if code == 0 {
+		return 1
+	}
+	return code
 }
 
 // DelayResponses delays every broker response by d (0 turns it off).

@@ -97,6 +97,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.RegisterInterval <= 0 {
 		o.RegisterInterval = time.Second
 	}
+	o.RegisterInterval = max(o.RegisterInterval, time.Millisecond)
 	if o.ClusterName == "" {
 		o.ClusterName = "DefaultCluster"
 	}
@@ -109,6 +110,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.CheckInterval <= 0 {
 		o.CheckInterval = 30 * time.Second
 	}
+	o.CheckInterval = max(o.CheckInterval, time.Millisecond)
 	if o.CheckMax <= 0 {
 		o.CheckMax = 15
 	}

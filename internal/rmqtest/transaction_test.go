@@ -2,10 +2,13 @@ package rmqtest_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
 
 	"github.com/txorder/txorder/internal/rmqtest"
 )
@@ -187,4 +190,48 @@ func TestCheckImmunityTimeIsHonoured(t *testing.T) {
 		t.Errorf("first check after %v, want >= 1s", d)
 	}
 	eventually(t, 5*time.Second, "rolled back", func() bool { return len(s.PendingHalfMessages()) == 0 })
+}
+
+// TestSharedInstanceNameLosesCheckBacks documents the client-identity
+// quirk: a consumer created first with the same instance name as the
+// transaction producer makes one shared client whose check handler is bound
+// to the consumer's group, so the client drops every check the server
+// sends on that shared socket. The server cannot repair it; distinct
+// instance names (TestCheckBackWithConsumerInSameProcess) can.
+func TestSharedInstanceNameLosesCheckBacks(t *testing.T) {
+	const topic = "shared"
+	s := rmqtest.RunT(t, rmqtest.Options{
+		Topics:             map[string]int{topic: 4},
+		TransactionTimeout: time.Millisecond,
+		CheckInterval:      time.Hour,
+	})
+	instance := uniq(t, "shared")
+	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&received{}), consumer.WithInstance(instance))
+	l := &txListener{
+		exec:  func(*primitive.Message) primitive.LocalTransactionState { return primitive.UnknowState },
+		check: func(*primitive.MessageExt) primitive.LocalTransactionState { return primitive.CommitMessageState },
+	}
+	p, err := producer.NewTransactionProducer(l, producer.WithNameServer(nsOpt(s)), producer.WithGroupName(uniq(t, "txg")),
+		producer.WithInstanceName(instance))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	shutdownLater(t, "transaction producer", p.Shutdown)
+	if _, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte("lost"))); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	for i := 1; i <= 3; i++ {
+		eventually(t, time.Second, "half message older than the transaction timeout", func() bool {
+			h := s.PendingHalfMessages()
+			return len(h) == 1 && time.Since(h[0].StoreTimestamp) > 5*time.Millisecond
+		})
+		s.CheckNow()
+		if got := s.PendingHalfMessages()[0].Properties["TRANSACTION_CHECK_TIMES"]; got != strconv.Itoa(i) {
+			t.Fatalf("checks sent: got %s, want %d", got, i)
+		}
+	}
+	never(t, 200*time.Millisecond, "the shared client answering a check", func() bool { return l.checks.Load() > 0 })
 }
