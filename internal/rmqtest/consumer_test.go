@@ -229,7 +229,9 @@ func TestOrderlyConsumerKeepsQueueOrder(t *testing.T) {
 	}
 	var got received
 	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&got), consumer.WithConsumerOrder(true))
+	t0 := time.Now()
 	eventually(t, 10*time.Second, "all messages consumed", func() bool { return got.len() >= 4*perQueue })
+	t.Logf("consumed in %v", time.Since(t0))
 	last := map[int]int64{}
 	seq := map[string]int{}
 	for _, m := range got.all() {
