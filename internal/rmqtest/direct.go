@@ -172,6 +172,7 @@ type faults struct {
 	failLeft int  // sends still to fail
 	failAll  bool // fail every send until cleared
 	failCode int
+	dropEnds int // END_TRANSACTION requests still to ignore
 }
 
 // FailNextSends makes the next n SEND_MESSAGE / SEND_BATCH_MESSAGE
@@ -200,6 +201,18 @@ func nonZero(code int) int {
 		return 1
 	}
 	return code
+}
+
+// DropNextEndTransactions makes the broker ignore the next n
+// END_TRANSACTION requests, as if they were lost on the network: the
+// producer's decision is not applied and the transaction stays pending
+// until a check-back resolves it. (The client sends END_TRANSACTION
+// one-way and drops its errors, so this can happen with a real broker.)
+func (s *Server) DropNextEndTransactions(n int) {
+	b := s.mustBroker()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults.dropEnds = n
 }
 
 // DelayResponses delays every broker response by d (0 turns it off).

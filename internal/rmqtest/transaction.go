@@ -66,6 +66,12 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 
 	b.mu.Lock()
 	b.registerProducerLocked(group, c)
+	if b.faults.dropEnds > 0 {
+		b.faults.dropEnds--
+		b.mu.Unlock()
+		log.Info("transaction decision dropped by fault injection", "decision", decision)
+		return nil
+	}
 	tx := b.txs[off]
 	if tx == nil && msgID != "" {
 		tx = b.txByKey[msgID]

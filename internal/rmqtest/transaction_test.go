@@ -235,3 +235,34 @@ func TestSharedInstanceNameLosesCheckBacks(t *testing.T) {
 	}
 	never(t, 200*time.Millisecond, "the shared client answering a check", func() bool { return l.checks.Load() > 0 })
 }
+
+// TestLostCommitRepairedByCheck drops the producer's one-way COMMIT: the
+// transaction stays pending and the next check-back commits it.
+func TestLostCommitRepairedByCheck(t *testing.T) {
+	const topic = "lostcommit"
+	s := rmqtest.RunT(t, rmqtest.Options{
+		Topics:             map[string]int{topic: 4},
+		TransactionTimeout: time.Millisecond,
+		CheckInterval:      time.Hour,
+	})
+	l := &txListener{
+		exec:  func(*primitive.Message) primitive.LocalTransactionState { return primitive.CommitMessageState },
+		check: func(*primitive.MessageExt) primitive.LocalTransactionState { return primitive.CommitMessageState },
+	}
+	p := startTxProducer(t, s, l, uniq(t, "txg"))
+	var got received
+	startConsumer(t, s, uniq(t, "cg"), topic, recordInto(&got))
+	s.DropNextEndTransactions(1)
+	if _, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte("lost"))); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	never(t, 100*time.Millisecond, "a dropped commit delivered", func() bool { return got.len() > 0 })
+	if st := s.Transactions(); st.Pending != 1 {
+		t.Fatalf("transactions %+v, want 1 pending", st)
+	}
+	s.CheckNow()
+	eventually(t, 5*time.Second, "committed by the check-back", func() bool { return got.count("lost") == 1 })
+	if st := s.Transactions(); st != (rmqtest.TransactionStats{Committed: 1}) {
+		t.Errorf("transactions %+v, want 1 committed", st)
+	}
+}
