@@ -38,7 +38,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	}
 
 	h, err := api.NewHandler(api.Config{
-		Orders: nopOrders{}, Clients: map[string]string{apiKey: "demo"},
+		Orders: nopOrders{}, Payments: nopPayments{}, Clients: map[string]string{apiKey: "demo"},
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -34,6 +34,9 @@ type Check struct {
 // Config is what NewHandler needs.
 type Config struct {
 	Orders Orders
+	// Payments serves the provider's webhook POST /v1/payments/notify;
+	// nil leaves the route out.
+	Payments Payments
 	// Clients maps API key → client name.
 	Clients      map[string]string
 	Checks       []Check
@@ -80,6 +83,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients).middleware())
 	v1.POST("/orders", h.create)
 	v1.GET("/orders/:id", h.get)
+	registerPayments(r, cfg)
 	return r, nil
 }
 
