@@ -93,6 +93,6 @@ func (nopOrders) Place(context.Context, order.PlaceRequest) (order.PlaceResult, 
 	return order.PlaceResult{}, errors.New("not used")
 }
 
-func (nopOrders) Get(context.Context, uuid.UUID) (*order.Order, error) {
-	return nil, order.ErrNotFound
+func (nopOrders) Get(context.Context, uuid.UUID) (order.Located, error) {
+	return order.Located{}, order.ErrNotFound
 }

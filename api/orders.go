@@ -29,7 +29,7 @@ type Orders interface {
 	// order.ErrRefused, order.ErrUnavailable.
 	Place(ctx context.Context, req order.PlaceRequest) (order.PlaceResult, error)
 	// Get errors: order.ErrNotFound, order.ErrUnavailable.
-	Get(ctx context.Context, id uuid.UUID) (*order.Order, error)
+	Get(ctx context.Context, id uuid.UUID) (order.Located, error)
 }
 
 // OrderView is the JSON an order is shown as. Status is the row status, or
@@ -55,17 +55,20 @@ func viewOf(o *order.Order, status string) OrderView {
 
 // placementStatus maps where an order was recorded to the HTTP status and
 // the status shown to the client.
+// A replay is always 200 (the original order, nothing new written), its
+// status showing where the order is now.
 func placementStatus(res order.PlaceResult) (int, string) {
+	code, shown := http.StatusCreated, string(res.Order.Status)
 	switch res.Outcome {
 	case order.OutcomeCached:
-		return http.StatusAccepted, "ACCEPTED"
+		code, shown = http.StatusAccepted, "ACCEPTED"
 	case order.OutcomeQueued:
-		return http.StatusAccepted, "QUEUED"
+		code, shown = http.StatusAccepted, "QUEUED"
 	}
 	if res.Replayed {
-		return http.StatusOK, string(res.Order.Status)
+		code = http.StatusOK
 	}
-	return http.StatusCreated, string(res.Order.Status)
+	return code, shown
 }
 
 type orderHandlers struct {
@@ -113,12 +116,16 @@ func (h *orderHandlers) get(c *gin.Context) {
 		abort(c, http.StatusBadRequest, CodeInvalidOrderID, "Invalid order id", "order ids are UUIDs")
 		return
 	}
-	o, err := h.orders.Get(c.Request.Context(), id)
+	loc, err := h.orders.Get(c.Request.Context(), id)
 	if err != nil {
 		abortError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, viewOf(o, string(o.Status)))
+	shown := string(loc.Order.Status)
+	if loc.Where == order.OutcomeCached {
+		shown = "ACCEPTED" // in Redis, waiting for MySQL to come back
+	}
+	c.JSON(http.StatusOK, viewOf(loc.Order, shown))
 }
 
 func isJSON(contentType string) bool {

@@ -38,8 +38,11 @@ type Config struct {
 	// nil leaves the route out.
 	Payments Payments
 	// Clients maps API key → client name.
-	Clients      map[string]string
-	Checks       []Check
+	Clients map[string]string
+	Checks  []Check
+	// Ready decides readiness from which checks are up. Default: every
+	// Required check is up.
+	Ready        func(up map[string]bool) bool
 	Registry     *prometheus.Registry
 	Logger       *slog.Logger
 	MaxBodyBytes int64
@@ -75,7 +78,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "alive"}) })
-	r.GET("/readyz", readiness(cfg.Checks, cfg.ProbeTimeout))
+	r.GET("/readyz", readiness(cfg.Checks, cfg.Ready, cfg.ProbeTimeout))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPIDocument) })
 
@@ -105,9 +108,20 @@ type checkResult struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// readiness probes every dependency concurrently and answers 200 when all
-// required ones are up. Each dependency is listed, up or down.
-func readiness(checks []Check, timeout time.Duration) gin.HandlerFunc {
+// readiness probes every dependency concurrently and answers 200 when ready
+// says so (default: all required ones are up). Each dependency is listed,
+// up or down.
+func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Duration) gin.HandlerFunc {
+	if ready == nil {
+		ready = func(up map[string]bool) bool {
+			for _, ch := range checks {
+				if ch.Required && !up[ch.Name] {
+					return false
+				}
+			}
+			return true
+		}
+	}
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
 		defer cancel()
@@ -125,16 +139,14 @@ func readiness(checks []Check, timeout time.Duration) gin.HandlerFunc {
 			}()
 		}
 		wg.Wait()
-		ready := true
 		byName := make(map[string]checkResult, len(checks))
+		up := make(map[string]bool, len(checks))
 		for i, ch := range checks {
 			byName[ch.Name] = results[i]
-			if ch.Required && results[i].Status != "up" {
-				ready = false
-			}
+			up[ch.Name] = results[i].Status == "up"
 		}
 		status, word := http.StatusOK, "ready"
-		if !ready {
+		if !ready(up) {
 			status, word = http.StatusServiceUnavailable, "not_ready"
 		}
 		c.JSON(status, gin.H{"status": word, "checks": byName})

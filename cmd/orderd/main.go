@@ -15,9 +15,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/gin-gonic/gin"
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +30,10 @@ import (
 
 	"github.com/txorder/txorder/api"
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/fallback"
 	"github.com/txorder/txorder/internal/migrations"
+	"github.com/txorder/txorder/internal/mqlog"
+	"github.com/txorder/txorder/listener"
 	"github.com/txorder/txorder/order"
 )
 
@@ -92,10 +99,14 @@ type Main struct {
 
 	db       *sql.DB
 	rdb      *redis.Client
+	producer rocketmq.TransactionProducer
 	registry *prometheus.Registry
 	srv      *http.Server
 	ln       net.Listener
 	served   chan error
+
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 }
 
 // NewMain returns an unopened Main.
@@ -142,13 +153,59 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc, err := order.NewService(store, order.DirectPlacer{Store: store}, order.ServiceConfig{PaymentWindow: cfg.Order.PaymentWindow})
+	cache, err := fallback.NewOrderCache(m.rdb, fallback.CacheConfig{
+		Prefix: cfg.Redis.KeyPrefix, IdempotencyTTL: cfg.Redis.IdempotencyTTL, Timeout: cfg.Redis.Timeout,
+	})
+	if err != nil {
+		return err
+	}
+	m.registry = prometheus.NewRegistry()
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStateCollector(store, cache))
+
+	txl, err := listener.NewTransaction(store, cache, listener.NewMetrics(m.registry), m.Logger, listener.TransactionConfig{
+		ExecuteTimeout:  cfg.Transaction.ExecuteTimeout,
+		CheckTimeout:    cfg.Transaction.CheckTimeout,
+		BreakerFailures: cfg.Transaction.BreakerFailures,
+		BreakerOpenFor:  cfg.Transaction.BreakerOpenFor,
+	})
+	if err != nil {
+		return err
+	}
+	// The transactional producer has its own group and instance name: the
+	// client shares one instance per client id, and a consumer sharing it
+	// would receive (and drop) this producer's check-backs.
+	mqlog.Install(m.Logger)
+	m.producer, err = rocketmq.NewTransactionProducer(txl,
+		producer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		producer.WithGroupName(cfg.RocketMQ.ProducerGroup),
+		producer.WithInstanceName(cfg.RocketMQ.InstanceName),
+		producer.WithSendMsgTimeout(cfg.RocketMQ.SendTimeout),
+		producer.WithRetry(cfg.RocketMQ.SendRetries),
+	)
+	if err != nil {
+		return fmt.Errorf("rocketmq producer: %w", err)
+	}
+	if err := m.producer.Start(); err != nil {
+		m.producer = nil
+		return fmt.Errorf("start rocketmq producer: %w", err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	m.stopBackground = stop
+	m.background.Add(1)
+	go func() {
+		defer m.background.Done()
+		sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger)
+	}()
+	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic)
+	if err != nil {
+		return err
+	}
+	svc, err := order.NewService(store, placer, order.ServiceConfig{PaymentWindow: cfg.Order.PaymentWindow, Cache: cache})
 	if err != nil {
 		return err
 	}
 
-	m.registry = prometheus.NewRegistry()
-	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler, err := api.NewHandler(api.Config{
 		Orders:       svc,
 		Clients:      clients,
@@ -156,10 +213,13 @@ func (m *Main) Open(ctx context.Context) error {
 		Logger:       m.Logger,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		Checks: []api.Check{
-			{Name: "mysql", Required: true, Probe: store.Ping},
-			{Name: "redis", Probe: func(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }},
+			{Name: "mysql", Probe: store.Ping},
+			{Name: "redis", Probe: cache.Ping},
 			{Name: "rocketmq", Probe: func(ctx context.Context) error { return dialAny(ctx, cfg.RocketMQ.NameServers) }},
 		},
+		// Orders can be accepted while MySQL or Redis is up (the other is
+		// the fallback) and the half message can be sent.
+		Ready: func(up map[string]bool) bool { return (up["mysql"] || up["redis"]) && up["rocketmq"] },
 	})
 	if err != nil {
 		return err
@@ -206,6 +266,20 @@ func (m *Main) Close() error {
 		}
 		m.srv = nil
 	}
+	if m.stopBackground != nil {
+		m.stopBackground()
+		m.background.Wait()
+		m.stopBackground = nil
+	}
+	// After the HTTP drain no placement is in flight; the producer goes
+	// next (check-backs for its pending half messages will reach another
+	// replica, or this one after a restart).
+	if m.producer != nil {
+		if err := m.producer.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("rocketmq producer shutdown: %w", err))
+		}
+		m.producer = nil
+	}
 	if m.rdb != nil {
 		errs = append(errs, m.rdb.Close())
 		m.rdb = nil
@@ -215,6 +289,37 @@ func (m *Main) Close() error {
 		m.db = nil
 	}
 	return errors.Join(errs...)
+}
+
+// sweepCache moves orders cached during a MySQL outage into MySQL: a full
+// batch is followed at once by the next, otherwise it waits an interval.
+func sweepCache(ctx context.Context, txl *listener.Transaction, cache *fallback.OrderCache, every time.Duration, logger *slog.Logger) {
+	const batch = 500
+	timer := time.NewTimer(every)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		next := every
+		ids, err := cache.IDs(ctx, batch)
+		if err == nil && len(ids) > 0 {
+			var n int
+			n, err = txl.SweepCache(ctx, ids)
+			if n > 0 {
+				logger.Info("cached orders moved to mysql", "count", n)
+			}
+			if err == nil && len(ids) == batch {
+				next = 0
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Debug("cache sweep stopped", "error", err)
+		}
+		timer.Reset(next)
+	}
 }
 
 // dialAny reports whether any NameServer accepts a TCP connection.

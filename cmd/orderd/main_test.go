@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/google/uuid"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
 )
 
@@ -25,6 +27,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The real rocketmq-client-go has data races of its own; ignore only
+	// those (see rmqtest.ClientRaceSuppressions).
+	rmqtest.SuppressClientRaces()
 	my, stopMySQL, err := testenv.StartSharedMySQL()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -43,47 +48,118 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const testKey = "orderd-test-key-0123456789"
+const (
+	testKey = "orderd-test-key-0123456789"
+	topic   = "ORDER_PAID"
+	// Check-backs every 250ms, the first 500ms after a half message.
+	checkInterval = 250 * time.Millisecond
+	txTimeout     = 500 * time.Millisecond
+)
 
-// testConfig points orderd at a fresh database and Redis DB of the shared
-// servers, on 127.0.0.1:0, through the same loader production uses.
-func testConfig(t *testing.T) configs.Orderd {
+// stack is orderd's world for one test: rmqtest, MariaDB and Redis (shared
+// ones, or private ones the test may kill), and the configuration orderd
+// loads through the same loader production uses.
+type stack struct {
+	t   *testing.T
+	mq  *rmqtest.Server
+	my  *testenv.MySQLServer
+	rd  *testenv.RedisServer
+	cfg configs.Orderd
+	db  *sql.DB
+	env []string
+}
+
+type stackOptions struct {
+	privateMySQL, privateRedis bool
+	paymentWindow              time.Duration
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	dsn, err := mysql.ParseDSN(sharedMySQL.NewDatabase(t))
+	s := &stack{t: t, my: sharedMySQL, rd: sharedRedis}
+	if o.privateMySQL {
+		s.my = testenv.MySQL(t)
+	}
+	if o.privateRedis {
+		s.rd = testenv.Redis(t)
+	}
+	if o.paymentWindow == 0 {
+		o.paymentWindow = time.Minute
+	}
+	s.mq = rmqtest.RunT(t, rmqtest.Options{
+		TransactionTimeout: txTimeout, CheckInterval: checkInterval, CheckMax: 1000,
+		Topics: map[string]int{topic: 4},
+	})
+	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := configs.LoadOrderd("../../configs/orderd.yaml", []string{
+	s.env = []string{
 		"TXORDER_HTTP__ADDR=127.0.0.1:0",
 		"TXORDER_MYSQL__ADDR=" + dsn.Addr,
 		"TXORDER_MYSQL__USER=" + dsn.User,
 		"TXORDER_MYSQL__PASSWORD=" + dsn.Passwd,
 		"TXORDER_MYSQL__DATABASE=" + dsn.DBName,
-		"TXORDER_REDIS__ADDR=" + sharedRedis.Addr(),
-		fmt.Sprintf("TXORDER_REDIS__DB=%d", sharedRedis.NewDB(t)),
-		"TXORDER_ROCKETMQ__NAME_SERVERS=127.0.0.1:1",
+		"TXORDER_MYSQL__TIMEOUT=300ms",
+		"TXORDER_REDIS__ADDR=" + s.rd.Addr(),
+		fmt.Sprintf("TXORDER_REDIS__DB=%d", s.rd.NewDB(t)),
+		"TXORDER_REDIS__TIMEOUT=100ms",
+		"TXORDER_ROCKETMQ__NAME_SERVERS=" + s.mq.NameServerAddr(),
+		"TXORDER_ROCKETMQ__INSTANCE_NAME=" + "orderd-" + uuid.NewString()[:8],
+		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=" + txTimeout.String(),
+		"TXORDER_ROCKETMQ__CHECK_INTERVAL=" + checkInterval.String(),
+		"TXORDER_ROCKETMQ__CHECK_MAX=1000",
+		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=300ms",
+		"TXORDER_TRANSACTION__CHECK_TIMEOUT=200ms",
+		"TXORDER_TRANSACTION__BREAKER_OPEN_FOR=200ms",
+		"TXORDER_TRANSACTION__CACHE_SWEEP_INTERVAL=200ms",
+		"TXORDER_ORDER__PAYMENT_WINDOW=" + o.paymentWindow.String(),
 		"TXORDER_AUTH__API_KEYS=demo:" + testKey,
-	})
+		"TXORDER_LOG__LEVEL=debug",
+	}
+	s.cfg, err = configs.LoadOrderd("../../configs/orderd.yaml", s.env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg
-}
-
-func open(t *testing.T, cfg configs.Orderd) *Main {
-	t.Helper()
-	m := NewMain(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := m.Open(context.Background()); err != nil {
+	s.db, err = sql.Open("mysql", s.cfg.MySQL.DSN())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = m.Close() })
+	t.Cleanup(func() { s.db.Close() })
+	return s
+}
+
+// orderd opens an orderd on the stack; its log goes to the test log when
+// the test fails.
+func (s *stack) orderd() *Main {
+	s.t.Helper()
+	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(testLog{s.t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err := m.Open(context.Background()); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = m.Close() })
 	return m
 }
 
-func place(t *testing.T, addr, key string) (*http.Response, map[string]any) {
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+const orderBody = `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"S","name":"Widget","quantity":1,"unit_price":100}]}`
+
+type placed struct {
+	code   int
+	id     string
+	status string
+	key    string
+}
+
+func place(t *testing.T, addr, key string) placed {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(
-		`{"customer_id":"c-1","currency":"EUR","items":[{"sku":"S","name":"Widget","quantity":1,"unit_price":100}]}`))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(orderBody))
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
@@ -92,25 +168,80 @@ func place(t *testing.T, addr, key string) (*http.Response, map[string]any) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var body map[string]any
+	var body struct{ ID, Status string }
 	_ = json.NewDecoder(res.Body).Decode(&body)
-	return res, body
+	return placed{code: res.StatusCode, id: body.ID, status: body.Status, key: key}
+}
+
+func getOrder(t *testing.T, addr, id string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/orders/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct{ Status string }
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	return res.StatusCode, body.Status
+}
+
+// rowStatus returns the order's status in MySQL, or "" when absent.
+func (s *stack) rowStatus(id string) string {
+	var st string
+	if err := s.db.QueryRow(`SELECT status FROM orders WHERE id = ?`, id).Scan(&st); err != nil {
+		return ""
+	}
+	return st
+}
+
+// pay marks the order paid the way the payment webhook does: one
+// compare-and-set in MySQL. The webhook itself is tested in payment/api.
+func (s *stack) pay(id string) bool {
+	s.t.Helper()
+	res, err := s.db.Exec(`UPDATE orders SET status = 'PAID', paid_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
+		WHERE id = ? AND status = 'PENDING_PAYMENT'`, id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1
+}
+
+// published counts committed ORDER_PAID messages per key.
+func (s *stack) published() map[string]int {
+	out := map[string]int{}
+	for _, m := range s.mq.Messages(topic) {
+		out[m.Keys]++
+	}
+	return out
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestOrderdServes(t *testing.T) {
-	m := open(t, testConfig(t))
-	res, body := place(t, m.Addr(), "k1")
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("POST = %d %v", res.StatusCode, body)
+	s := newStack(t, stackOptions{})
+	m := s.orderd()
+	p := place(t, m.Addr(), "k1")
+	if p.code != http.StatusCreated || p.status != "PENDING_PAYMENT" {
+		t.Fatalf("POST = %+v", p)
 	}
-	get, _ := http.NewRequest(http.MethodGet, "http://"+m.Addr()+"/v1/orders/"+body["id"].(string), nil)
-	get.Header.Set("Authorization", "Bearer "+testKey)
-	gres, err := http.DefaultClient.Do(get)
-	if err != nil || gres.StatusCode != http.StatusOK {
-		t.Fatalf("GET = %v %v", gres, err)
+	if code, st := getOrder(t, m.Addr(), p.id); code != http.StatusOK || st != "PENDING_PAYMENT" {
+		t.Fatalf("GET = %d %s", code, st)
 	}
-	gres.Body.Close()
-
+	if again := place(t, m.Addr(), "k1"); again.code != http.StatusOK || again.id != p.id {
+		t.Fatalf("replay = %+v, want 200 with %s", again, p.id)
+	}
 	rres, err := http.Get("http://" + m.Addr() + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -123,23 +254,32 @@ func TestOrderdServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rres.StatusCode != 200 || ready.Checks["mysql"].Status != "up" || ready.Checks["redis"].Status != "up" ||
-		ready.Checks["rocketmq"].Status != "down" {
-		t.Fatalf("readyz = %d %+v, want mysql and redis up, rocketmq (nothing on 127.0.0.1:1) down", rres.StatusCode, ready.Checks)
+		ready.Checks["rocketmq"].Status != "up" {
+		t.Fatalf("readyz = %d %+v", rres.StatusCode, ready.Checks)
+	}
+	mres, err := http.Get("http://" + m.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mres.Body)
+	mres.Body.Close()
+	for _, want := range []string{`txorder_tx_execute_total{outcome="stored"} 1`, `txorder_orders{status="PENDING_PAYMENT"} 1`, `txorder_order_cache_size 0`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
 // TestGracefulShutdown: Close lets a request that is in flight finish
 // (here one blocked inside MySQL on a table lock) and refuses new ones.
 func TestGracefulShutdown(t *testing.T) {
-	cfg := testConfig(t)
-	m := open(t, cfg)
-	db, err := sql.Open("mysql", cfg.MySQL.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	s := newStack(t, stackOptions{})
+	// A MySQL timeout long enough for the blocked insert to survive the wait.
+	s.cfg.MySQL.Timeout = 5 * time.Second
+	s.cfg.Transaction.ExecuteTimeout = 5 * time.Second
+	m := s.orderd()
 	ctx := context.Background()
-	locker, err := db.Conn(ctx)
+	locker, err := s.db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,37 +288,23 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	inflight := make(chan int, 1)
-	go func() {
-		res, _ := place(t, m.Addr(), "inflight")
-		inflight <- res.StatusCode
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	go func() { inflight <- place(t, m.Addr(), "inflight").code }()
+	waitFor(t, 5*time.Second, "the in-flight INSERT to wait on the lock", func() bool {
 		var n int
-		_ = db.QueryRow(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO orders%'`).Scan(&n)
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the in-flight request never reached MySQL")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		_ = s.db.QueryRow(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO orders%'`).Scan(&n)
+		return n > 0
+	})
 	addr := m.Addr()
 	closed := make(chan error, 1)
 	go func() { closed <- m.Close() }()
-	// New connections are refused once Shutdown closed the listener.
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	waitFor(t, 5*time.Second, "new connections refused during shutdown", func() bool {
 		c, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
-			break
+			return true
 		}
 		c.Body.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("still accepting connections during shutdown")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	if _, err := locker.ExecContext(ctx, `UNLOCK TABLES`); err != nil {
 		t.Fatal(err)
 	}
@@ -189,18 +315,23 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&n); err != nil || n != 1 {
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("orders = %d (%v), want the in-flight one stored", n, err)
 	}
 }
 
 func TestStartRefusesBadConfig(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Auth.APIKeys = ""
-	m := NewMain(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := newStack(t, stackOptions{})
+	s.cfg.Auth.APIKeys = ""
+	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	err := m.Open(context.Background())
 	_ = m.Close()
 	if err == nil || !strings.Contains(err.Error(), "auth.api_keys") {
 		t.Fatalf("Open without API keys: err = %v, want one naming auth.api_keys", err)
+	}
+	_, err = configs.LoadOrderd("../../configs/orderd.yaml", append(s.env,
+		"TXORDER_ORDER__PAYMENT_WINDOW=10m", "TXORDER_ROCKETMQ__CHECK_INTERVAL=30s", "TXORDER_ROCKETMQ__CHECK_MAX=15"))
+	if err == nil || !strings.Contains(err.Error(), "order.payment_window: 10m0s does not fit") {
+		t.Fatalf("window beyond the check budget: err = %v", err)
 	}
 }

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/txorder/txorder/internal/rmqtest"
+	"github.com/txorder/txorder/order"
+)
+
+// TestPaidOrderIsAnnouncedOnce: place → 201 → pay → the next check-back
+// commits the half message and a real push consumer gets ORDER_PAID once,
+// with the order in the body.
+func TestPaidOrderIsAnnouncedOnce(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	m := s.orderd()
+
+	var mu sync.Mutex
+	got := map[string][]order.PaidEvent{}
+	c, err := rocketmq.NewPushConsumer(
+		consumer.WithNsResolver(primitive.NewPassthroughResolver([]string{s.mq.NameServerAddr()})),
+		consumer.WithGroupName("test-fulfillment"),
+		consumer.WithInstance("test-consumer-"+uuid.NewString()[:8]),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Subscribe(topic, consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, msg := range msgs {
+			ev, err := order.DecodePaidEvent(msg.Body)
+			if err != nil {
+				t.Errorf("undecodable ORDER_PAID: %v", err)
+				continue
+			}
+			got[msg.GetKeys()] = append(got[msg.GetKeys()], ev)
+		}
+		return consumer.ConsumeSuccess, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+
+	p := place(t, m.Addr(), "happy")
+	if p.code != http.StatusCreated {
+		t.Fatalf("place = %+v", p)
+	}
+	unpaid := place(t, m.Addr(), "unpaid")
+	// Several check rounds pass while it is unpaid: nothing is released.
+	waitFor(t, 5*time.Second, "the half message to be checked twice", func() bool {
+		for _, h := range s.mq.PendingHalfMessages() {
+			if h.Keys == p.id && h.Properties["TRANSACTION_CHECK_TIMES"] >= "2" {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(s.mq.Messages(topic)); n != 0 {
+		t.Fatalf("%d ORDER_PAID messages before payment", n)
+	}
+	if !s.pay(p.id) {
+		t.Fatal("payment lost its compare-and-set")
+	}
+	paidAt := time.Now()
+	waitFor(t, 10*time.Second, "the ORDER_PAID event to be consumed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got[p.id]) > 0
+	})
+	t.Logf("paid → consumed in %s (check interval %s)", time.Since(paidAt).Round(time.Millisecond), checkInterval)
+	// Let a few more check rounds pass: no second commit, nothing for the unpaid order.
+	rounds := s.mq.Transactions()
+	waitFor(t, 5*time.Second, "more check rounds", func() bool {
+		for _, h := range s.mq.PendingHalfMessages() {
+			if h.Keys == unpaid.id && h.Properties["TRANSACTION_CHECK_TIMES"] >= "6" {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got[p.id]) != 1 || len(got) != 1 {
+		t.Fatalf("consumed %v, want exactly one event for %s", got, p.id)
+	}
+	ev := got[p.id][0]
+	if ev.OrderID.String() != p.id || ev.Total != 100 || ev.Currency != "EUR" || len(ev.Items) != 1 {
+		t.Fatalf("event body = %+v", ev)
+	}
+	if st := s.mq.Transactions(); st.Committed != 1 || rounds.Committed != 1 || st.Pending != 1 {
+		t.Fatalf("broker transactions = %+v, want 1 committed and the unpaid one pending", st)
+	}
+}
+
+// TestUnpaidOrderIsClosed: never paid → at the deadline the check-back
+// closes the order and rolls the half message back; nothing is published.
+func TestUnpaidOrderIsClosed(t *testing.T) {
+	s := newStack(t, stackOptions{paymentWindow: time.Second})
+	m := s.orderd()
+	p := place(t, m.Addr(), "never-paid")
+	if p.code != http.StatusCreated {
+		t.Fatalf("place = %+v", p)
+	}
+	waitFor(t, 10*time.Second, "the order to be closed and rolled back", func() bool {
+		return s.rowStatus(p.id) == "CLOSED" && s.mq.Transactions().RolledBack == 1
+	})
+	if s.pay(p.id) {
+		t.Fatal("a closed order accepted a payment")
+	}
+	if st := s.mq.Transactions(); st.Pending != 0 || st.Committed != 0 || len(s.mq.Messages(topic)) != 0 {
+		t.Fatalf("broker = %+v, %d messages; want nothing committed or pending", st, len(s.mq.Messages(topic)))
+	}
+}
+
+// TestPaymentRacesDeadline pays orders right around their deadline, many
+// times. Every order must end PAID with exactly one event or CLOSED with
+// none.
+func TestPaymentRacesDeadline(t *testing.T) {
+	const window = 700 * time.Millisecond
+	s := newStack(t, stackOptions{paymentWindow: window})
+	m := s.orderd()
+	const n = 40
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	var payWon atomic.Int32
+	for i := range n {
+		p := place(t, m.Addr(), fmt.Sprintf("race-%d", i))
+		if p.code != http.StatusCreated {
+			t.Fatalf("place %d = %+v", i, p)
+		}
+		ids[i] = p.id
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Pay somewhere in the last check interval before the deadline
+			// or just after it, while check-backs run every 250ms.
+			time.Sleep(window - checkInterval + time.Duration(i%10)*checkInterval/5)
+			if s.pay(p.id) {
+				payWon.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 15*time.Second, "every transaction to be decided", func() bool {
+		st := s.mq.Transactions()
+		return st.Pending == 0 && st.Committed+st.RolledBack == n
+	})
+	pub := s.published()
+	var paid, closed int
+	for _, id := range ids {
+		switch st := s.rowStatus(id); st {
+		case "PAID":
+			paid++
+			if pub[id] != 1 {
+				t.Errorf("paid order %s has %d events, want 1", id, pub[id])
+			}
+		case "CLOSED":
+			closed++
+			if pub[id] != 0 {
+				t.Errorf("closed order %s has %d events, want 0", id, pub[id])
+			}
+		default:
+			t.Errorf("order %s ended %q", id, st)
+		}
+	}
+	t.Logf("%d paid, %d closed (payments that won their CAS: %d)", paid, closed, payWon.Load())
+	if int(payWon.Load()) != paid {
+		t.Fatalf("%d payments won but %d orders are PAID", payWon.Load(), paid)
+	}
+}
+
+// TestMySQLKilledBeforePlacements: with mariadbd killed, placements are
+// cached in Redis (202 ACCEPTED); after a restart the check-backs (and the
+// sweeper) store them, clear the cache, and they behave like any order.
+func TestMySQLKilledBeforePlacements(t *testing.T) {
+	s := newStack(t, stackOptions{privateMySQL: true})
+	m := s.orderd()
+	if err := s.my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var accepted []placed
+	for i := range n {
+		p := place(t, m.Addr(), fmt.Sprintf("down-%d", i))
+		if p.code != http.StatusAccepted || p.status != "ACCEPTED" {
+			t.Fatalf("place %d with MySQL down = %+v, want 202 ACCEPTED", i, p)
+		}
+		accepted = append(accepted, p)
+	}
+	if code, st := getOrder(t, m.Addr(), accepted[0].id); code != 200 || st != "ACCEPTED" {
+		t.Fatalf("GET while cached = %d %s", code, st)
+	}
+	// A retry with the same key during the outage finds the cached order.
+	if again := place(t, m.Addr(), "down-0"); again.code != http.StatusOK || again.id != accepted[0].id {
+		t.Fatalf("retry during outage = %+v, want 200 with %s", again, accepted[0].id)
+	}
+	if err := s.my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "every cached order stored in MySQL and the cache empty", func() bool {
+		for _, p := range accepted {
+			if s.rowStatus(p.id) != "PENDING_PAYMENT" {
+				return false
+			}
+		}
+		return s.cacheSize(t) == 0
+	})
+	var rows int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil || rows != n {
+		t.Fatalf("rows = %d (%v), want %d: no order lost, none duplicated", rows, err, n)
+	}
+	for _, p := range accepted {
+		if code, st := getOrder(t, m.Addr(), p.id); code != 200 || st != "PENDING_PAYMENT" {
+			t.Fatalf("GET after recovery = %d %s", code, st)
+		}
+		if !s.pay(p.id) {
+			t.Fatalf("pay %s lost", p.id)
+		}
+	}
+	waitFor(t, 15*time.Second, "every paid order announced", func() bool { return len(s.published()) == n })
+	for id, k := range s.published() {
+		if k != 1 {
+			t.Fatalf("order %s announced %d times", id, k)
+		}
+	}
+}
+
+// TestMySQLKilledDuringBurst kills mariadbd in the middle of concurrent
+// placements and restarts it. Every request gets 201, 202 or 503; every
+// 201/202 order ends in MySQL; no 503 order exists anywhere.
+func TestMySQLKilledDuringBurst(t *testing.T) {
+	s := newStack(t, stackOptions{privateMySQL: true})
+	m := s.orderd()
+	const workers, perWorker = 8, 40
+	results := make(chan placed, workers*perWorker)
+	var done atomic.Int32
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				results <- place(t, m.Addr(), fmt.Sprintf("burst-%d-%d", w, i))
+				done.Add(1)
+			}
+		}()
+	}
+	waitFor(t, 30*time.Second, "a quarter of the burst", func() bool { return done.Load() >= workers*perWorker/4 })
+	if err := s.my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "three quarters of the burst", func() bool { return done.Load() >= 3*workers*perWorker/4 })
+	if err := s.my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(results)
+	counts := map[int]int{}
+	var kept []placed
+	var refused []placed
+	for p := range results {
+		counts[p.code]++
+		switch p.code {
+		case http.StatusCreated, http.StatusAccepted:
+			kept = append(kept, p)
+		case http.StatusServiceUnavailable:
+			refused = append(refused, p)
+		default:
+			t.Errorf("placement %s answered %d", p.key, p.code)
+		}
+	}
+	t.Logf("burst answers: %v", counts)
+	if counts[http.StatusAccepted] == 0 {
+		t.Fatal("no placement was cached: the kill did not land during the burst")
+	}
+	waitFor(t, 20*time.Second, "every accepted order in MySQL", func() bool {
+		for _, p := range kept {
+			if s.rowStatus(p.id) == "" {
+				return false
+			}
+		}
+		return s.cacheSize(t) == 0
+	})
+	var rows int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil || rows != len(kept) {
+		t.Fatalf("rows = %d (%v), want %d (201 + 202)", rows, err, len(kept))
+	}
+	for _, p := range refused {
+		var n int
+		_ = s.db.QueryRow(`SELECT COUNT(*) FROM idempotency_keys WHERE idem_key = ?`, p.key).Scan(&n)
+		if n != 0 {
+			t.Errorf("refused placement %s was stored", p.key)
+		}
+	}
+}
+
+// TestMySQLAndRedisDown: nothing can record the order → 503, and nothing is
+// half-committed: orderd refuses before sending (it cannot even check the
+// idempotency key), or the half message is rolled back (the listener test
+// TestOutages covers Execute's ROLLBACK when both are down).
+func TestMySQLAndRedisDown(t *testing.T) {
+	s := newStack(t, stackOptions{privateMySQL: true, privateRedis: true})
+	m := s.orderd()
+	if err := s.my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rd.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p := place(t, m.Addr(), "nowhere")
+	if p.code != http.StatusServiceUnavailable {
+		t.Fatalf("place with MySQL and Redis down = %+v, want 503", p)
+	}
+	// END_TRANSACTION is one-way: give the broker a few check rounds.
+	waitFor(t, 5*time.Second, "no open transaction", func() bool {
+		st := s.mq.Transactions()
+		return st.Pending == 0 && st.Committed == 0 && st.RolledBack == len(s.mq.Messages(rmqtest.HalfTopic))
+	})
+	if err := s.my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("rows = %d (%v), want 0", rows, err)
+	}
+}
+
+// cacheSize counts orders waiting in the Redis cache (-1: Redis down).
+func (s *stack) cacheSize(t *testing.T) int64 {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr, DB: s.cfg.Redis.DB})
+	defer rdb.Close()
+	n, err := rdb.SCard(context.Background(), s.cfg.Redis.KeyPrefix+"cache:ids").Result()
+	if err != nil {
+		return -1
+	}
+	return n
+}
