@@ -66,7 +66,7 @@ func NewOrderCache(rdb redis.UniversalClient, cfg CacheConfig) (*OrderCache, err
 }
 
 func (c *OrderCache) orderKey(id uuid.UUID) string { return c.prefix + "cache:order:" + id.String() }
-func (c *OrderCache) idsKey() string                { return c.prefix + "cache:ids" }
+func (c *OrderCache) idsKey() string               { return c.prefix + "cache:ids" }
 func (c *OrderCache) idemKey(client, key string) string {
 	return c.prefix + "idem:" + client + ":" + key
 }
