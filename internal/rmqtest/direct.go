@@ -11,7 +11,8 @@ import (
 )
 
 // Test hooks: inspect and steer the server directly, like miniredis's
-// direct.go. All of them are safe for concurrent use.
+// direct.go. All of them are safe for concurrent use; those about the
+// broker panic on a server started with NoBroker.
 
 // TopicInfo describes one topic.
 type TopicInfo struct {
@@ -222,7 +223,8 @@ func (s *Server) DelayResponses(d time.Duration) {
 	s.mustBroker().respDelay.Store(int64(d))
 }
 
-// ClearFaults turns off every injected send failure and response delay.
+// ClearFaults turns off every injected send failure, dropped
+// END_TRANSACTION and response delay.
 func (s *Server) ClearFaults() {
 	b := s.mustBroker()
 	b.mu.Lock()
