@@ -31,6 +31,7 @@ var errUsage = errors.New("usage")
 
 var commands = map[string]command{
 	"migrate": {summary: "apply (or list) the MySQL schema migrations", run: runMigrate},
+	"pay":     {summary: "sign and send a payment notification for an order, as the provider would", run: runPay},
 }
 
 func main() {
