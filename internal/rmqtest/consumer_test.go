@@ -249,3 +249,54 @@ func TestOrderlyConsumerKeepsQueueOrder(t *testing.T) {
 		seq[k]++
 	}
 }
+
+// TestNewGroupStartOffset shows the offset policy for a brand-new group
+// with CONSUME_FROM_LAST_OFFSET: Java's (read the queue from 0 while it
+// still starts at 0) by default, the end of the queue with
+// StrictConsumerOffset.
+func TestNewGroupStartOffset(t *testing.T) {
+	tests := []struct {
+		name      string
+		strict    bool
+		wantOlder bool
+	}{
+		{"java default reads history", false, true},
+		{"strict starts at the end", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const topic = "startoffset"
+			s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}, StrictConsumerOffset: tt.strict})
+			p := startProducer(t, s)
+			ctx := context.Background()
+			for i := range 8 {
+				if _, err := p.SendSync(ctx, primitive.NewMessage(topic, []byte(fmt.Sprintf("old-%d", i)))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			group := uniq(t, "cg")
+			var got received
+			startConsumer(t, s, group, topic, recordInto(&got), consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset))
+			// Messages sent before the group is positioned may be skipped
+			// in strict mode: send until one arrives.
+			round := 0
+			eventually(t, 10*time.Second, "a new message consumed", func() bool {
+				round++
+				if _, err := p.SendSync(ctx, primitive.NewMessage(topic, []byte(fmt.Sprintf("new-%d", round)))); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(200 * time.Millisecond)
+				for time.Now().Before(deadline) && got.count(fmt.Sprintf("new-%d", round)) == 0 {
+					time.Sleep(5 * time.Millisecond)
+				}
+				return got.count(fmt.Sprintf("new-%d", round)) == 1
+			})
+			if tt.wantOlder {
+				eventually(t, 5*time.Second, "the older messages consumed", func() bool { return got.count("old-7") == 1 })
+			}
+			if older := got.count("old-0") == 1; older != tt.wantOlder {
+				t.Errorf("consumed older messages: got %v, want %v (%d messages)", older, tt.wantOlder, got.len())
+			}
+		})
+	}
+}
