@@ -77,6 +77,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"window too long", "order:\n  payment_window: 7m1s\n", []string{testKeys}, "order.payment_window: 7m1s does not fit in rocketmq.check_max (15) × rocketmq.check_interval (30s) minus one interval = 7m0s"},
 		{"execute past check", "transaction:\n  execute_timeout: 6s\n", []string{testKeys}, "transaction.execute_timeout"},
 		{"short webhook secret", "", []string{testKeys, "TXORDER_PAYMENT__WEBHOOK_SECRET=short"}, "payment.webhook_secret"},
+		{"no webhook secret in prod", "mode: production\n", []string{testKeys}, "payment.webhook_secret: required in production"},
 		{"missing key file", "auth:\n  api_keys_file: /nonexistent/keys\n", nil, "api_keys_file"},
 	}
 	for _, tc := range cases {

@@ -261,6 +261,10 @@ func (c *Orderd) Check() []string {
 		msgs = append(msgs, fmt.Sprintf("transaction.execute_timeout: %s plus redis.timeout %s must be shorter than rocketmq.transaction_timeout %s, or a check-back can race the local transaction",
 			c.Transaction.ExecuteTimeout, c.Redis.Timeout, c.RocketMQ.TransactionTimeout))
 	}
+	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
+		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: required in production mode (set %s or payment.webhook_secret_file)",
+			EnvName("payment.webhook_secret")))
+	}
 	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))
 	}

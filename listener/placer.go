@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/google/uuid"
 
 	"github.com/txorder/txorder/order"
 )
@@ -38,6 +39,28 @@ func NewPlacer(producer TxSender, tx *Transaction, topic string) (*Placer, error
 		return nil, errors.New("listener: placer needs a producer, its transaction listener and a topic")
 	}
 	return &Placer{producer: producer, tx: tx, topic: topic}, nil
+}
+
+// warmUpKeyPrefix marks the probe transaction WarmUp sends.
+const warmUpKeyPrefix = "txorder-warmup-"
+
+// WarmUp sends one probe half message that the listener rolls back at
+// once. A producer that has never sent is unknown to the brokers: the client
+// learns routes, and heartbeats (which is how a broker finds a producer for
+// check-backs), only for topics it has sent to. Without this, a restarted
+// orderd would not receive the check-backs of the half messages its
+// previous run left open until its first placement.
+func (p *Placer) WarmUp(ctx context.Context) error {
+	msg := primitive.NewMessage(p.topic, []byte("{}"))
+	msg.WithKeys([]string{warmUpKeyPrefix + uuid.NewString()})
+	res, err := p.producer.SendMessageInTransaction(ctx, msg)
+	if err != nil {
+		return fmt.Errorf("warm-up send: %w", err)
+	}
+	if res.Status != primitive.SendOK {
+		return fmt.Errorf("warm-up send status %d", res.Status)
+	}
+	return nil
 }
 
 // Place implements order.Placer. It returns OutcomeStored or OutcomeCached

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,6 +144,9 @@ func (t *Transaction) unregister(o *order.Order) { t.pending.Delete(o.ID.String(
 // answers UNKNOWN in both cases (the event waits for payment) and ROLLBACK
 // when the order could not be recorded anywhere or MySQL refused it.
 func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.LocalTransactionState {
+	if strings.HasPrefix(msg.GetKeys(), warmUpKeyPrefix) {
+		return primitive.RollbackMessageState // Placer.WarmUp's probe
+	}
 	v, ok := t.pending.Load(msg.GetKeys())
 	if !ok {
 		// Not a placement of this process: nothing was written for it.
@@ -209,6 +213,9 @@ func (t *Transaction) CheckLocalTransaction(msg *primitive.MessageExt) primitive
 }
 
 func (t *Transaction) check(key string) (primitive.LocalTransactionState, string) {
+	if strings.HasPrefix(key, warmUpKeyPrefix) {
+		return primitive.RollbackMessageState, "warmup" // its END_TRANSACTION was lost
+	}
 	id, err := uuid.Parse(key)
 	if err != nil {
 		// Every half message of this group carries an order id as its key;

@@ -213,7 +213,7 @@ func TestCheckDecisionTable(t *testing.T) {
 		waitFor(t, 5*time.Second, "the close to wait on the payment's row lock", func() bool {
 			var n int
 			_ = f.db.QueryRow(`SELECT COUNT(*) FROM information_schema.PROCESSLIST
-				WHERE INFO LIKE 'UPDATE orders SET status%'`).Scan(&n)
+				WHERE INFO LIKE 'UPDATE orders FORCE INDEX (PRIMARY) SET status%'`).Scan(&n)
 			return n > 0
 		})
 		if err := tx.Commit(); err != nil {

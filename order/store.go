@@ -192,7 +192,11 @@ func (s *Store) Transition(ctx context.Context, ex Execer, id uuid.UUID, from, t
 		col = "closed_at"
 	}
 	at = at.UTC()
-	res, err := ex.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, `+col+` = ?
+	// FORCE INDEX (PRIMARY): on a small table MariaDB may pick the
+	// (status, payment_deadline) index for this UPDATE, and then deadlocks
+	// with a payment holding the row lock (18 deadlocks in 60 races,
+	// measured; none with the hint).
+	res, err := ex.ExecContext(ctx, `UPDATE orders FORCE INDEX (PRIMARY) SET status = ?, updated_at = ?, `+col+` = ?
 		WHERE id = ? AND status = ?`, string(to), at, at, id.String(), string(from))
 	if err != nil {
 		return false, translate(err)
@@ -218,7 +222,7 @@ func (s *Store) Transition(ctx context.Context, ex Execer, id uuid.UUID, from, t
 func (s *Store) MarkCommitAnswered(ctx context.Context, id uuid.UUID, at time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	_, err := s.db.ExecContext(ctx, `UPDATE orders SET commit_answered_at = ? WHERE id = ? AND status = 'PAID'`,
+	_, err := s.db.ExecContext(ctx, `UPDATE orders FORCE INDEX (PRIMARY) SET commit_answered_at = ? WHERE id = ? AND status = 'PAID'`,
 		at.UTC(), id.String())
 	return translate(err)
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/txorder/txorder/internal/mqlog"
 	"github.com/txorder/txorder/listener"
 	"github.com/txorder/txorder/order"
+	"github.com/txorder/txorder/payment"
 )
 
 func main() {
@@ -201,13 +202,40 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Make the brokers know this producer now, so that check-backs of half
+	// messages left open by a previous run reach it without waiting for the
+	// first placement. RocketMQ being down is not fatal: placements will
+	// fail over, and the next send registers the producer.
+	wctx, cancel := context.WithTimeout(ctx, cfg.RocketMQ.SendTimeout)
+	if err := placer.WarmUp(wctx); err != nil {
+		m.Logger.Warn("rocketmq warm-up failed; check-backs wait for the first placement", "error", err)
+	}
+	cancel()
 	svc, err := order.NewService(store, placer, order.ServiceConfig{PaymentWindow: cfg.Order.PaymentWindow, Cache: cache})
 	if err != nil {
 		return err
 	}
 
+	// The payment webhook is served only with a secret to verify it by;
+	// production mode refuses to start without one (configs).
+	var payments api.Payments // never a typed nil: nil means "no route"
+	if cfg.Payment.WebhookSecret != "" {
+		ps, err := payment.NewService(store, m.Logger, payment.Config{
+			WebhookSecret: cfg.Payment.WebhookSecret,
+			Tolerance:     cfg.Payment.Tolerance,
+			Timeout:       cfg.MySQL.Timeout,
+		})
+		if err != nil {
+			return err
+		}
+		payments = ps
+	} else {
+		m.Logger.Warn("payment webhook disabled: set TXORDER_PAYMENT__WEBHOOK_SECRET")
+	}
+
 	handler, err := api.NewHandler(api.Config{
 		Orders:       svc,
+		Payments:     payments,
 		Clients:      clients,
 		Registry:     m.registry,
 		Logger:       m.Logger,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
+	"github.com/txorder/txorder/payment"
 )
 
 var (
@@ -49,7 +51,8 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	testKey = "orderd-test-key-0123456789"
+	testKey       = "orderd-test-key-0123456789"
+	webhookSecret = "orderd-test-webhook-secret-0123456789"
 	topic   = "ORDER_PAID"
 	// Check-backs every 250ms, the first 500ms after a half message.
 	checkInterval = 250 * time.Millisecond
@@ -72,6 +75,8 @@ type stack struct {
 type stackOptions struct {
 	privateMySQL, privateRedis bool
 	paymentWindow              time.Duration
+	// brokerTxTimeout is rmqtest's TransactionTimeout (default txTimeout).
+	brokerTxTimeout time.Duration
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -86,8 +91,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.paymentWindow == 0 {
 		o.paymentWindow = time.Minute
 	}
+	if o.brokerTxTimeout == 0 {
+		o.brokerTxTimeout = txTimeout
+	}
 	s.mq = rmqtest.RunT(t, rmqtest.Options{
-		TransactionTimeout: txTimeout, CheckInterval: checkInterval, CheckMax: 1000,
+		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: 1000,
 		Topics: map[string]int{topic: 4},
 	})
 	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))
@@ -115,6 +123,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_TRANSACTION__CACHE_SWEEP_INTERVAL=200ms",
 		"TXORDER_ORDER__PAYMENT_WINDOW=" + o.paymentWindow.String(),
 		"TXORDER_AUTH__API_KEYS=demo:" + testKey,
+		"TXORDER_PAYMENT__WEBHOOK_SECRET=" + webhookSecret,
 		"TXORDER_LOG__LEVEL=debug",
 	}
 	s.cfg, err = configs.LoadOrderd("../../configs/orderd.yaml", s.env)
@@ -196,17 +205,61 @@ func (s *stack) rowStatus(id string) string {
 	return st
 }
 
-// pay marks the order paid the way the payment webhook does: one
-// compare-and-set in MySQL. The webhook itself is tested in payment/api.
-func (s *stack) pay(id string) bool {
+// pay sends a signed payment notification for the order's full amount, as
+// the provider would, and reports whether it was applied (the order is now
+// PAID). A payment that lost to the deadline answers 409 and is recorded as
+// REFUND_REQUIRED.
+func (s *stack) pay(addr, id string) bool {
 	s.t.Helper()
-	res, err := s.db.Exec(`UPDATE orders SET status = 'PAID', paid_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
-		WHERE id = ? AND status = 'PENDING_PAYMENT'`, id)
+	body, _ := json.Marshal(map[string]any{"provider_txn_id": "txn-" + id, "order_id": id, "amount": 100, "currency": "EUR"})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/payments/notify", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(payment.HeaderSignature, payment.Sign(webhookSecret, time.Now(), body))
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Error(err)
+		return false
 	}
-	n, _ := res.RowsAffected()
-	return n == 1
+	defer res.Body.Close()
+	switch res.StatusCode {
+	case http.StatusOK:
+		return true
+	case http.StatusConflict:
+		return false
+	}
+	b, _ := io.ReadAll(res.Body)
+	s.t.Errorf("payment of %s = %d %s", id, res.StatusCode, b)
+	return false
+}
+
+// paymentStatus returns the recorded status of the order's payment, or "".
+func (s *stack) paymentStatus(id string) string {
+	var st string
+	_ = s.db.QueryRow(`SELECT status FROM payments WHERE order_id = ?`, id).Scan(&st)
+	return st
+}
+
+// txCounts is the broker's view of the orders' transactions; the probe
+// transactions of Placer.WarmUp (rolled back at once) are left out.
+type txCounts struct{ Pending, Committed, RolledBack int }
+
+func (s *stack) orderTx() txCounts {
+	isOrder := func(key string) bool { return !strings.HasPrefix(key, "txorder-warmup-") }
+	var c txCounts
+	all := 0
+	for _, m := range s.mq.Messages(rmqtest.HalfTopic) {
+		if isOrder(m.Keys) {
+			all++
+		}
+	}
+	for _, m := range s.mq.PendingHalfMessages() {
+		if isOrder(m.Keys) {
+			c.Pending++
+		}
+	}
+	c.Committed = len(s.mq.Messages(topic))
+	c.RolledBack = all - c.Pending - c.Committed
+	return c
 }
 
 // published counts committed ORDER_PAID messages per key.

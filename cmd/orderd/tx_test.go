@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/order"
 )
 
@@ -75,7 +74,7 @@ func TestPaidOrderIsAnnouncedOnce(t *testing.T) {
 	if n := len(s.mq.Messages(topic)); n != 0 {
 		t.Fatalf("%d ORDER_PAID messages before payment", n)
 	}
-	if !s.pay(p.id) {
+	if !s.pay(m.Addr(), p.id) {
 		t.Fatal("payment lost its compare-and-set")
 	}
 	paidAt := time.Now()
@@ -86,7 +85,7 @@ func TestPaidOrderIsAnnouncedOnce(t *testing.T) {
 	})
 	t.Logf("paid → consumed in %s (check interval %s)", time.Since(paidAt).Round(time.Millisecond), checkInterval)
 	// Let a few more check rounds pass: no second commit, nothing for the unpaid order.
-	rounds := s.mq.Transactions()
+	rounds := s.orderTx()
 	waitFor(t, 5*time.Second, "more check rounds", func() bool {
 		for _, h := range s.mq.PendingHalfMessages() {
 			if h.Keys == unpaid.id && h.Properties["TRANSACTION_CHECK_TIMES"] >= "6" {
@@ -104,7 +103,7 @@ func TestPaidOrderIsAnnouncedOnce(t *testing.T) {
 	if ev.OrderID.String() != p.id || ev.Total != 100 || ev.Currency != "EUR" || len(ev.Items) != 1 {
 		t.Fatalf("event body = %+v", ev)
 	}
-	if st := s.mq.Transactions(); st.Committed != 1 || rounds.Committed != 1 || st.Pending != 1 {
+	if st := s.orderTx(); st.Committed != 1 || rounds.Committed != 1 || st.Pending != 1 {
 		t.Fatalf("broker transactions = %+v, want 1 committed and the unpaid one pending", st)
 	}
 }
@@ -119,12 +118,12 @@ func TestUnpaidOrderIsClosed(t *testing.T) {
 		t.Fatalf("place = %+v", p)
 	}
 	waitFor(t, 10*time.Second, "the order to be closed and rolled back", func() bool {
-		return s.rowStatus(p.id) == "CLOSED" && s.mq.Transactions().RolledBack == 1
+		return s.rowStatus(p.id) == "CLOSED" && s.orderTx().RolledBack == 1
 	})
-	if s.pay(p.id) {
-		t.Fatal("a closed order accepted a payment")
+	if s.pay(m.Addr(), p.id) || s.paymentStatus(p.id) != "REFUND_REQUIRED" {
+		t.Fatalf("a closed order took a payment (recorded %q), want 409 and REFUND_REQUIRED", s.paymentStatus(p.id))
 	}
-	if st := s.mq.Transactions(); st.Pending != 0 || st.Committed != 0 || len(s.mq.Messages(topic)) != 0 {
+	if st := s.orderTx(); st.Pending != 0 || st.Committed != 0 || len(s.mq.Messages(topic)) != 0 {
 		t.Fatalf("broker = %+v, %d messages; want nothing committed or pending", st, len(s.mq.Messages(topic)))
 	}
 }
@@ -152,14 +151,14 @@ func TestPaymentRacesDeadline(t *testing.T) {
 			// Pay somewhere in the last check interval before the deadline
 			// or just after it, while check-backs run every 250ms.
 			time.Sleep(window - checkInterval + time.Duration(i%10)*checkInterval/5)
-			if s.pay(p.id) {
+			if s.pay(m.Addr(), p.id) {
 				payWon.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	waitFor(t, 15*time.Second, "every transaction to be decided", func() bool {
-		st := s.mq.Transactions()
+		st := s.orderTx()
 		return st.Pending == 0 && st.Committed+st.RolledBack == n
 	})
 	pub := s.published()
@@ -168,13 +167,13 @@ func TestPaymentRacesDeadline(t *testing.T) {
 		switch st := s.rowStatus(id); st {
 		case "PAID":
 			paid++
-			if pub[id] != 1 {
-				t.Errorf("paid order %s has %d events, want 1", id, pub[id])
+			if pub[id] != 1 || s.paymentStatus(id) != "APPLIED" {
+				t.Errorf("paid order %s has %d events and payment %q, want 1 and APPLIED", id, pub[id], s.paymentStatus(id))
 			}
 		case "CLOSED":
 			closed++
-			if pub[id] != 0 {
-				t.Errorf("closed order %s has %d events, want 0", id, pub[id])
+			if pub[id] != 0 || s.paymentStatus(id) != "REFUND_REQUIRED" {
+				t.Errorf("closed order %s has %d events and payment %q, want 0 and REFUND_REQUIRED", id, pub[id], s.paymentStatus(id))
 			}
 		default:
 			t.Errorf("order %s ended %q", id, st)
@@ -230,7 +229,7 @@ func TestMySQLKilledBeforePlacements(t *testing.T) {
 		if code, st := getOrder(t, m.Addr(), p.id); code != 200 || st != "PENDING_PAYMENT" {
 			t.Fatalf("GET after recovery = %d %s", code, st)
 		}
-		if !s.pay(p.id) {
+		if !s.pay(m.Addr(), p.id) {
 			t.Fatalf("pay %s lost", p.id)
 		}
 	}
@@ -330,8 +329,8 @@ func TestMySQLAndRedisDown(t *testing.T) {
 	}
 	// END_TRANSACTION is one-way: give the broker a few check rounds.
 	waitFor(t, 5*time.Second, "no open transaction", func() bool {
-		st := s.mq.Transactions()
-		return st.Pending == 0 && st.Committed == 0 && st.RolledBack == len(s.mq.Messages(rmqtest.HalfTopic))
+		st := s.orderTx()
+		return st.Pending == 0 && st.Committed == 0
 	})
 	if err := s.my.Start(); err != nil {
 		t.Fatal(err)
