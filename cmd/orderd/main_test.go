@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 const (
 	testKey       = "orderd-test-key-0123456789"
 	webhookSecret = "orderd-test-webhook-secret-0123456789"
-	topic   = "ORDER_PAID"
+	topic         = "ORDER_PAID"
 	// Check-backs every 250ms, the first 500ms after a half message.
 	checkInterval = 250 * time.Millisecond
 	txTimeout     = 500 * time.Millisecond
