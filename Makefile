@@ -30,7 +30,8 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) ./api
 
-# run starts MariaDB, Redis and orderd from .run/ (see scripts/devstack.sh).
+# run starts MariaDB, Redis, rmqdev (NameServer + broker) and orderd from
+# .run/ (see scripts/devstack.sh).
 run: deps build
 	scripts/devstack.sh start
 	@echo
@@ -39,6 +40,8 @@ run: deps build
 	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
 	@echo "    -H 'Authorization: Bearer $${TXO_API_KEY:-dev-key-change-me}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\"
 	@echo "    -d '{\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"items\":[{\"sku\":\"SKU-1\",\"name\":\"Widget\",\"quantity\":2,\"unit_price\":1250}]}'"
+	@echo "Pay it (signs with the local webhook secret):"
+	@echo "  TXORDER_PAYMENT__WEBHOOK_SECRET=$${TXO_WEBHOOK_SECRET:-dev-webhook-secret-change-me-0123456789} bin/ordertool pay <order-id>"
 	@echo "Stop everything with: make stop"
 
 stop:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# devstack.sh runs the local MariaDB and Redis that `make run` and the chaos
-# scripts use, from the installed binaries, with data, logs and pid files
+# devstack.sh runs the local stack that `make run` and the chaos scripts use
+# (MariaDB, Redis, rmqdev's NameServer and broker, orderd) from the installed
+# and built binaries, with data, logs and pid files
 # under $RUN_DIR (default: .run/ in the repository, which git ignores).
 #
 #   devstack.sh start [SERVICE...]   start (default: all); running ones are left as they are
@@ -11,12 +12,14 @@
 #
 # Services: mysql (127.0.0.1:$TXO_MYSQL_PORT, default 3307; database,
 # user and password txorder), redis (127.0.0.1:$TXO_REDIS_PORT, default
-# 6380; append-only file, fsync on every write) and orderd
-# (127.0.0.1:$TXO_ORDERD_PORT, default 8080; bin/orderd from `make build`,
-# API key $TXO_API_KEY, default dev-key-change-me).
+# 6380; append-only file, fsync on every write), namesrv and broker (rmqdev,
+# 127.0.0.1:$TXO_NAMESRV_PORT and :$TXO_BROKER_PORT, defaults 9876 and 10911)
+# and orderd (127.0.0.1:$TXO_ORDERD_PORT, default 8080; bin/orderd from
+# `make build`, API key $TXO_API_KEY, default dev-key-change-me).
 #
-# Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_ORDERD_PORT,
-# TXO_API_KEY, TXO_WAIT_SECONDS
+# Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_NAMESRV_PORT,
+# TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_API_KEY, TXO_WEBHOOK_SECRET,
+# TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_WAIT_SECONDS
 # (readiness bound, default 60), TXO_STOP_SECONDS (graceful stop bound,
 # default 30).
 #
@@ -29,13 +32,22 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
 TXO_MYSQL_PORT=${TXO_MYSQL_PORT:-3307}
 TXO_REDIS_PORT=${TXO_REDIS_PORT:-6380}
+TXO_NAMESRV_PORT=${TXO_NAMESRV_PORT:-9876}
+TXO_BROKER_PORT=${TXO_BROKER_PORT:-10911}
 TXO_ORDERD_PORT=${TXO_ORDERD_PORT:-8080}
+# Transaction checks of the local broker, and what orderd is told about
+# them: a check every 5 s (a real broker: 30 s), so a paid order's event is
+# out within seconds; 100 checks cover the 5 min payment window.
+TXO_CHECK_INTERVAL=${TXO_CHECK_INTERVAL:-5s}
+TXO_CHECK_MAX=${TXO_CHECK_MAX:-100}
+# The development webhook secret; orderd (production mode) needs a real one.
+TXO_WEBHOOK_SECRET=${TXO_WEBHOOK_SECRET:-dev-webhook-secret-change-me-0123456789}
 # The development API key; orderd refuses it in production mode.
 TXO_API_KEY=${TXO_API_KEY:-dev-key-change-me}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
 
-SERVICES=(mysql redis orderd)
+SERVICES=(mysql redis namesrv broker orderd)
 
 die() {
 	echo "devstack: $*" >&2
@@ -315,6 +327,38 @@ redis_describe() {
 	echo "  redis: 127.0.0.1:$TXO_REDIS_PORT  addr 127.0.0.1:$TXO_REDIS_PORT  log $(svc_log redis)"
 }
 
+# --- namesrv, broker: rmqdev's in-memory RocketMQ, as two processes ---------
+# Separate processes so that chaos scripts can kill the NameServer alone. The
+# broker registers with it every 10 s, like a real broker (30 s there).
+
+rmqdev_bin() {
+	[[ -x $ROOT/bin/rmqdev ]] || die "rmqdev: $ROOT/bin/rmqdev is missing: run make build"
+	echo "$ROOT/bin/rmqdev"
+}
+namesrv_bin() { rmqdev_bin; }
+broker_bin() { rmqdev_bin; }
+
+namesrv_launch() {
+	exec setsid "$(namesrv_bin)" namesrv --addr "127.0.0.1:$TXO_NAMESRV_PORT"
+}
+
+broker_launch() {
+	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$TXO_BROKER_PORT" \
+		--namesrv "127.0.0.1:$TXO_NAMESRV_PORT" --register-interval 10s \
+		--check-interval "$TXO_CHECK_INTERVAL" --check-max "$TXO_CHECK_MAX" \
+		--topics ORDER_PAID:4
+}
+
+namesrv_ready() { port_open "$TXO_NAMESRV_PORT"; }
+broker_ready() { port_open "$TXO_BROKER_PORT"; }
+
+namesrv_describe() {
+	echo "  namesrv: 127.0.0.1:$TXO_NAMESRV_PORT (rmqdev, in memory)  log $(svc_log namesrv)"
+}
+broker_describe() {
+	echo "  broker: 127.0.0.1:$TXO_BROKER_PORT (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log broker)"
+}
+
 # --- orderd: the order service (built by `make build` into bin/) -----------
 
 orderd_bin() {
@@ -331,6 +375,10 @@ orderd_launch() {
 		TXORDER_MYSQL__PASSWORD="$MYSQL_PASSWORD" \
 		TXORDER_REDIS__ADDR="127.0.0.1:$TXO_REDIS_PORT" \
 		TXORDER_AUTH__API_KEYS="demo:$TXO_API_KEY" \
+		TXORDER_PAYMENT__WEBHOOK_SECRET="$TXO_WEBHOOK_SECRET" \
+		TXORDER_ROCKETMQ__NAME_SERVERS="127.0.0.1:$TXO_NAMESRV_PORT" \
+		TXORDER_ROCKETMQ__CHECK_INTERVAL="$TXO_CHECK_INTERVAL" \
+		TXORDER_ROCKETMQ__CHECK_MAX="$TXO_CHECK_MAX" \
 		"$(orderd_bin)" --config "$ROOT/configs/orderd.yaml"
 }
 
