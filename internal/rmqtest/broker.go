@@ -184,7 +184,24 @@ func (b *broker) registration() brokerRegistration {
 }
 
 // handle dispatches one broker request.
+//
+// rocketmq-client-go sends UPDATE_CONSUMER_OFFSET and END_TRANSACTION
+// "one-way" without setting the one-way flag, and closes its socket right
+// after the last ones on shutdown. A reply still unread when it closes makes
+// its kernel reset the connection, which discards the requests this server
+// has not read yet: a shutting-down consumer's final offset commits would
+// be lost. So those two codes get no reply when they come from a Go
+// client, which never reads one anyway. (A real broker does reply, so
+// against one the final commits can be lost and messages redelivered.)
 func (b *broker) handle(c *conn, req *remoting.Command) *remoting.Command {
+	resp := b.handleRequest(c, req)
+	if (req.Code == remoting.UpdateConsumerOffset || req.Code == remoting.EndTransaction) && req.Language == "GO" {
+		return nil
+	}
+	return resp
+}
+
+func (b *broker) handleRequest(c *conn, req *remoting.Command) *remoting.Command {
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
 		return b.handleSend(c, req)
