@@ -70,7 +70,7 @@ func (r *DeadLetterRecorder) record(ctx context.Context, m *primitive.MessageExt
 	// The client's callback context carries no deadline: bound the write.
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	reason := fmt.Sprintf("gave up after %d reconsume attempts", m.ReconsumeTimes)
+	reason := fmt.Sprintf("broker gave up after %d failed deliveries", m.ReconsumeTimes)
 	if r.reasons != nil {
 		if last, ok := r.reasons.LastFailure(m.MsgId); ok {
 			reason += "; last error: " + last

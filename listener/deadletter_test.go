@@ -41,7 +41,7 @@ func TestDeadLetterRecorder(t *testing.T) {
 	}
 	first := list[0]
 	if first.OriginalMsgID != m.MsgId || first.Key != ev.OrderID.String() || first.ReconsumeTimes != 4 ||
-		!strings.Contains(first.Reason, "gave up after 4 reconsume attempts") || !strings.Contains(first.Reason, "carrier unreachable") {
+		!strings.Contains(first.Reason, "broker gave up after 4 failed deliveries") || !strings.Contains(first.Reason, "carrier unreachable") {
 		t.Fatalf("dead letter = %+v", first)
 	}
 	time.Sleep(2 * time.Millisecond) // last_seen_at has microsecond precision; make the second sighting later
