@@ -1,6 +1,9 @@
 package api_test
 
 import (
+	"context"
+	"github.com/google/uuid"
+	"github.com/txorder/txorder/fallback"
 	"io"
 	"log/slog"
 	"net/http"
@@ -39,6 +42,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 
 	h, err := api.NewHandler(api.Config{
 		Orders: nopOrders{}, Payments: nopPayments{}, Clients: map[string]string{apiKey: "demo"},
+		Admins: map[string]string{"admin-key-0123456789abcdef": "ops"}, Spill: nopSpill{},
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -75,3 +79,8 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		t.Fatalf("GET /openapi.yaml = %d", rec.Code)
 	}
 }
+
+type nopSpill struct{}
+
+func (nopSpill) Dead(context.Context) ([]fallback.DeadEntry, error)  { return nil, nil }
+func (nopSpill) Pending(context.Context, int64) ([]uuid.UUID, error) { return nil, nil }

@@ -122,8 +122,11 @@ func (h *orderHandlers) get(c *gin.Context) {
 		return
 	}
 	shown := string(loc.Order.Status)
-	if loc.Where == order.OutcomeCached {
+	switch loc.Where {
+	case order.OutcomeCached:
 		shown = "ACCEPTED" // in Redis, waiting for MySQL to come back
+	case order.OutcomeQueued:
+		shown = "QUEUED" // in Redis, waiting for RocketMQ to come back
 	}
 	c.JSON(http.StatusOK, viewOf(loc.Order, shown))
 }

@@ -40,6 +40,7 @@ const (
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeUnavailable           = "service_unavailable"
 	CodeInternal              = "internal_error"
+	CodeInvalidQuery          = "invalid_query"
 )
 
 const problemContentType = "application/problem+json"

@@ -37,6 +37,10 @@ type Config struct {
 	// Payments serves the provider's webhook POST /v1/payments/notify;
 	// nil leaves the route out.
 	Payments Payments
+	// Admins maps admin key → name for /v1/admin; Spill is what those
+	// endpoints show. Both are needed for the routes to exist.
+	Admins map[string]string
+	Spill  Spill
 	// Clients maps API key → client name.
 	Clients map[string]string
 	Checks  []Check
@@ -87,6 +91,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	v1.POST("/orders", h.create)
 	v1.GET("/orders/:id", h.get)
 	registerPayments(r, cfg)
+	registerAdmin(r, cfg)
 	return r, nil
 }
 

@@ -20,9 +20,13 @@ type Orderd struct {
 	Order    Order    `koanf:"order"`
 	// Transaction tunes the transaction listener (DESIGN.md §4.2).
 	Transaction Transaction `koanf:"transaction"`
-	Auth        Auth        `koanf:"auth"`
-	Payment     Payment     `koanf:"payment"`
-	Log         Log         `koanf:"log"`
+	// Spill tunes the spill queue (orders waiting for RocketMQ) and its drainer.
+	Spill Spill `koanf:"spill"`
+	// Reconciler tunes the republishing of paid orders the topic never saw.
+	Reconciler Reconciler `koanf:"reconciler"`
+	Auth       Auth       `koanf:"auth"`
+	Payment    Payment    `koanf:"payment"`
+	Log        Log        `koanf:"log"`
 }
 
 // Payment is the payment provider's webhook.
@@ -144,12 +148,62 @@ type Transaction struct {
 	CacheSweepInterval time.Duration `koanf:"cache_sweep_interval" validate:"gt=0"`
 }
 
+// Spill tunes the spill queue and its drainer (DESIGN.md §4.5).
+type Spill struct {
+	// MaxAttempts placements of a spilled order before it is marked dead
+	// (kept, listed by `ordertool spill list`, replayable).
+	MaxAttempts int64 `koanf:"max_attempts" validate:"gte=1"`
+	// ClaimIdle: entries a crashed drainer left are taken over after this.
+	ClaimIdle time.Duration `koanf:"claim_idle" validate:"gt=0"`
+	// BackoffMin and BackoffMax bound the drainer's wait after a failure.
+	BackoffMin time.Duration `koanf:"backoff_min" validate:"gt=0"`
+	BackoffMax time.Duration `koanf:"backoff_max" validate:"gtefield=BackoffMin"`
+	// BreakerFailures consecutive failed sends make placements spill at
+	// once for BreakerOpenFor, instead of each waiting for a send timeout.
+	BreakerFailures uint32        `koanf:"breaker_failures" validate:"gte=1"`
+	BreakerOpenFor  time.Duration `koanf:"breaker_open_for" validate:"gt=0"`
+}
+
+// Reconciler tunes the reconciler (DESIGN.md §4.4).
+type Reconciler struct {
+	// Grace after payment before a paid order whose event was not seen on
+	// the topic is republished; 0 means 3 × rocketmq.check_interval.
+	Grace time.Duration `koanf:"grace" validate:"gte=0"`
+	// Interval between rounds.
+	Interval time.Duration `koanf:"interval" validate:"gt=0"`
+	// Batch bounds the orders republished per round.
+	Batch int `koanf:"batch" validate:"gte=1,lte=1000"`
+	// ProducerGroup and InstanceName of the plain producer it republishes with.
+	ProducerGroup string `koanf:"producer_group" validate:"required"`
+}
+
+// GraceOr returns Grace, or 3 check intervals when it is 0.
+func (r Reconciler) GraceOr(checkInterval time.Duration) time.Duration {
+	if r.Grace > 0 {
+		return r.Grace
+	}
+	return 3 * checkInterval
+}
+
 // Auth holds API credentials.
 type Auth struct {
 	// APIKeys is a comma-separated list of name:key pairs. The name is the
 	// client identity that scopes idempotency keys.
 	APIKeys     string `koanf:"api_keys" secret:"true"`
 	APIKeysFile string `koanf:"api_keys_file" secretfile:"APIKeys"`
+	// AdminKeys (same format) may use the /v1/admin endpoints. Empty: the
+	// admin endpoints are not served.
+	AdminKeys     string `koanf:"admin_keys" secret:"true"`
+	AdminKeysFile string `koanf:"admin_keys_file" secretfile:"AdminKeys"`
+}
+
+// Admins parses AdminKeys into key → admin name (empty map: none).
+func (a Auth) Admins() (map[string]string, error) {
+	if a.AdminKeys == "" {
+		return map[string]string{}, nil
+	}
+	out, err := parseKeys(a.AdminKeys, "auth.admin_keys")
+	return out, err
 }
 
 // DevAPIKey is the key `make run` uses. Production mode refuses it.
@@ -157,23 +211,31 @@ const DevAPIKey = "dev-key-change-me"
 
 // Clients parses APIKeys into key → client name.
 func (a Auth) Clients() (map[string]string, error) {
+	out, err := parseKeys(a.APIKeys, "auth.api_keys")
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("auth.api_keys: no API key configured (set %s or auth.api_keys_file)", EnvName("auth.api_keys"))
+	}
+	return out, nil
+}
+
+func parseKeys(list, field string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, pair := range strings.Split(a.APIKeys, ",") {
+	for _, pair := range strings.Split(list, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
 		}
 		name, key, ok := strings.Cut(pair, ":")
 		if !ok || name == "" || len(key) < 16 {
-			return nil, fmt.Errorf("auth.api_keys: entry %q is not name:key with a key of at least 16 characters", redact(pair))
+			return nil, fmt.Errorf("%s: entry %q is not name:key with a key of at least 16 characters", field, redact(pair))
 		}
 		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("auth.api_keys: key of client %q is listed twice", name)
+			return nil, fmt.Errorf("%s: key of %q is listed twice", field, name)
 		}
 		out[key] = name
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("auth.api_keys: no API key configured (set %s or auth.api_keys_file)", EnvName("auth.api_keys"))
 	}
 	return out, nil
 }
@@ -223,9 +285,12 @@ func DefaultOrderd() Orderd {
 		},
 		Transaction: Transaction{ExecuteTimeout: 2 * time.Second, CheckTimeout: 500 * time.Millisecond,
 			BreakerFailures: 3, BreakerOpenFor: time.Second, CacheSweepInterval: 5 * time.Second},
-		Order:   Order{PaymentWindow: 5 * time.Minute},
-		Payment: Payment{Tolerance: 5 * time.Minute},
-		Log:     Log{Level: "info", Format: "json"},
+		Order: Order{PaymentWindow: 5 * time.Minute},
+		Spill: Spill{MaxAttempts: 20, ClaimIdle: 30 * time.Second, BackoffMin: 200 * time.Millisecond,
+			BackoffMax: 30 * time.Second, BreakerFailures: 3, BreakerOpenFor: 2 * time.Second},
+		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
+		Payment:    Payment{Tolerance: 5 * time.Minute},
+		Log:        Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -264,6 +329,13 @@ func (c *Orderd) Check() []string {
 	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: required in production mode (set %s or payment.webhook_secret_file)",
 			EnvName("payment.webhook_secret")))
+	}
+	if g := c.Reconciler.GraceOr(c.RocketMQ.CheckInterval); g <= 2*c.RocketMQ.CheckInterval {
+		msgs = append(msgs, fmt.Sprintf("reconciler.grace: %s must be more than two rocketmq.check_interval (%s), or events a check-back is about to commit get published twice",
+			g, c.RocketMQ.CheckInterval))
+	}
+	if _, err := c.Auth.Admins(); err != nil {
+		msgs = append(msgs, err.Error())
 	}
 	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))

@@ -12,13 +12,6 @@ import (
 	"github.com/txorder/txorder/order"
 )
 
-// ErrNotSent means the half message did not reach the broker (no route,
-// NameServer or broker unreachable, send timeout, or a send status other
-// than SEND_OK): no local transaction ran and nothing was written. Place
-// wraps it in order.ErrRefused, so that without a spill queue in front the
-// client gets a 503 and may retry.
-var ErrNotSent = errors.New("half message not sent")
-
 // TxSender is the transactional producer (rocketmq.TransactionProducer).
 type TxSender interface {
 	SendMessageInTransaction(ctx context.Context, msg *primitive.Message) (*primitive.TransactionSendResult, error)
@@ -65,8 +58,8 @@ func (p *Placer) WarmUp(ctx context.Context) error {
 
 // Place implements order.Placer. It returns OutcomeStored or OutcomeCached
 // after the local transaction ran, order.ErrRefused (wrapped) when nothing
-// could record the order (wrapping ErrNotSent when the half message did not
-// go out), or order.ErrConflict.
+// could record the order (wrapping order.ErrNotSent when the half message
+// did not go out), or order.ErrConflict.
 func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, error) {
 	body, err := json.Marshal(order.EventOf(o))
 	if err != nil {
@@ -83,13 +76,13 @@ func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, erro
 	res, err := p.producer.SendMessageInTransaction(context.WithoutCancel(ctx), msg)
 	if err != nil {
 		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()
-		return "", fmt.Errorf("%w: %w: %w", order.ErrRefused, ErrNotSent, err)
+		return "", fmt.Errorf("%w: %w: %w", order.ErrRefused, order.ErrNotSent, err)
 	}
 	if res.Status != primitive.SendOK || pl.outcome == "" && pl.err == nil {
 		// The client rolled the half message back itself (flush or slave
 		// timeout) or never called Execute: nothing was written.
 		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()
-		return "", fmt.Errorf("%w: %w: send status %d", order.ErrRefused, ErrNotSent, res.Status)
+		return "", fmt.Errorf("%w: %w: send status %d", order.ErrRefused, order.ErrNotSent, res.Status)
 	}
 	if pl.err != nil {
 		if errors.Is(pl.err, order.ErrConflict) {

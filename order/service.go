@@ -29,6 +29,13 @@ const (
 // client may retry with the same idempotency key.
 var ErrRefused = errors.New("order refused: no durable store available")
 
+// ErrNotSent means the placement's half message did not reach the broker
+// (no route, NameServer or broker unreachable, send timeout, or a send
+// status other than SEND_OK): no local transaction ran, nothing was
+// written. A placer returns it wrapped in ErrRefused, so that without a
+// spill queue in front the client gets a 503; the spill queue takes these.
+var ErrNotSent = errors.New("half message not sent")
+
 // Placer records a new, valid order durably and says where. It returns
 // ErrRefused (wrapped) when nothing could record it, ErrConflict when the
 // order or its idempotency key already exists.
@@ -61,10 +68,18 @@ type Cache interface {
 	LookupKey(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
 }
 
+// Queue is where orders wait while RocketMQ is unreachable
+// (fallback.SpillQueue).
+type Queue interface {
+	// Get returns a queued order or ErrNotFound.
+	Get(ctx context.Context, id uuid.UUID) (*Order, error)
+}
+
 // Service places and reads orders.
 type Service struct {
 	store     *Store
 	cache     Cache
+	queue     Queue
 	placer    Placer
 	validator *Validator
 	window    time.Duration
@@ -77,8 +92,11 @@ type ServiceConfig struct {
 	// PaymentWindow is how long a new order waits for payment. Required.
 	PaymentWindow time.Duration
 	// Cache, when set, answers reads and idempotent retries while MySQL
-	// is down.
+	// is down, and holds the index of recent idempotency keys.
 	Cache Cache
+	// Queue, when set, answers reads and retries of orders waiting for
+	// RocketMQ.
+	Queue Queue
 	// Now and NewID default to time.Now and uuid.NewV7; tests inject them.
 	Now   func() time.Time
 	NewID func() (uuid.UUID, error)
@@ -98,7 +116,7 @@ func NewService(store *Store, placer Placer, cfg ServiceConfig) (*Service, error
 	if cfg.NewID == nil {
 		cfg.NewID = uuid.NewV7
 	}
-	return &Service{store: store, cache: cfg.Cache, placer: placer, validator: NewValidator(),
+	return &Service{store: store, cache: cfg.Cache, queue: cfg.Queue, placer: placer, validator: NewValidator(),
 		window: cfg.PaymentWindow, now: cfg.Now, newID: cfg.NewID}, nil
 }
 
@@ -149,43 +167,84 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 
 // replay looks the idempotency key up; ErrNotFound means it is new.
 //
-// While MySQL is down the key is looked up in the cache, which remembers
-// every recent key (see fallback.OrderCache). A key found there whose order
-// is still cached is replayed from the cache; one whose order is in MySQL
-// cannot be shown now, so the retry is refused (503) rather than placed a
-// second time.
+// MySQL knows the keys of stored orders. Orders still waiting in Redis (in
+// the cache while MySQL is down, in the spill queue while RocketMQ is) are
+// found through the cache's index of recent keys, which is also asked when
+// MySQL is down. A key whose order is in MySQL while MySQL is down cannot
+// be shown now, so that retry is refused (503) rather than placed twice.
 func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
 	rec, err := s.store.LookupIdempotencyKey(ctx, req.ClientID, req.IdempotencyKey)
-	outcome := OutcomeStored
-	if IsUnavailable(err) && s.cache != nil {
-		rec, err = s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return PlaceResult{}, fmt.Errorf("%w: mysql down and cache lookup failed: %w", ErrRefused, err)
+	if err == nil {
+		if rec.RequestHash != hash {
+			return PlaceResult{}, ErrIdempotencyMismatch
 		}
-		outcome = OutcomeCached
+		o, err := s.store.Get(ctx, rec.OrderID)
+		if err != nil {
+			return PlaceResult{}, fmt.Errorf("%w: replay order %s: %w", ErrRefused, rec.OrderID, err)
+		}
+		return PlaceResult{Order: o, Outcome: OutcomeStored, Replayed: true}, nil
 	}
-	if err != nil {
-		if IsUnavailable(err) {
+	mysqlDown := IsUnavailable(err)
+	if !mysqlDown && !errors.Is(err, ErrNotFound) {
+		return PlaceResult{}, err
+	}
+	if s.cache == nil {
+		if mysqlDown {
 			return PlaceResult{}, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
-		return PlaceResult{}, err
+		return PlaceResult{}, ErrNotFound
+	}
+	rec, err = s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
+	if errors.Is(err, ErrNotFound) {
+		return PlaceResult{}, ErrNotFound // a new key
+	}
+	if err != nil {
+		if mysqlDown {
+			return PlaceResult{}, fmt.Errorf("%w: mysql down and key index unavailable: %w", ErrRefused, err)
+		}
+		// MySQL says new; an order waiting in Redis under this key cannot
+		// be ruled out, but Redis being down means it could not have been
+		// spilled just now either. Place it.
+		return PlaceResult{}, ErrNotFound
 	}
 	if rec.RequestHash != hash {
 		return PlaceResult{}, ErrIdempotencyMismatch
 	}
-	var o *Order
-	if outcome == OutcomeCached {
-		o, err = s.cache.Get(ctx, rec.OrderID)
-		if errors.Is(err, ErrNotFound) {
-			return PlaceResult{}, fmt.Errorf("%w: order %s of this key is in MySQL, which is down", ErrRefused, rec.OrderID)
+	loc, err := s.locateWaiting(ctx, rec.OrderID)
+	if err == nil {
+		return PlaceResult{Order: loc.Order, Outcome: loc.Where, Replayed: true}, nil
+	}
+	if mysqlDown || !errors.Is(err, ErrNotFound) {
+		return PlaceResult{}, fmt.Errorf("%w: order %s of this key cannot be read now: %w", ErrRefused, rec.OrderID, err)
+	}
+	// The key's order is nowhere: it was refused after the key was noted,
+	// or placed without its key. Treat the request as new.
+	return PlaceResult{}, ErrNotFound
+}
+
+// locateWaiting finds an order that waits in Redis: the cache, then the
+// spill queue.
+func (s *Service) locateWaiting(ctx context.Context, id uuid.UUID) (Located, error) {
+	var lastErr error = ErrNotFound
+	if s.cache != nil {
+		o, err := s.cache.Get(ctx, id)
+		if err == nil {
+			return Located{Order: o, Where: OutcomeCached}, nil
 		}
-	} else {
-		o, err = s.store.Get(ctx, rec.OrderID)
+		if !errors.Is(err, ErrNotFound) {
+			lastErr = err
+		}
 	}
-	if err != nil {
-		return PlaceResult{}, fmt.Errorf("%w: replay order %s: %w", ErrRefused, rec.OrderID, err)
+	if s.queue != nil {
+		o, err := s.queue.Get(ctx, id)
+		if err == nil {
+			return Located{Order: o, Where: OutcomeQueued}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			lastErr = err
+		}
 	}
-	return PlaceResult{Order: o, Outcome: outcome, Replayed: true}, nil
+	return Located{}, lastErr
 }
 
 func (s *Service) build(req PlaceRequest, hash string) (*Order, error) {
@@ -222,25 +281,25 @@ type Located struct {
 }
 
 // Get returns an order by id, from MySQL or, when it is not there (yet) or
-// MySQL is down, from the cache. Errors: ErrNotFound, ErrUnavailable.
+// MySQL is down, from Redis (cache or spill queue). Errors: ErrNotFound,
+// ErrUnavailable.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (Located, error) {
 	o, err := s.store.Get(ctx, id)
 	if err == nil {
 		return Located{Order: o, Where: OutcomeStored}, nil
 	}
-	if s.cache == nil || !(errors.Is(err, ErrNotFound) || IsUnavailable(err)) {
+	if !(errors.Is(err, ErrNotFound) || IsUnavailable(err)) {
 		return Located{}, err
 	}
-	cached, cerr := s.cache.Get(ctx, id)
-	if cerr == nil {
-		return Located{Order: cached, Where: OutcomeCached}, nil
-	}
-	if errors.Is(cerr, ErrNotFound) {
+	loc, werr := s.locateWaiting(ctx, id)
+	switch {
+	case werr == nil:
+		return loc, nil
+	case errors.Is(werr, ErrNotFound):
 		return Located{}, err // MySQL's answer: not found, or unavailable
-	}
-	if errors.Is(err, ErrNotFound) {
-		// MySQL says absent but the cache cannot be asked: it may be there.
-		return Located{}, &UnavailableError{Err: cerr}
+	case errors.Is(err, ErrNotFound):
+		// MySQL says absent but Redis cannot be asked: it may be there.
+		return Located{}, &UnavailableError{Err: werr}
 	}
 	return Located{}, err
 }

@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/gin-gonic/gin"
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -101,6 +103,7 @@ type Main struct {
 	db       *sql.DB
 	rdb      *redis.Client
 	producer rocketmq.TransactionProducer
+	plain    rocketmq.Producer
 	registry *prometheus.Registry
 	srv      *http.Server
 	ln       net.Listener
@@ -108,6 +111,10 @@ type Main struct {
 
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
+
+	// afterDrainPlace is a test hook: the drainer calls it between placing
+	// a spilled order and acknowledging its entry.
+	afterDrainPlace func(id uuid.UUID)
 }
 
 // NewMain returns an unopened Main.
@@ -191,30 +198,42 @@ func (m *Main) Open(ctx context.Context) error {
 		m.producer = nil
 		return fmt.Errorf("start rocketmq producer: %w", err)
 	}
-	bg, stop := context.WithCancel(context.Background())
-	m.stopBackground = stop
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
-		sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger)
-	}()
 	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic)
 	if err != nil {
 		return err
 	}
 	// Make the brokers know this producer now, so that check-backs of half
 	// messages left open by a previous run reach it without waiting for the
-	// first placement. RocketMQ being down is not fatal: placements will
-	// fail over, and the next send registers the producer.
+	// first placement. RocketMQ being down is not fatal: placements spill,
+	// and the next send registers the producer.
 	wctx, cancel := context.WithTimeout(ctx, cfg.RocketMQ.SendTimeout)
 	if err := placer.WarmUp(wctx); err != nil {
 		m.Logger.Warn("rocketmq warm-up failed; check-backs wait for the first placement", "error", err)
 	}
 	cancel()
-	svc, err := order.NewService(store, placer, order.ServiceConfig{PaymentWindow: cfg.Order.PaymentWindow, Cache: cache})
+
+	spill, err := fallback.NewSpillQueue(m.rdb, fallback.CacheConfig{
+		Prefix: cfg.Redis.KeyPrefix, IdempotencyTTL: cfg.Redis.IdempotencyTTL, Timeout: cfg.Redis.Timeout,
+	})
 	if err != nil {
 		return err
 	}
+	spilling, err := fallback.NewSpillingPlacer(placer, spill, m.Logger, fallback.SpillConfig{
+		BreakerFailures: cfg.Spill.BreakerFailures, BreakerOpenFor: cfg.Spill.BreakerOpenFor,
+	})
+	if err != nil {
+		return err
+	}
+	svc, err := order.NewService(store, spilling, order.ServiceConfig{
+		PaymentWindow: cfg.Order.PaymentWindow, Cache: cache, Queue: spill,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.startBackground(store, cache, spill, txl, placer); err != nil {
+		return err
+	}
+	m.registry.MustRegister(newSpillCollector(spill))
 
 	// The payment webhook is served only with a secret to verify it by;
 	// production mode refuses to start without one (configs).
@@ -232,11 +251,17 @@ func (m *Main) Open(ctx context.Context) error {
 	} else {
 		m.Logger.Warn("payment webhook disabled: set TXORDER_PAYMENT__WEBHOOK_SECRET")
 	}
+	admins, err := cfg.Auth.Admins()
+	if err != nil {
+		return err
+	}
 
 	handler, err := api.NewHandler(api.Config{
 		Orders:       svc,
 		Payments:     payments,
 		Clients:      clients,
+		Admins:       admins,
+		Spill:        spill,
 		Registry:     m.registry,
 		Logger:       m.Logger,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
@@ -245,9 +270,11 @@ func (m *Main) Open(ctx context.Context) error {
 			{Name: "redis", Probe: cache.Ping},
 			{Name: "rocketmq", Probe: func(ctx context.Context) error { return dialAny(ctx, cfg.RocketMQ.NameServers) }},
 		},
-		// Orders can be accepted while MySQL or Redis is up (the other is
-		// the fallback) and the half message can be sent.
-		Ready: func(up map[string]bool) bool { return (up["mysql"] || up["redis"]) && up["rocketmq"] },
+		// An order is accepted durably when MySQL or Redis can hold it
+		// (cache) and RocketMQ or Redis can take its message (spill).
+		Ready: func(up map[string]bool) bool {
+			return (up["mysql"] || up["redis"]) && (up["rocketmq"] || up["redis"])
+		},
 	})
 	if err != nil {
 		return err
@@ -302,6 +329,12 @@ func (m *Main) Close() error {
 	// After the HTTP drain no placement is in flight; the producer goes
 	// next (check-backs for its pending half messages will reach another
 	// replica, or this one after a restart).
+	if m.plain != nil {
+		if err := m.plain.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("reconciler producer shutdown: %w", err))
+		}
+		m.plain = nil
+	}
 	if m.producer != nil {
 		if err := m.producer.Shutdown(); err != nil {
 			errs = append(errs, fmt.Errorf("rocketmq producer shutdown: %w", err))
@@ -317,6 +350,96 @@ func (m *Main) Close() error {
 		m.db = nil
 	}
 	return errors.Join(errs...)
+}
+
+// startBackground starts what runs beside the API: the cache sweeper, the
+// spill drainer, the publish tracker and the reconciler. Close stops them
+// after the HTTP drain and before the producer.
+func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, spill *fallback.SpillQueue,
+	txl *listener.Transaction, placer *listener.Placer) error {
+	cfg := m.Config
+	drainer, err := fallback.NewDrainer(spill, placer, store, m.registry, m.Logger, fallback.DrainerConfig{
+		Consumer:    cfg.RocketMQ.InstanceName + "-" + uuid.NewString()[:8],
+		MaxAttempts: cfg.Spill.MaxAttempts, ClaimIdle: cfg.Spill.ClaimIdle,
+		BackoffMin: cfg.Spill.BackoffMin, BackoffMax: cfg.Spill.BackoffMax,
+		AfterPlace: m.afterDrainPlace,
+	})
+	if err != nil {
+		return err
+	}
+	// A plain producer of its own group republishes what the broker gave up on.
+	m.plain, err = rocketmq.NewProducer(
+		producer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		producer.WithGroupName(cfg.Reconciler.ProducerGroup),
+		producer.WithInstanceName(cfg.RocketMQ.InstanceName+"-reconciler"),
+		producer.WithSendMsgTimeout(cfg.RocketMQ.SendTimeout),
+		producer.WithRetry(cfg.RocketMQ.SendRetries),
+	)
+	if err != nil {
+		return fmt.Errorf("reconciler producer: %w", err)
+	}
+	if err := m.plain.Start(); err != nil {
+		m.plain = nil
+		return fmt.Errorf("start reconciler producer: %w", err)
+	}
+	reconciler, err := listener.NewReconciler(store, m.plain, m.registry, m.Logger, listener.ReconcilerConfig{
+		Topic: cfg.RocketMQ.Topic, Grace: cfg.Reconciler.GraceOr(cfg.RocketMQ.CheckInterval),
+		Interval: cfg.Reconciler.Interval, Batch: cfg.Reconciler.Batch,
+	})
+	if err != nil {
+		return err
+	}
+	tracker := listener.NewTracker(store, cfg.MySQL.Timeout*2, m.Logger)
+
+	bg, stop := context.WithCancel(context.Background())
+	m.stopBackground = stop
+	run := func(fn func()) {
+		m.background.Add(1)
+		go func() { defer m.background.Done(); fn() }()
+	}
+	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
+	run(func() { _ = drainer.Run(bg) })
+	run(func() { reconciler.Run(bg) })
+	run(func() { m.runTracker(bg, tracker) })
+	return nil
+}
+
+// runTracker starts the publish tracker's push consumer, retrying while
+// the NameServer cannot give its route (the client refuses to start a
+// consumer without one), and shuts it down when ctx ends.
+func (m *Main) runTracker(ctx context.Context, tracker *listener.Tracker) {
+	cfg := m.Config
+	for attempt := 0; ; attempt++ {
+		c, err := rocketmq.NewPushConsumer(
+			consumer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+			consumer.WithGroupName(listener.TrackerGroup),
+			// Never the producer's instance: one client per instance name.
+			consumer.WithInstance(cfg.RocketMQ.InstanceName+"-tracker"),
+			consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset),
+		)
+		if err == nil {
+			err = c.Subscribe(cfg.RocketMQ.Topic, consumer.MessageSelector{}, tracker.Handle)
+		}
+		if err == nil {
+			err = c.Start()
+		}
+		if err == nil {
+			<-ctx.Done()
+			_ = c.Shutdown()
+			return
+		}
+		if c != nil {
+			_ = c.Shutdown()
+		}
+		if attempt == 0 {
+			m.Logger.Warn("publish tracker not started; retrying", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // sweepCache moves orders cached during a MySQL outage into MySQL: a full

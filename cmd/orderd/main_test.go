@@ -77,6 +77,10 @@ type stackOptions struct {
 	paymentWindow              time.Duration
 	// brokerTxTimeout is rmqtest's TransactionTimeout (default txTimeout).
 	brokerTxTimeout time.Duration
+	// brokerCheckMax is rmqtest's CheckMax (default 1000, what orderd is told).
+	brokerCheckMax int
+	// env overrides orderd's environment.
+	env []string
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -94,8 +98,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.brokerTxTimeout == 0 {
 		o.brokerTxTimeout = txTimeout
 	}
+	if o.brokerCheckMax == 0 {
+		o.brokerCheckMax = 1000
+	}
 	s.mq = rmqtest.RunT(t, rmqtest.Options{
-		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: 1000,
+		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},
 	})
 	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))
@@ -124,8 +131,16 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_ORDER__PAYMENT_WINDOW=" + o.paymentWindow.String(),
 		"TXORDER_AUTH__API_KEYS=demo:" + testKey,
 		"TXORDER_PAYMENT__WEBHOOK_SECRET=" + webhookSecret,
+		"TXORDER_ROCKETMQ__SEND_TIMEOUT=1s",
+		"TXORDER_SPILL__CLAIM_IDLE=2s",
+		"TXORDER_SPILL__BACKOFF_MIN=50ms",
+		"TXORDER_SPILL__BACKOFF_MAX=300ms",
+		"TXORDER_SPILL__BREAKER_OPEN_FOR=300ms",
+		"TXORDER_RECONCILER__GRACE=600ms",
+		"TXORDER_RECONCILER__INTERVAL=200ms",
 		"TXORDER_LOG__LEVEL=debug",
 	}
+	s.env = append(s.env, o.env...)
 	s.cfg, err = configs.LoadOrderd("../../configs/orderd.yaml", s.env)
 	if err != nil {
 		t.Fatal(err)

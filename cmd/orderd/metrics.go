@@ -46,3 +46,25 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.cacheSize, prometheus.GaugeValue, float64(n))
 	}
 }
+
+// spillCollector reports the spill queue's depth at scrape time.
+type spillCollector struct {
+	spill *fallback.SpillQueue
+	depth *prometheus.Desc
+}
+
+func newSpillCollector(spill *fallback.SpillQueue) *spillCollector {
+	return &spillCollector{spill: spill, depth: prometheus.NewDesc("txorder_spill_depth",
+		"Orders in the spill queue waiting for RocketMQ (pending) or given up on (dead).", []string{"state"}, nil)}
+}
+
+func (c *spillCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth }
+
+func (c *spillCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if pending, dead, err := c.spill.Depth(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(pending), "pending")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(dead), "dead")
+	}
+}

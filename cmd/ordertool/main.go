@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"migrate": {summary: "apply (or list) the MySQL schema migrations", run: runMigrate},
 	"pay":     {summary: "sign and send a payment notification for an order, as the provider would", run: runPay},
 	"dlq":     {summary: "list or replay the fulfillment service's dead letters", run: runDLQ},
+	"spill":   {summary: "list or replay orders in the spill queue (accepted while RocketMQ was down)", run: runSpill},
 }
 
 func main() {
