@@ -142,6 +142,9 @@ func (b *broker) ensureTopicLocked(name string, n int) *topic {
 
 // putLocked stores m at the end of its topic's queue, assigning the queue
 // offset, the commit log offset and the store time, and wakes held pulls.
+// If m.enc is set (see preEncode) only those fields are patched into it, so
+// that the encoding work happens outside the lock; whoever changes a
+// message's topic, queue or properties must clear m.enc.
 func (b *broker) putLocked(m *message) error {
 	t := b.topics[m.topic]
 	if t == nil {
@@ -151,12 +154,14 @@ func (b *broker) putLocked(m *message) error {
 		return fmt.Errorf("queue %d of topic %s does not exist", m.queueID, m.topic)
 	}
 	q := t.queues[m.queueID]
-	m.storeHost = b.storeHost
+	if m.enc == nil || m.storeHost != b.storeHost {
+		m.storeHost = b.storeHost
+		m.enc = m.encodeAs(nil, m.topic, m.queueID)
+	}
 	m.storeTimestamp = time.Now().UnixMilli()
 	m.queueOffset = q.maxOffset()
 	m.commitLogOffset = b.nextOffset
-	m.enc = nil
-	m.enc = m.encoded()
+	m.patchStorePosition()
 	b.nextOffset += int64(len(m.enc))
 	b.commitLog[m.commitLogOffset] = m
 	q.msgs = append(q.msgs, m)

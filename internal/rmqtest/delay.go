@@ -58,6 +58,7 @@ func (b *broker) scheduleLocked(m *message, level int) {
 	m.props[propDelay] = strconv.Itoa(level)
 	m.topic = ScheduleTopic
 	m.queueID = int32(level - 1)
+	m.enc = nil
 	_ = b.putLocked(m) // ScheduleTopic has every level's queue
 	b.delaySeq++
 	heap.Push(&b.delays, delayed{due: time.Now().Add(b.s.DelayLevel(level)), seq: b.delaySeq, m: m})

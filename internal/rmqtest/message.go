@@ -185,6 +185,28 @@ func (m *message) encodeAs(dst []byte, topic string, queueID int32) []byte {
 	return dst
 }
 
+// Byte positions of the fields putLocked assigns, in the stored layout.
+const (
+	posQueueOffset    = 20
+	posCommitLogOff   = 28
+	posStoreTimestamp = 56
+)
+
+// preEncode encodes m for storeHost before it is stored, so putLocked
+// only patches the store position in.
+func (m *message) preEncode(storeHost netip.AddrPort) {
+	m.storeHost = storeHost
+	m.enc = m.encodeAs(nil, m.topic, m.queueID)
+}
+
+// patchStorePosition writes the queue offset, commit log offset and store
+// time into m.enc.
+func (m *message) patchStorePosition() {
+	binary.BigEndian.PutUint64(m.enc[posQueueOffset:], uint64(m.queueOffset))
+	binary.BigEndian.PutUint64(m.enc[posCommitLogOff:], uint64(m.commitLogOffset))
+	binary.BigEndian.PutUint64(m.enc[posStoreTimestamp:], uint64(m.storeTimestamp))
+}
+
 func (m *message) encoded() []byte {
 	if m.enc == nil {
 		m.enc = m.encodeAs(nil, m.topic, m.queueID)

@@ -62,22 +62,26 @@ func (b *broker) handlePull(c *conn, req *remoting.Command) *remoting.Command {
 		maxOff := q.maxOffset()
 		switch {
 		case offset >= 0 && offset < maxOff:
-			resp := remoting.NewResponse(req, remoting.Success, "FOUND")
-			end := offset
-			size := 0
-			for end < maxOff && int(end-offset) < maxNums {
-				n := len(q.msgs[end].encoded())
-				if end > offset && size+n > maxPullBytes {
+			// Collect the stored encodings under the lock (they are never
+			// modified once stored) and copy them out after it.
+			var encs [maxPullMessages][]byte
+			n, size := 0, 0
+			for end := offset; end < maxOff && n < maxNums; end++ {
+				enc := q.msgs[end].encoded()
+				if n > 0 && size+len(enc) > maxPullBytes {
 					break
 				}
-				size += n
-				end++
-			}
-			body := make([]byte, 0, size)
-			for i := offset; i < end; i++ {
-				body = append(body, q.msgs[i].encoded()...)
+				encs[n] = enc
+				size += len(enc)
+				n++
 			}
 			b.mu.Unlock()
+			body := make([]byte, 0, size)
+			for _, enc := range encs[:n] {
+				body = append(body, enc...)
+			}
+			end := offset + int64(n)
+			resp := remoting.NewResponse(req, remoting.Success, "FOUND")
 			resp.Body = body
 			setPullExt(resp, end, 0, maxOff)
 			return resp

@@ -104,27 +104,26 @@ func (b *broker) handleSend(c *conn, req *remoting.Command) *remoting.Command {
 		return remoting.NewResponse(req, remoting.MessageIllegal, "message body is empty")
 	}
 	bornHost := hostOf(c.remote)
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.registerProducerLocked(h.group, c)
-	if code, remark, ok := b.injectedFaultLocked(); ok {
-		return remoting.NewResponse(req, code, remark)
-	}
-	t, code, problem := b.topicForSendLocked(&h)
-	if code != remoting.Success {
-		return remoting.NewResponse(req, code, problem)
-	}
-
 	if req.Code == remoting.SendBatchMessage || h.batch {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.registerProducerLocked(h.group, c)
+		if code, remark, ok := b.injectedFaultLocked(); ok {
+			return remoting.NewResponse(req, code, remark)
+		}
+		if _, code, problem := b.topicForSendLocked(&h); code != remoting.Success {
+			return remoting.NewResponse(req, code, problem)
+		}
 		return b.storeBatchLocked(req, &h, bornHost)
 	}
 
+	// Build and encode the message before taking the lock; the topic
+	// checks below may still refuse it.
 	m := &message{
-		topic:          t.name,
-		queueID:        h.queueID,
+		topic:          h.topic,
+		queueID:        max(h.queueID, 0),
 		flag:           h.flag,
-		body:           req.Body,
+		body:           req.Body, // aliases the request frame, which nothing else keeps
 		props:          decodeProperties(h.properties),
 		sysFlag:        h.sysFlag,
 		bornTimestamp:  h.bornTimestamp,
@@ -134,21 +133,33 @@ func (b *broker) handleSend(c *conn, req *remoting.Command) *remoting.Command {
 	if b.s.opts.ClusterName != "" {
 		m.props[propCluster] = b.s.opts.ClusterName
 	}
-	// The body aliases the request frame, which nothing else keeps.
+	tx, _ := strconv.ParseBool(m.props[propTranMsg])
+	lvl, _ := strconv.Atoi(m.props[propDelay])
+	plain := !tx && lvl <= 0
+	if plain {
+		m.sysFlag &^= sysFlagTxMask
+		m.preEncode(b.storeHost)
+	}
 	resp := remoting.NewResponse(req, remoting.Success, "")
-	if tx, _ := strconv.ParseBool(m.props[propTranMsg]); tx {
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.registerProducerLocked(h.group, c)
+	if code, remark, ok := b.injectedFaultLocked(); ok {
+		return remoting.NewResponse(req, code, remark)
+	}
+	if _, code, problem := b.topicForSendLocked(&h); code != remoting.Success {
+		return remoting.NewResponse(req, code, problem)
+	}
+	switch {
+	case tx:
 		b.storeHalfLocked(m)
-		b.addSendResult(resp, m, h.queueID)
-		return resp
-	}
-	if lvl, _ := strconv.Atoi(m.props[propDelay]); lvl > 0 {
+	case !plain:
 		b.scheduleLocked(m, lvl)
-		b.addSendResult(resp, m, h.queueID)
-		return resp
-	}
-	m.sysFlag &^= sysFlagTxMask
-	if err := b.putLocked(m); err != nil {
-		return remoting.NewResponse(req, remoting.SystemError, err.Error())
+	default:
+		if err := b.putLocked(m); err != nil {
+			return remoting.NewResponse(req, remoting.SystemError, err.Error())
+		}
 	}
 	b.addSendResult(resp, m, h.queueID)
 	return resp

@@ -48,6 +48,7 @@ func (b *broker) storeHalfLocked(m *message) {
 	m.sysFlag &^= sysFlagTxMask
 	m.topic = HalfTopic
 	m.queueID = 0
+	m.enc = nil
 	_ = b.putLocked(m) // HalfTopic always exists
 	tx := &halfTx{half: m, group: m.props[propPGroup]}
 	b.txs[m.commitLogOffset] = tx
