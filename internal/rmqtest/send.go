@@ -140,16 +140,17 @@ func (b *broker) handleSend(c *conn, req *remoting.Command) *remoting.Command {
 		m.sysFlag &^= sysFlagTxMask
 		m.preEncode(b.storeHost)
 	}
-	resp := remoting.NewResponse(req, remoting.Success, "")
+	uniq := m.props[propUniqKey] // read before the map is shared
 
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.registerProducerLocked(h.group, c)
-	if code, remark, ok := b.injectedFaultLocked(); ok {
-		return remoting.NewResponse(req, code, remark)
+	code, remark, failed := b.injectedFaultLocked()
+	if !failed {
+		_, code, remark = b.topicForSendLocked(&h)
 	}
-	if _, code, problem := b.topicForSendLocked(&h); code != remoting.Success {
-		return remoting.NewResponse(req, code, problem)
+	if failed || code != remoting.Success {
+		b.mu.Unlock()
+		return remoting.NewResponse(req, code, remark)
 	}
 	switch {
 	case tx:
@@ -158,22 +159,26 @@ func (b *broker) handleSend(c *conn, req *remoting.Command) *remoting.Command {
 		b.scheduleLocked(m, lvl)
 	default:
 		if err := b.putLocked(m); err != nil {
+			b.mu.Unlock()
 			return remoting.NewResponse(req, remoting.SystemError, err.Error())
 		}
 	}
-	b.addSendResult(resp, m, h.queueID)
+	b.mu.Unlock()
+	// The store position fields are written once, by putLocked.
+	resp := remoting.NewResponse(req, remoting.Success, "")
+	addSendResult(resp, offsetMsgID(m.storeHost, m.commitLogOffset), h.queueID, m.queueOffset, uniq)
 	return resp
 }
 
 // addSendResult fills the SEND reply ext from the stored copy; queueID is
 // the queue the producer asked for (the half or schedule copy lives
 // elsewhere).
-func (b *broker) addSendResult(resp *remoting.Command, m *message, queueID int32) {
-	resp.Ext["msgId"] = offsetMsgID(m.storeHost, m.commitLogOffset)
+func addSendResult(resp *remoting.Command, msgID string, queueID int32, queueOffset int64, uniq string) {
+	resp.Ext["msgId"] = msgID
 	resp.Ext["queueId"] = strconv.Itoa(int(queueID))
-	resp.Ext["queueOffset"] = strconv.FormatInt(m.queueOffset, 10)
-	if k := m.props[propUniqKey]; k != "" {
-		resp.Ext["transactionId"] = k
+	resp.Ext["queueOffset"] = strconv.FormatInt(queueOffset, 10)
+	if uniq != "" {
+		resp.Ext["transactionId"] = uniq
 	}
 	resp.Ext["MSG_REGION"] = "DefaultRegion"
 	resp.Ext["TRACE_ON"] = "true"
