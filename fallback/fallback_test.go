@@ -1,0 +1,168 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/txorder/txorder/internal/testenv"
+	"github.com/txorder/txorder/order"
+)
+
+var sharedRedis *testenv.RedisServer
+
+func TestMain(m *testing.M) {
+	rd, stop, err := testenv.StartSharedRedis()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sharedRedis = rd
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+func client(t *testing.T, rd *testenv.RedisServer, db int) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr(), DB: db, MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func newOrder(key string) *order.Order {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return &order.Order{ID: uuid.Must(uuid.NewV7()), CustomerID: "c", Currency: "EUR", Total: 200,
+		Items:  []order.Item{{SKU: "s", Name: "n", Quantity: 2, UnitPrice: 100}},
+		Status: order.StatusPendingPayment, PaymentDeadline: now.Add(time.Minute), CreatedAt: now, UpdatedAt: now,
+		ClientID: "demo", IdempotencyKey: key, RequestHash: "hash-" + key}
+}
+
+func TestOrderCache(t *testing.T) {
+	c, err := NewOrderCache(client(t, sharedRedis, sharedRedis.NewDB(t)), CacheConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	o := newOrder("k1")
+	if err := c.Put(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Get(ctx, o.ID)
+	if err != nil || got.ID != o.ID || got.Total != 200 || got.IdempotencyKey != "k1" || !got.CreatedAt.Equal(o.CreatedAt) {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	rec, err := c.LookupKey(ctx, "demo", "k1")
+	if err != nil || rec.OrderID != o.ID || rec.RequestHash != "hash-k1" {
+		t.Fatalf("LookupKey = %+v, %v", rec, err)
+	}
+	if n, _ := c.Size(ctx); n != 1 {
+		t.Fatalf("Size = %d", n)
+	}
+	if err := c.Delete(ctx, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, o.ID); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+	if n, _ := c.Size(ctx); n != 0 {
+		t.Fatalf("Size after Delete = %d", n)
+	}
+	if _, err := c.LookupKey(ctx, "demo", "other"); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+// TestRedisDown: with redis-server killed or hung (SIGSTOP), every call
+// fails with ErrUnavailable within the timeout; after a restart the data
+// written before the kill is there (AOF, fsync always).
+func TestRedisDown(t *testing.T) {
+	rd := testenv.Redis(t)
+	rdb := client(t, rd, 0)
+	c, _ := NewOrderCache(rdb, CacheConfig{Timeout: 300 * time.Millisecond})
+	q, _ := NewSpillQueue(rdb, CacheConfig{Timeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	kept, queued := newOrder("a"), newOrder("b")
+	if err := c.Put(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Append(ctx, queued); err != nil {
+		t.Fatal(err)
+	}
+	for name, fault := range map[string]func() error{"paused": rd.Pause, "killed": rd.Kill} {
+		if err := fault(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		errs := []error{c.Put(ctx, newOrder("x")), q.Append(ctx, newOrder("y")), c.Ping(ctx)}
+		_, err := c.Get(ctx, kept.ID)
+		errs = append(errs, err)
+		for i, err := range errs {
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%s: call %d err = %v, want ErrUnavailable", name, i, err)
+			}
+		}
+		if took := time.Since(start); took > 4*time.Second {
+			t.Fatalf("%s: four calls took %s with a 300ms timeout", name, took)
+		}
+		if name == "paused" {
+			if err := rd.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := rd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Get(ctx, kept.ID); err != nil || got.ID != kept.ID {
+		t.Fatalf("cached order after kill -9 and restart: %v %v", got, err)
+	}
+	if got, err := q.Get(ctx, queued.ID); err != nil || got.ID != queued.ID {
+		t.Fatalf("queued order after kill -9 and restart: %v %v", got, err)
+	}
+	if pending, _, err := q.Depth(ctx); err != nil || pending != 1 {
+		t.Fatalf("pending after restart = %d (%v), want 1", pending, err)
+	}
+}
+
+func TestSpillAppendIsIdempotent(t *testing.T) {
+	q, _ := NewSpillQueue(client(t, sharedRedis, sharedRedis.NewDB(t)), CacheConfig{})
+	ctx := context.Background()
+	o := newOrder("once")
+	for range 3 {
+		if err := q.Append(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pending, dead, _ := q.Depth(ctx); pending != 1 || dead != 0 {
+		t.Fatalf("depth = %d/%d, want one entry", pending, dead)
+	}
+	c, _ := NewOrderCache(q.rdb, CacheConfig{})
+	if rec, err := c.LookupKey(ctx, "demo", "once"); err != nil || rec.OrderID != o.ID {
+		t.Fatalf("the key of a queued order is not indexed: %+v %v", rec, err)
+	}
+	if err := q.Replay(ctx, o.ID); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("Replay of a live entry = %v, want ErrNotFound", err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	var prev time.Duration
+	for i := range 20 {
+		next := nextBackoff(prev, 100*time.Millisecond, 2*time.Second)
+		if next < 50*time.Millisecond || next > 2*time.Second {
+			t.Fatalf("step %d: %s outside [min/2, max]", i, next)
+		}
+		prev = next
+	}
+	if prev < time.Second {
+		t.Fatalf("after 20 failures the wait is %s; it should approach the 2s cap", prev)
+	}
+}
