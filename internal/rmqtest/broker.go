@@ -68,7 +68,8 @@ type broker struct {
 	topics     map[string]*topic
 	commitLog  map[int64]*message
 	nextOffset int64
-	txs        map[int64]*halfTx // by the half's commit log offset
+	txs        map[int64]*halfTx // every transaction, by the half's commit log offset
+	pending    map[int64]*halfTx // the open ones, which check rounds visit
 	txByKey    map[string]*halfTx
 	producers  map[string]map[*conn]time.Time // group -> connections
 	groups     map[string]*consumerGroup
@@ -92,6 +93,7 @@ func newBroker(s *Server) *broker {
 		topics:    map[string]*topic{},
 		commitLog: map[int64]*message{},
 		txs:       map[int64]*halfTx{},
+		pending:   map[int64]*halfTx{},
 		txByKey:   map[string]*halfTx{},
 		producers: map[string]map[*conn]time.Time{},
 		groups:    map[string]*consumerGroup{},

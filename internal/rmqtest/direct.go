@@ -104,10 +104,8 @@ func (s *Server) PendingHalfMessages() []Message {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []Message
-	for _, tx := range b.txs {
-		if tx.state == txPending {
-			out = append(out, tx.half.export())
-		}
+	for _, tx := range b.pending {
+		out = append(out, tx.half.export())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CommitLogOffset < out[j].CommitLogOffset })
 	return out

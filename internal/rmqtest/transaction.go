@@ -1,6 +1,7 @@
 package rmqtest
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -52,6 +53,7 @@ func (b *broker) storeHalfLocked(m *message) {
 	_ = b.putLocked(m) // HalfTopic always exists
 	tx := &halfTx{half: m, group: m.props[propPGroup]}
 	b.txs[m.commitLogOffset] = tx
+	b.pending[m.commitLogOffset] = tx
 	if k := m.props[propUniqKey]; k != "" {
 		b.txByKey[k] = tx
 	}
@@ -115,10 +117,12 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 			return remoting.NewResponse(req, remoting.SystemError, err.Error())
 		}
 		tx.state = txCommitted
+		delete(b.pending, tx.half.commitLogOffset)
 		b.mu.Unlock()
 		log.Info("transaction committed", "queue_id", qid, "queue_offset", m.queueOffset)
 	case txRollback:
 		tx.state = txRolledBack
+		delete(b.pending, tx.half.commitLogOffset)
 		b.mu.Unlock()
 		log.Info("transaction rolled back")
 	default:
@@ -159,10 +163,14 @@ func (s *Server) checkRound() {
 	now := time.Now().UnixMilli()
 	var out []checkRequest
 	b.mu.Lock()
-	for _, tx := range b.txs {
-		if tx.state != txPending {
-			continue
-		}
+	// Oldest first, as Java walks the half queue.
+	offs := make([]int64, 0, len(b.pending))
+	for off := range b.pending {
+		offs = append(offs, off)
+	}
+	slices.Sort(offs)
+	for _, off := range offs {
+		tx := b.pending[off]
 		h := tx.half
 		immunity := s.opts.TransactionTimeout.Milliseconds()
 		if v, err := strconv.ParseInt(h.props[propCheckImmunity], 10, 64); err == nil && v >= 0 {
@@ -177,6 +185,7 @@ func (s *Server) checkRound() {
 			d.queueID = 0
 			_ = b.putLocked(d) // CheckMaxTopic always exists
 			tx.state = txDiscarded
+			delete(b.pending, h.commitLogOffset)
 			s.log.Info("transaction discarded after check max", "group", tx.group, "msg_id", h.props[propUniqKey],
 				"topic", h.props[propRealTopic], "checks", tx.checks)
 			continue
