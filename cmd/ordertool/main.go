@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"cluster": {summary: "print the RocketMQ cluster's brokers and which node is the master, from a NameServer", run: runCluster},
 	"migrate": {summary: "apply (or list) the MySQL schema migrations", run: runMigrate},
 	"pay":     {summary: "sign and send a payment notification for an order, as the provider would", run: runPay},
+	"load":    {summary: "place (and pay) orders at a rate or concurrency and report latencies", run: runLoad},
 	"audit":   {summary: "check the promise: every paid order applied once downstream, nothing lost or invented", run: runAudit},
 	"dlq":     {summary: "list or replay the fulfillment service's dead letters", run: runDLQ},
 	"spill":   {summary: "list or replay orders in the spill queue (accepted while RocketMQ was down)", run: runSpill},

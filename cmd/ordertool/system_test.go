@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/google/uuid"
+
+	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/audit"
+	"github.com/txorder/txorder/internal/loadgen"
+	"github.com/txorder/txorder/internal/rmqtest"
+	"github.com/txorder/txorder/internal/testenv"
+)
+
+var (
+	buildMu  sync.Mutex
+	built    = map[string]string{}
+	buildDir string
+)
+
+// binary builds a command of this module once per test run (without the
+// race detector: it runs as its own process) and returns its path.
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[name]; ok {
+		return p
+	}
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "ordertool-test-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildDir = dir
+	}
+	out := filepath.Join(buildDir, name)
+	if b, err := exec.Command("go", "build", "-o", out, "github.com/txorder/txorder/cmd/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, b)
+	}
+	built[name] = out
+	return out
+}
+
+// service is orderd or fulfillmentd running as its own process.
+type service struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+}
+
+// startService runs cmd/<name> with env and waits for its "<name> ready"
+// log line; warnings and errors go to the test log.
+func startService(t *testing.T, name string, env []string, args ...string) *service {
+	t.Helper()
+	cmd := exec.Command(binary(t, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &service{cmd: cmd, done: make(chan struct{})}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			var rec struct{ Msg, Addr, Level string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == name+" ready" {
+				ready <- rec.Addr
+			}
+			if rec.Level == "ERROR" {
+				t.Log(name+":", line)
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() { s.kill() })
+	select {
+	case s.addr = <-ready:
+	case <-s.done:
+		t.Fatalf("%s exited during start-up", name)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s not ready within 30s", name)
+	}
+	return s
+}
+
+func (s *service) kill() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+const (
+	systemAPIKey = "load-test-key-0123456789"
+	systemSecret = "load-test-webhook-secret-0123456789abc"
+)
+
+// TestThousandPaidOrdersAppliedOnce: 1,000 orders placed and paid under
+// load through `ordertool load` against orderd, announced through the
+// transactional producer and consumed by fulfillmentd; `ordertool audit`
+// then finds applied = paid = 1,000 and nothing lost, duplicated, phantom
+// or absent.
+func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
+	const orders = 1000
+	mq := rmqtest.RunT(t, rmqtest.Options{
+		TransactionTimeout: 500 * time.Millisecond, CheckInterval: 250 * time.Millisecond, CheckMax: 1000,
+		DelayScale: 0.001, Topics: map[string]int{"ORDER_PAID": 4},
+	})
+	dsn, err := mysql.ParseDSN(sharedMySQL.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := testenv.Redis(t)
+	redisDB := rd.NewDB(t)
+	dbEnv := []string{"MYSQL__ADDR=" + dsn.Addr, "MYSQL__USER=" + dsn.User, "MYSQL__PASSWORD=" + dsn.Passwd, "MYSQL__DATABASE=" + dsn.DBName}
+	var orderEnv, fulfillmentEnv []string
+	for _, kv := range dbEnv {
+		orderEnv = append(orderEnv, configs.EnvPrefix+kv)
+		fulfillmentEnv = append(fulfillmentEnv, configs.FulfillmentEnvPrefix+kv)
+	}
+	orderEnv = append(orderEnv,
+		"TXORDER_REDIS__ADDR="+rd.Addr(), fmt.Sprintf("TXORDER_REDIS__DB=%d", redisDB),
+		"TXORDER_PAYMENT__WEBHOOK_SECRET="+systemSecret,
+	)
+	orderd := startService(t, "orderd", append(append([]string{}, orderEnv...),
+		"TXORDER_HTTP__ADDR=127.0.0.1:0",
+		"TXORDER_REDIS__TIMEOUT=200ms",
+		"TXORDER_ROCKETMQ__NAME_SERVERS="+mq.NameServerAddr(),
+		"TXORDER_ROCKETMQ__INSTANCE_NAME=orderd-"+uuid.NewString()[:8],
+		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=500ms",
+		"TXORDER_ROCKETMQ__CHECK_INTERVAL=250ms",
+		"TXORDER_ROCKETMQ__CHECK_MAX=1000",
+		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=250ms",
+		"TXORDER_TRANSACTION__CHECK_TIMEOUT=200ms",
+		"TXORDER_ORDER__PAYMENT_WINDOW=1m",
+		"TXORDER_RECONCILER__GRACE=2s",
+		"TXORDER_RECONCILER__INTERVAL=500ms",
+		"TXORDER_AUTH__API_KEYS=load:"+systemAPIKey,
+		"TXORDER_LOG__LEVEL=info",
+	), "--config", "../../configs/orderd.yaml")
+	startService(t, "fulfillmentd", append(append([]string{}, fulfillmentEnv...),
+		configs.FulfillmentEnvPrefix+"HTTP__ADDR=127.0.0.1:0",
+		configs.FulfillmentEnvPrefix+"ROCKETMQ__NAME_SERVERS="+mq.NameServerAddr(),
+		configs.FulfillmentEnvPrefix+"ROCKETMQ__INSTANCE_NAME=fulfillmentd-"+uuid.NewString()[:8],
+		configs.FulfillmentEnvPrefix+"DEAD_LETTER__RETRY_INTERVAL=500ms",
+	), "--config", "../../configs/fulfillmentd.yaml")
+
+	dir := t.TempDir()
+	accepted, summary := filepath.Join(dir, "accepted.txt"), filepath.Join(dir, "summary.json")
+	toolEnv := append(append(append([]string{}, orderEnv...), fulfillmentEnv...), envAPIKey+"="+systemAPIKey)
+	code, out, errOut := runTool(t, toolEnv, "load", "--config", "", "--url", "http://"+orderd.addr,
+		"--count", fmt.Sprint(orders), "--concurrency", "16", "--pay", "1",
+		"--accepted-out", accepted, "--summary-out", summary)
+	if code != 0 {
+		t.Fatalf("ordertool load = %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("ordertool load:\n%s", out)
+	var s loadgen.Summary
+	b, _ := os.ReadFile(summary)
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Placed != orders || s.PlaceCodes["201"] != orders || s.Paid != orders || s.Accepted != orders || len(s.Timeline) == 0 {
+		t.Fatalf("load summary = %+v, want %d placed, stored and paid", s, orders)
+	}
+
+	start := time.Now()
+	code, out, errOut = runTool(t, toolEnv, "audit", "--config", "", "--fulfillment-config", "",
+		"--accepted", accepted, "--settle", "40s", "--json")
+	var r audit.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("audit output: %v\n%s%s", err, out, errOut)
+	}
+	t.Logf("audit settled in %s after %d passes: paid %d applied %d shipments %d", time.Since(start).Round(time.Millisecond), r.Passes, r.Paid, r.Applied, r.Shipments)
+	if code != 0 || !r.OK || r.Paid != orders || r.Applied != orders || r.Accepted != orders || r.Shipments != orders ||
+		r.Lost+r.Duplicated+r.Phantom+r.Absent != 0 {
+		t.Fatalf("audit = exit %d, %+v\n%s", code, r, errOut)
+	}
+}

@@ -1,0 +1,404 @@
+// Package loadgen drives orderd like a population of clients: it places
+// orders through POST /v1/orders at a rate or a concurrency, for a count
+// or a duration (never unbounded), pays a fraction of the placed ones
+// through the signed payment webhook as the provider would, and measures
+// latencies, status codes and a per-second timeline of outcomes.
+//
+// The generator is closed-loop: with a rate, a tick that finds every
+// worker busy waits for one, so an overloaded orderd lowers the offered
+// rate (and the timeline shows it) instead of piling up requests.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/txorder/txorder/payment"
+)
+
+// Config describes one run.
+type Config struct {
+	// BaseURL of orderd, e.g. http://127.0.0.1:8080.
+	BaseURL string
+	// APIKey authenticates placements.
+	APIKey string
+	// WebhookSecret signs payments; required when PayFraction > 0.
+	WebhookSecret string
+	// Rate is placements started per second; 0: as fast as Concurrency
+	// workers go.
+	Rate float64
+	// Concurrency is the number of workers (requests in flight at most).
+	// Default 8.
+	Concurrency int
+	// Count stops the run after this many placements; Duration after this
+	// long. At least one must be set.
+	Count    int
+	Duration time.Duration
+	// PayFraction of the orders answered 201 are paid at once (0..1),
+	// spread evenly over the run.
+	PayFraction float64
+	// Timeout bounds each HTTP request. Default 10s.
+	Timeout time.Duration
+	// Client defaults to an http.Client with Timeout and enough idle
+	// connections for Concurrency.
+	Client *http.Client
+	// RunID prefixes idempotency keys and provider transaction ids;
+	// default random, so two runs never collide.
+	RunID string
+	// OnResult, when set, is called after each placement (and its
+	// payment) from the worker that made it, e.g. to move a progress bar.
+	OnResult func(Outcome)
+}
+
+// Outcome is one placement as the client saw it.
+type Outcome struct {
+	N       int
+	Code    int // 0 when the request failed without an answer
+	Err     error
+	OrderID string
+	Paid    bool
+}
+
+// Result is what a run measured. Accepted lists the ids of orders
+// answered 201 or 202 (the ones orderd promised to keep), in completion
+// order.
+type Result struct {
+	Accepted []string
+	Summary  Summary
+}
+
+// Summary is the JSON-ready measurement of a run.
+type Summary struct {
+	RunID       string    `json:"run_id"`
+	Started     time.Time `json:"started"`
+	Elapsed     float64   `json:"elapsed_seconds"`
+	Interrupted bool      `json:"interrupted"`
+	// Placed counts completed placement requests (any answer).
+	Placed     int     `json:"placed"`
+	Accepted   int     `json:"accepted"`
+	Throughput float64 `json:"placed_per_second"`
+	Place      Latency `json:"place_latency_ms"`
+	// PlaceCodes counts answers by status code; "error" counts requests
+	// without an answer (connection refused, timeout).
+	PlaceCodes map[string]int `json:"place_status_codes"`
+	Paid       int            `json:"paid"`
+	Pay        Latency        `json:"pay_latency_ms"`
+	PayCodes   map[string]int `json:"pay_status_codes"`
+	// Timeline has one entry per second of the run (by completion time).
+	Timeline []Second `json:"timeline"`
+}
+
+// Latency summarises request latencies in milliseconds.
+type Latency struct {
+	Count int     `json:"count"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+// Second counts the placements that completed in one second of the run,
+// by outcome, and the payments applied in it.
+type Second struct {
+	T      int `json:"t"`
+	C201   int `json:"201"`
+	C202   int `json:"202"`
+	C503   int `json:"503"`
+	Other  int `json:"other"`
+	Errors int `json:"error"`
+	Paid   int `json:"paid"`
+}
+
+// Validate reports a configuration that cannot run.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BaseURL == "" {
+		errs = append(errs, errors.New("base URL is required"))
+	}
+	if c.Count <= 0 && c.Duration <= 0 {
+		errs = append(errs, errors.New("unbounded run: set a count or a duration"))
+	}
+	if c.Count < 0 || c.Duration < 0 || c.Rate < 0 || c.Concurrency < 0 {
+		errs = append(errs, errors.New("count, duration, rate and concurrency must not be negative"))
+	}
+	if c.PayFraction < 0 || c.PayFraction > 1 || math.IsNaN(c.PayFraction) {
+		errs = append(errs, fmt.Errorf("pay fraction %v is not in [0, 1]", c.PayFraction))
+	}
+	if c.PayFraction > 0 && c.WebhookSecret == "" {
+		errs = append(errs, errors.New("paying needs the webhook secret"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run places orders until the count or the duration is reached or ctx is
+// cancelled, then waits for the requests in flight (each bounded by
+// Timeout) and returns what it measured. A cancelled run is not an error:
+// the result says Interrupted and holds everything up to then.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
+			MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency + 4, IdleConnTimeout: 30 * time.Second,
+		}}
+	}
+	if cfg.RunID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		cfg.RunID = hex.EncodeToString(b[:])
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	r := &recorder{start: time.Now(), placeCodes: map[string]int{}, payCodes: map[string]int{}, timeline: map[int]*Second{}}
+
+	jobs := make(chan int)
+	go dispatch(ctx, cfg, jobs)
+	var wg sync.WaitGroup
+	for range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range jobs {
+				out := work(ctx, cfg, r, n)
+				if cfg.OnResult != nil {
+					cfg.OnResult(out)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return r.result(cfg.RunID, ctx.Err() != nil), nil
+}
+
+// dispatch hands out placement numbers at the configured pace until a
+// bound is reached or ctx is done, then closes jobs.
+func dispatch(ctx context.Context, cfg Config, jobs chan<- int) {
+	defer close(jobs)
+	var tick <-chan time.Time
+	if cfg.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	var end <-chan time.Time
+	if cfg.Duration > 0 {
+		t := time.NewTimer(cfg.Duration)
+		defer t.Stop()
+		end = t.C
+	}
+	for n := 0; cfg.Count == 0 || n < cfg.Count; n++ {
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-end:
+				return
+			case <-tick:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-end:
+			return
+		case jobs <- n:
+		}
+	}
+}
+
+// shouldPay spreads the paid fraction evenly: order n is paid when the
+// running total of f crosses an integer at n.
+func shouldPay(n int, f float64) bool {
+	return math.Floor(float64(n+1)*f) > math.Floor(float64(n)*f)
+}
+
+// work places order n and pays it when it is its turn.
+func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
+	// Requests in flight finish after an interrupt (bounded by Timeout),
+	// so that an accepted order is known as accepted.
+	rctx := context.WithoutCancel(ctx)
+	qty, price := 1+n%3, int64(100+n%900)
+	body := fmt.Sprintf(`{"customer_id":"load-%d","currency":"EUR","items":[{"sku":"SKU-%d","name":"Load item","quantity":%d,"unit_price":%d}]}`,
+		n%100, n%50, qty, price)
+	start := time.Now()
+	code, answer, err := do(rctx, cfg, http.MethodPost, "/v1/orders", []byte(body), map[string]string{
+		"Authorization":   "Bearer " + cfg.APIKey,
+		"Content-Type":    "application/json",
+		"Idempotency-Key": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
+	})
+	out := Outcome{N: n, Code: code, Err: err}
+	if code == http.StatusCreated || code == http.StatusAccepted {
+		var o struct{ ID string }
+		if json.Unmarshal(answer, &o) == nil {
+			out.OrderID = o.ID
+		}
+	}
+	r.place(start, time.Since(start), code, err, out.OrderID)
+	// Only a stored order (201) can be paid now; one accepted into Redis
+	// (202) reaches MySQL later.
+	if code != http.StatusCreated || out.OrderID == "" || cfg.PayFraction == 0 || !shouldPay(n, cfg.PayFraction) || ctx.Err() != nil {
+		return out
+	}
+	pay, _ := json.Marshal(map[string]any{"provider_txn_id": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
+		"order_id": out.OrderID, "amount": int64(qty) * price, "currency": "EUR"})
+	start = time.Now()
+	code, _, err = do(rctx, cfg, http.MethodPost, "/v1/payments/notify", pay, map[string]string{
+		"Content-Type":          "application/json",
+		payment.HeaderSignature: payment.Sign(cfg.WebhookSecret, time.Now(), pay),
+	})
+	out.Paid = err == nil && code == http.StatusOK
+	r.pay(time.Since(start), code, err, out.Paid)
+	return out
+}
+
+func do(ctx context.Context, cfg Config, method, path string, body []byte, headers map[string]string) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, cfg.BaseURL+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	res, err := cfg.Client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return res.StatusCode, nil, err
+	}
+	return res.StatusCode, answer, nil
+}
+
+// recorder collects measurements from the workers.
+type recorder struct {
+	start time.Time
+
+	mu         sync.Mutex
+	accepted   []string
+	placeMs    []float64
+	payMs      []float64
+	placeCodes map[string]int
+	payCodes   map[string]int
+	timeline   map[int]*Second
+	paid       int
+}
+
+func (r *recorder) second(at time.Time) *Second {
+	t := int(at.Sub(r.start) / time.Second)
+	s := r.timeline[t]
+	if s == nil {
+		s = &Second{T: t}
+		r.timeline[t] = s
+	}
+	return s
+}
+
+func codeKey(code int, err error) string {
+	if code == 0 && err != nil {
+		return "error"
+	}
+	return strconv.Itoa(code)
+}
+
+func (r *recorder) place(start time.Time, d time.Duration, code int, err error, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.placeMs = append(r.placeMs, float64(d.Microseconds())/1000)
+	r.placeCodes[codeKey(code, err)]++
+	s := r.second(start.Add(d))
+	switch {
+	case code == 0:
+		s.Errors++
+	case code == http.StatusCreated:
+		s.C201++
+	case code == http.StatusAccepted:
+		s.C202++
+	case code == http.StatusServiceUnavailable:
+		s.C503++
+	default:
+		s.Other++
+	}
+	if id != "" {
+		r.accepted = append(r.accepted, id)
+	}
+}
+
+func (r *recorder) pay(d time.Duration, code int, err error, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.payMs = append(r.payMs, float64(d.Microseconds())/1000)
+	r.payCodes[codeKey(code, err)]++
+	if ok {
+		r.paid++
+		r.second(time.Now()).Paid++
+	}
+}
+
+func (r *recorder) result(runID string, interrupted bool) Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	elapsed := time.Since(r.start)
+	s := Summary{RunID: runID, Started: r.start.UTC(), Elapsed: elapsed.Seconds(), Interrupted: interrupted,
+		Placed: len(r.placeMs), Accepted: len(r.accepted), Place: summarize(r.placeMs), PlaceCodes: r.placeCodes,
+		Paid: r.paid, Pay: summarize(r.payMs), PayCodes: r.payCodes, Timeline: []Second{}}
+	if elapsed > 0 {
+		s.Throughput = float64(s.Placed) / elapsed.Seconds()
+	}
+	last := -1
+	for t := range r.timeline {
+		last = max(last, t)
+	}
+	// Every second appears, quiet ones as zeros, so a chart has no gaps.
+	for t := 0; t <= last; t++ {
+		if sec := r.timeline[t]; sec != nil {
+			s.Timeline = append(s.Timeline, *sec)
+		} else {
+			s.Timeline = append(s.Timeline, Second{T: t})
+		}
+	}
+	return Result{Accepted: append([]string(nil), r.accepted...), Summary: s}
+}
+
+// summarize computes nearest-rank percentiles.
+func summarize(ms []float64) Latency {
+	if len(ms) == 0 {
+		return Latency{}
+	}
+	s := append([]float64(nil), ms...)
+	sort.Float64s(s)
+	var sum float64
+	for _, v := range s {
+		sum += v
+	}
+	rank := func(p float64) float64 {
+		i := int(math.Ceil(p/100*float64(len(s)))) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	round := func(v float64) float64 { return math.Round(v*100) / 100 }
+	return Latency{Count: len(s), Mean: round(sum / float64(len(s))), P50: round(rank(50)), P95: round(rank(95)),
+		P99: round(rank(99)), Max: round(s[len(s)-1])}
+}
