@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*rmqte
 		fs.Var(topics, "topics", "topics to create at start, `name:queues,...` (queues default to 4); other topics are auto-created on first send")
 		fs.StringVar(&opts.ClusterName, "cluster", "DefaultCluster", "cluster `name` the broker reports")
 		fs.StringVar(&opts.BrokerName, "broker-name", "broker-a", "broker `name` the broker reports")
+		fs.IntVar(&opts.MaxQueueMessages, "max-queue-messages", 100000, "messages kept per queue before the oldest are forgotten, bounding memory (0 keeps all)")
 		fs.BoolVar(&opts.StrictConsumerOffset, "strict-consumer-offset", false, "answer QUERY_NOT_FOUND to new consumer groups (start at the end) instead of Java's offset 0")
 	}
 	fs.IntVar(&frameSize, "max-frame-size", 16<<20, "largest accepted frame in `bytes`; bigger frames close the connection")

@@ -72,7 +72,7 @@ func route(t *testing.T, nsAddr, topic string) (*remoting.Command, error) {
 
 func TestAllInOne(t *testing.T) {
 	s, logs := start(t, "--namesrv-addr", "127.0.0.1:0", "--broker-addr", "127.0.0.1:0", "--topics", "orders:8,payments",
-		"--check-interval", "1s", "--check-timeout", "2s", "--check-max", "3", "--delay-scale", "0.01")
+		"--check-interval", "1s", "--check-timeout", "2s", "--check-max", "3", "--delay-scale", "0.01", "--max-queue-messages", "2")
 	resp, err := route(t, s.NameServerAddr(), "orders")
 	if err != nil || resp.Code != remoting.Success {
 		t.Fatalf("route: %v %v", resp, err)
@@ -93,6 +93,14 @@ func TestAllInOne(t *testing.T) {
 	}
 	if d := s.QueueDepths("payments"); len(d) != 4 {
 		t.Errorf("payments queues %v, want 4", d)
+	}
+	for i := range 3 {
+		if _, err := s.Publish("payments", 0, []byte{byte(i)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(s.Messages("payments")); n != 2 {
+		t.Errorf("payments keeps %d messages, want 2 with --max-queue-messages 2", n)
 	}
 	if got := s.DelayLevel(1); got != 10*time.Millisecond {
 		t.Errorf("delay level 1 = %v, want 10ms with --delay-scale 0.01", got)

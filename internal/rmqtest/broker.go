@@ -45,11 +45,17 @@ type topic struct {
 }
 
 type queue struct {
-	msgs   []*message    // index = queue offset
+	base   int64         // queue offset of msgs[0]: the min offset
+	msgs   []*message    // msgs[i] has queue offset base+i
 	notify chan struct{} // closed on the next append; nil when nobody waits
 }
 
-func (q *queue) maxOffset() int64 { return int64(len(q.msgs)) }
+func (q *queue) minOffset() int64 { return q.base }
+func (q *queue) maxOffset() int64 { return q.base + int64(len(q.msgs)) }
+
+// at returns the message at queue offset off, which must be in
+// [minOffset, maxOffset).
+func (q *queue) at(off int64) *message { return q.msgs[off-q.base] }
 
 // wait returns a channel closed at the next append. Call with broker.mu held.
 func (q *queue) wait() <-chan struct{} {
@@ -167,6 +173,17 @@ func (b *broker) putLocked(m *message) error {
 	b.nextOffset += int64(len(m.enc))
 	b.commitLog[m.commitLogOffset] = m
 	q.msgs = append(q.msgs, m)
+	if limit := b.s.opts.MaxQueueMessages; limit > 0 && len(q.msgs) > limit {
+		// Retention: forget the oldest, as Java deletes old commit log
+		// files. Consumers behind them get PULL_OFFSET_MOVED.
+		drop := len(q.msgs) - limit
+		for _, old := range q.msgs[:drop] {
+			delete(b.commitLog, old.commitLogOffset)
+		}
+		clear(q.msgs[:drop])
+		q.msgs = q.msgs[drop:]
+		q.base += int64(drop)
+	}
 	if q.notify != nil {
 		close(q.notify)
 		q.notify = nil

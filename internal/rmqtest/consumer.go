@@ -169,13 +169,17 @@ func (b *broker) handleQueryOffset(req *remoting.Command) *remoting.Command {
 	k := offsetKey{req.Ext["consumerGroup"], req.Ext["topic"], int32(req.ExtInt64("queueId", 0))}
 	b.mu.Lock()
 	off, ok := b.offsets[k]
+	var minOff int64
+	if t := b.topics[k.topic]; t != nil && int(k.queueID) < len(t.queues) && k.queueID >= 0 {
+		minOff = t.queues[k.queueID].minOffset()
+	}
 	b.mu.Unlock()
 	if !ok {
-		if b.s.opts.StrictConsumerOffset {
+		// Java: no stored offset while the queue still starts at 0 in
+		// memory means "start at 0", so a new group reads the whole queue.
+		if b.s.opts.StrictConsumerOffset || minOff > 0 {
 			return remoting.NewResponse(req, remoting.QueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first")
 		}
-		// Java: no stored offset and the queue still starts at 0 in memory
-		// means "start at 0", so a new group reads the whole queue.
 		off = 0
 	}
 	resp := remoting.NewResponse(req, remoting.Success, "")
@@ -197,15 +201,17 @@ func (b *broker) handleUpdateOffset(req *remoting.Command) *remoting.Command {
 
 func (b *broker) handleMinMaxOffset(req *remoting.Command) *remoting.Command {
 	var off int64
-	if req.Code == remoting.GetMaxOffset {
-		b.mu.Lock()
-		if t := b.topics[req.Ext["topic"]]; t != nil {
-			if qid := int(req.ExtInt64("queueId", 0)); qid >= 0 && qid < len(t.queues) {
+	b.mu.Lock()
+	if t := b.topics[req.Ext["topic"]]; t != nil {
+		if qid := int(req.ExtInt64("queueId", 0)); qid >= 0 && qid < len(t.queues) {
+			if req.Code == remoting.GetMaxOffset {
 				off = t.queues[qid].maxOffset()
+			} else {
+				off = t.queues[qid].minOffset()
 			}
 		}
-		b.mu.Unlock()
 	}
+	b.mu.Unlock()
 	resp := remoting.NewResponse(req, remoting.Success, "")
 	resp.Ext["offset"] = strconv.FormatInt(off, 10)
 	return resp
@@ -218,7 +224,7 @@ func (b *broker) handleSearchOffset(req *remoting.Command) *remoting.Command {
 	if t := b.topics[req.Ext["topic"]]; t != nil {
 		if qid := int(req.ExtInt64("queueId", 0)); qid >= 0 && qid < len(t.queues) {
 			q := t.queues[qid]
-			off = int64(sort.Search(len(q.msgs), func(i int) bool { return q.msgs[i].storeTimestamp >= ts }))
+			off = q.base + int64(sort.Search(len(q.msgs), func(i int) bool { return q.msgs[i].storeTimestamp >= ts }))
 		}
 	}
 	b.mu.Unlock()

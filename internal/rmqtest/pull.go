@@ -59,15 +59,15 @@ func (b *broker) handlePull(c *conn, req *remoting.Command) *remoting.Command {
 			return remoting.NewResponse(req, remoting.SystemError, "queueId["+strconv.Itoa(int(qid))+"] is illegal")
 		}
 		q := t.queues[qid]
-		maxOff := q.maxOffset()
+		minOff, maxOff := q.minOffset(), q.maxOffset()
 		switch {
-		case offset >= 0 && offset < maxOff:
+		case offset >= minOff && offset < maxOff:
 			// Collect the stored encodings under the lock (they are never
 			// modified once stored) and copy them out after it.
 			var encs [maxPullMessages][]byte
 			n, size := 0, 0
 			for end := offset; end < maxOff && n < maxNums; end++ {
-				enc := q.msgs[end].encoded()
+				enc := q.at(end).encoded()
 				if n > 0 && size+len(enc) > maxPullBytes {
 					break
 				}
@@ -83,13 +83,13 @@ func (b *broker) handlePull(c *conn, req *remoting.Command) *remoting.Command {
 			end := offset + int64(n)
 			resp := remoting.NewResponse(req, remoting.Success, "FOUND")
 			resp.Body = body
-			setPullExt(resp, end, 0, maxOff)
+			setPullExt(resp, end, minOff, maxOff)
 			return resp
 		case offset == maxOff:
 			if hold <= 0 || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 				b.mu.Unlock()
 				resp := remoting.NewResponse(req, remoting.PullNotFound, "NO_NEW_MESSAGE")
-				setPullExt(resp, offset, 0, maxOff)
+				setPullExt(resp, offset, minOff, maxOff)
 				return resp
 			}
 			if deadline.IsZero() {
@@ -108,14 +108,14 @@ func (b *broker) handlePull(c *conn, req *remoting.Command) *remoting.Command {
 			timer.Stop()
 			b.mu.Lock()
 		default:
-			// Out of range: offset < 0 or beyond the end.
-			next := maxOff
-			if offset < 0 {
-				next = 0
+			// Out of range: below the retained messages or beyond the end.
+			next, remark := maxOff, "OFFSET_OVERFLOW_BADLY"
+			if offset < minOff {
+				next, remark = minOff, "OFFSET_TOO_SMALL"
 			}
 			b.mu.Unlock()
-			resp := remoting.NewResponse(req, remoting.PullOffsetMoved, "OFFSET_OVERFLOW_BADLY")
-			setPullExt(resp, next, 0, maxOff)
+			resp := remoting.NewResponse(req, remoting.PullOffsetMoved, remark)
+			setPullExt(resp, next, minOff, maxOff)
 			return resp
 		}
 	}

@@ -80,6 +80,12 @@ type Options struct {
 	// answers 0 like Java does while a queue still starts at offset 0, so
 	// a new group reads the queue from the beginning.
 	StrictConsumerOffset bool
+	// MaxQueueMessages bounds memory: each queue keeps at most this many
+	// messages and forgets the oldest, as Java deletes old commit log
+	// files (its min offset moves; a consumer behind it gets
+	// PULL_OFFSET_MOVED; a send-back of a forgotten message fails).
+	// 0 keeps everything.
+	MaxQueueMessages int
 	// LockLease is how long an orderly consumer's queue lock lasts without
 	// renewal (default 60s).
 	LockLease time.Duration
@@ -122,6 +128,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.LockLease <= 0 {
 		o.LockLease = 60 * time.Second
+	}
+	if o.MaxQueueMessages < 0 {
+		return o, fmt.Errorf("rmqtest: negative MaxQueueMessages %d", o.MaxQueueMessages)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
