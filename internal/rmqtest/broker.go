@@ -179,6 +179,9 @@ func (b *broker) putLocked(m *message) error {
 		drop := len(q.msgs) - limit
 		for _, old := range q.msgs[:drop] {
 			delete(b.commitLog, old.commitLogOffset)
+			if m.topic == HalfTopic {
+				b.forgetResolvedTxLocked(old.commitLogOffset)
+			}
 		}
 		clear(q.msgs[:drop])
 		q.msgs = q.msgs[drop:]

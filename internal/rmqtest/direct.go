@@ -304,8 +304,10 @@ type TransactionStats struct {
 	Pending, Committed, RolledBack, Discarded int
 }
 
-// Transactions counts the transactions the broker has seen, by outcome;
-// Discarded ones were moved to CheckMaxTopic.
+// Transactions counts the transactions the broker remembers, by outcome;
+// Discarded ones were moved to CheckMaxTopic. With MaxQueueMessages,
+// finished transactions are forgotten once retention drops their half
+// message; open ones are always kept.
 func (s *Server) Transactions() TransactionStats {
 	b := s.mustBroker()
 	b.mu.Lock()

@@ -59,6 +59,19 @@ func (b *broker) storeHalfLocked(m *message) {
 	}
 }
 
+// forgetResolvedTxLocked drops the record of a finished transaction whose
+// half message retention forgot; open transactions stay.
+func (b *broker) forgetResolvedTxLocked(off int64) {
+	tx := b.txs[off]
+	if tx == nil || tx.state == txPending {
+		return
+	}
+	delete(b.txs, off)
+	if k := tx.half.props[propUniqKey]; b.txByKey[k] == tx {
+		delete(b.txByKey, k)
+	}
+}
+
 func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.Command {
 	group := req.Ext["producerGroup"]
 	off := req.ExtInt64("commitLogOffset", -1)
