@@ -14,12 +14,14 @@
 # user and password txorder), redis (127.0.0.1:$TXO_REDIS_PORT, default
 # 6380; append-only file, fsync on every write), namesrv and broker (rmqdev,
 # 127.0.0.1:$TXO_NAMESRV_PORT and :$TXO_BROKER_PORT, defaults 9876 and 10911)
-# and orderd (127.0.0.1:$TXO_ORDERD_PORT, default 8080; bin/orderd from
-# `make build`, API key $TXO_API_KEY, default dev-key-change-me).
+# orderd (127.0.0.1:$TXO_ORDERD_PORT, default 8080; bin/orderd from
+# `make build`, API key $TXO_API_KEY, default dev-key-change-me) and
+# fulfillmentd (probes on 127.0.0.1:$TXO_FULFILLMENTD_PORT, default 8081;
+# bin/fulfillmentd, the ORDER_PAID consumer, same database as orderd).
 #
 # Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_NAMESRV_PORT,
-# TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_API_KEY, TXO_WEBHOOK_SECRET,
-# TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_WAIT_SECONDS
+# TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_FULFILLMENTD_PORT, TXO_API_KEY,
+# TXO_WEBHOOK_SECRET, TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_WAIT_SECONDS
 # (readiness bound, default 60), TXO_STOP_SECONDS (graceful stop bound,
 # default 30).
 #
@@ -35,6 +37,7 @@ TXO_REDIS_PORT=${TXO_REDIS_PORT:-6380}
 TXO_NAMESRV_PORT=${TXO_NAMESRV_PORT:-9876}
 TXO_BROKER_PORT=${TXO_BROKER_PORT:-10911}
 TXO_ORDERD_PORT=${TXO_ORDERD_PORT:-8080}
+TXO_FULFILLMENTD_PORT=${TXO_FULFILLMENTD_PORT:-8081}
 # Transaction checks of the local broker, and what orderd is told about
 # them: a check every 5 s (a real broker: 30 s), so a paid order's event is
 # out within seconds; 100 checks cover the 5 min payment window.
@@ -47,7 +50,7 @@ TXO_API_KEY=${TXO_API_KEY:-dev-key-change-me}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
 
-SERVICES=(mysql redis namesrv broker orderd)
+SERVICES=(mysql redis namesrv broker orderd fulfillmentd)
 
 die() {
 	echo "devstack: $*" >&2
@@ -391,6 +394,35 @@ orderd_ready() (
 
 orderd_describe() {
 	echo "  orderd: http://127.0.0.1:$TXO_ORDERD_PORT  (API key $TXO_API_KEY)  log $(svc_log orderd)"
+}
+
+# --- fulfillmentd: the ORDER_PAID consumer (built by `make build`) ---------
+
+fulfillmentd_bin() {
+	[[ -x $ROOT/bin/fulfillmentd ]] || die "fulfillmentd: $ROOT/bin/fulfillmentd is missing: run make build"
+	echo "$ROOT/bin/fulfillmentd"
+}
+
+fulfillmentd_launch() {
+	# configs/fulfillmentd.yaml plus TXORDER_FULFILLMENT__* variables (it
+	# ignores orderd's TXORDER_*); the shipments live in orderd's database.
+	exec setsid env \
+		TXORDER_FULFILLMENT__HTTP__ADDR="127.0.0.1:$TXO_FULFILLMENTD_PORT" \
+		TXORDER_FULFILLMENT__MYSQL__ADDR="127.0.0.1:$TXO_MYSQL_PORT" \
+		TXORDER_FULFILLMENT__MYSQL__PASSWORD="$MYSQL_PASSWORD" \
+		TXORDER_FULFILLMENT__ROCKETMQ__NAME_SERVERS="127.0.0.1:$TXO_NAMESRV_PORT" \
+		"$(fulfillmentd_bin)" --config "$ROOT/configs/fulfillmentd.yaml"
+}
+
+fulfillmentd_ready() (
+	exec 3<>"/dev/tcp/127.0.0.1/$TXO_FULFILLMENTD_PORT" || exit 1
+	printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	IFS= read -r -t 1 status <&3 || exit 1
+	[[ $status == "HTTP/1."?" 200"* ]]
+) 2>/dev/null
+
+fulfillmentd_describe() {
+	echo "  fulfillmentd: http://127.0.0.1:$TXO_FULFILLMENTD_PORT/readyz (metrics /metrics; dead letters: bin/ordertool dlq list)  log $(svc_log fulfillmentd)"
 }
 
 # --- command line -----------------------------------------------------------
