@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -502,6 +503,7 @@ func TestOrderdAgreesWithBrokers(t *testing.T) {
 	if cfg.MySQL.MigrateOnStart {
 		t.Error("orderd migrates on start; the migrate job does it once")
 	}
+	checkGrace(t, service(t, p, "orderd"), cfg.HTTP.ShutdownTimeout)
 	rules := dledger.Rules{
 		PaymentWindow:      cfg.Order.PaymentWindow,
 		CheckInterval:      cfg.RocketMQ.CheckInterval,
@@ -519,7 +521,7 @@ func TestOrderdAgreesWithBrokers(t *testing.T) {
 	if _, err := configs.LoadOrderd("", environ(orderdEnv)); err == nil || !strings.Contains(err.Error(), "payment_window") {
 		t.Errorf("orderd accepted a 10m payment window: %v", err)
 	}
-	rules.PaymentWindow = 10 * 60e9
+	rules.PaymentWindow = 10 * time.Minute
 	if problems := rules.Validate(group); len(problems) == 0 {
 		t.Error("a 10m payment window passed the brokers' rules")
 	}
@@ -531,6 +533,15 @@ func TestOrderdAgreesWithBrokers(t *testing.T) {
 	}
 	if migrate.MySQL.DSN() != cfg.MySQL.DSN() {
 		t.Errorf("migrate's database %s, orderd's %s", migrate.MySQL.Addr+"/"+migrate.MySQL.Database, cfg.MySQL.Addr+"/"+cfg.MySQL.Database)
+	}
+}
+
+// checkGrace: Docker must wait longer than the service's own graceful
+// shutdown before it sends SIGKILL (its default is 10s).
+func checkGrace(t *testing.T, s types.ServiceConfig, shutdown time.Duration) {
+	t.Helper()
+	if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= shutdown {
+		t.Errorf("service %s: stop_grace_period %v, want more than its shutdown timeout %s", s.Name, s.StopGracePeriod, shutdown)
 	}
 }
 
@@ -561,6 +572,7 @@ func TestFulfillmentd(t *testing.T) {
 	if cfg.MySQL.MigrateOnStart {
 		t.Error("fulfillmentd migrates on start; the migrate job does it once")
 	}
+	checkGrace(t, s, cfg.HTTP.ShutdownTimeout)
 	// rocketmq-init makes the dead letter topic of fulfillmentd's group
 	// readable, and creates its topic.
 	init := envOf(t, service(t, p, "rocketmq-init"))
