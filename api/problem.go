@@ -81,6 +81,10 @@ func abortError(c *gin.Context, err error) {
 		abort(c, http.StatusConflict, CodeConflict, "Conflict", "the request conflicts with an existing order")
 	case errors.Is(err, order.ErrNotFound):
 		abort(c, http.StatusNotFound, CodeOrderNotFound, "Order not found", "")
+	case errors.Is(err, order.ErrOutcomeUnknown):
+		c.Header("Retry-After", "5")
+		abort(c, http.StatusServiceUnavailable, CodeUnavailable, "Service unavailable",
+			"the order may or may not have been recorded (a store timed out); retry with the same Idempotency-Key to learn which")
 	case errors.Is(err, order.ErrRefused), errors.Is(err, order.ErrUnavailable):
 		c.Header("Retry-After", "5")
 		abort(c, http.StatusServiceUnavailable, CodeUnavailable, "Service unavailable",

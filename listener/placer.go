@@ -88,6 +88,8 @@ func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, erro
 		if errors.Is(pl.err, order.ErrConflict) {
 			return "", pl.err
 		}
+		// Also for ErrOutcomeUnknown: the client cannot be told "accepted",
+		// and a retry with the same key will find the order if it exists.
 		return "", fmt.Errorf("%w: %w", order.ErrRefused, pl.err)
 	}
 	return pl.outcome, nil

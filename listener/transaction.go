@@ -6,6 +6,7 @@ package listener
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -119,7 +120,7 @@ func NewTransaction(store Store, cache Cache, metrics *Metrics, logger *slog.Log
 }
 
 // errBreakerOpen is returned instead of calling MySQL while it is known down.
-var errBreakerOpen = &order.UnavailableError{Err: errors.New("circuit breaker open")}
+var errBreakerOpen = &order.UnavailableError{Err: fmt.Errorf("circuit breaker open: %w", order.ErrNotAttempted)}
 
 // mysql runs fn through the circuit breaker.
 func (t *Transaction) mysql(fn func() error) error {
@@ -178,8 +179,19 @@ func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.
 		// the check-back's insert is idempotent by order id.
 		if cerr := t.cache.Put(context.Background(), p.order); cerr != nil {
 			p.err = errors.Join(err, cerr)
-			log.Error("order refused: mysql and redis unavailable", "mysql_error", err, "redis_error", cerr)
 			t.metrics.execute.WithLabelValues("refused").Inc()
+			if order.WriteMayHaveCommitted(err) {
+				// The row may exist. ROLLBACK would strand it with no half
+				// message to close or announce it; UNKNOWN lets the
+				// check-back decide from what MySQL really holds (absent →
+				// ROLLBACK). The client is told 503 "outcome unknown": a
+				// retry with the same key finds the order if it exists.
+				p.err = fmt.Errorf("%w: %w", order.ErrOutcomeUnknown, p.err)
+				log.Error("order refused, outcome unknown: mysql write timed out and redis unavailable",
+					"mysql_error", err, "redis_error", cerr)
+				return primitive.UnknowState
+			}
+			log.Error("order refused: mysql and redis unavailable", "mysql_error", err, "redis_error", cerr)
 			return primitive.RollbackMessageState
 		}
 		p.outcome = order.OutcomeCached

@@ -353,6 +353,54 @@ func TestOutages(t *testing.T) {
 	}
 }
 
+// TestAmbiguousWriteAnswersUnknown: the MySQL write times out (mariadbd
+// hung with SIGSTOP, so the insert may or may not commit) and Redis is
+// down. The order is refused, but the half message is left UNKNOWN for the
+// check-back to settle from what MySQL really holds; ROLLBACK could strand
+// a committed row.
+func TestAmbiguousWriteAnswersUnknown(t *testing.T) {
+	my := testenv.MySQL(t)
+	rd := testenv.Redis(t)
+	f := newFixture(t, my, rd)
+	f.tx.cfg.ExecuteTimeout = 300 * time.Millisecond
+	if err := rd.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := my.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	o := f.newOrder("hung")
+	state, p := f.execute(o)
+	if err := my.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if state != primitive.UnknowState || !errors.Is(p.err, order.ErrOutcomeUnknown) {
+		t.Fatalf("execute with MySQL hung and Redis down = %v %v, want UNKNOWN with ErrOutcomeUnknown", state, p.err)
+	}
+	// The check-back settles it from MySQL: here the insert never ran
+	// (the server was stopped before reading it), so ROLLBACK once Redis
+	// confirms the order is not cached either.
+	if err := rd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.tx.breaker = newTestBreaker(f.tx)
+	// Either outcome is consistent: stored → the flow goes on (pending,
+	// never ROLLBACK); absent → ROLLBACK.
+	waitFor(t, 10*time.Second, "the check-back to settle the order", func() bool {
+		got := f.check(o.ID.String())
+		_, err := f.store.Get(context.Background(), o.ID)
+		switch {
+		case err == nil && got == primitive.RollbackMessageState:
+			t.Fatalf("a stored order was rolled back")
+		case err == nil:
+			return got == primitive.UnknowState // pending, waits for payment
+		case errors.Is(err, order.ErrNotFound):
+			return got == primitive.RollbackMessageState
+		}
+		return false
+	})
+}
+
 // TestCheckStaysFastDuringMySQLOutage answers 1,000 check-backs with MySQL
 // killed and reports the slowest. The breaker opens after the first few
 // failures, so the rest never touch the network.

@@ -32,6 +32,28 @@ var (
 	ErrUnavailable = errors.New("order store unavailable")
 )
 
+// ErrOutcomeUnknown: a write failed in a way that does not tell whether it
+// committed (a timeout or a connection lost after the statement was sent).
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// WriteMayHaveCommitted reports whether a failed write may still have
+// committed: true unless the error proves the statement never reached
+// MySQL (the connection was refused, or the circuit breaker held it back).
+func WriteMayHaveCommitted(err error) bool {
+	if err == nil {
+		return true
+	}
+	var ue *UnavailableError
+	if !errors.As(err, &ue) {
+		return false // MySQL answered: it said no
+	}
+	return !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, ErrNotAttempted)
+}
+
+// ErrNotAttempted marks a call that was never sent (e.g. held back by a
+// circuit breaker); wrap it in an UnavailableError.
+var ErrNotAttempted = errors.New("not attempted")
+
 // UnavailableError wraps the driver error behind ErrUnavailable so that logs
 // keep the cause while callers only test errors.Is(err, ErrUnavailable).
 type UnavailableError struct{ Err error }

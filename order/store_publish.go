@@ -24,8 +24,9 @@ func (s *Store) MarkPublished(ctx context.Context, id uuid.UUID, at time.Time) (
 }
 
 // ForEachUnpublishedPaid runs publish for up to limit PAID orders whose
-// event has not been seen on the topic and that were paid before
-// paidBefore, oldest first, and marks each one published once publish
+// event has not been seen on the topic, that were paid before paidBefore
+// and whose last COMMIT answer to a check-back (if any) is older than that
+// too (while the broker still checks, it is the broker's job), oldest first, and marks each one published once publish
 // returned nil. The rows stay locked (FOR UPDATE SKIP LOCKED) until the
 // batch is done, so several replicas never publish the same order at once.
 // It returns how many orders were published; the first publish error ends
@@ -39,7 +40,8 @@ func (s *Store) ForEachUnpublishedPaid(ctx context.Context, paidBefore time.Time
 	defer func() { _ = tx.Rollback() }()
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM orders
 		WHERE status = 'PAID' AND published_at IS NULL AND paid_at < ?
-		ORDER BY paid_at LIMIT ? FOR UPDATE SKIP LOCKED`, paidBefore.UTC(), limit)
+		  AND (commit_answered_at IS NULL OR commit_answered_at < ?)
+		ORDER BY paid_at LIMIT ? FOR UPDATE SKIP LOCKED`, paidBefore.UTC(), paidBefore.UTC(), limit)
 	if err != nil {
 		return 0, translate(err)
 	}

@@ -54,9 +54,10 @@ const (
 	testKey       = "orderd-test-key-0123456789"
 	webhookSecret = "orderd-test-webhook-secret-0123456789"
 	topic         = "ORDER_PAID"
-	// Check-backs every 250ms, the first 500ms after a half message.
+	// Check-backs every 250ms, the first 1s after a half message (the
+	// local transaction's budget, 600ms + 300ms, must fit before it).
 	checkInterval = 250 * time.Millisecond
-	txTimeout     = 500 * time.Millisecond
+	txTimeout     = time.Second
 )
 
 // stack is orderd's world for one test: rmqtest, MariaDB and Redis (shared
@@ -115,16 +116,16 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_MYSQL__USER=" + dsn.User,
 		"TXORDER_MYSQL__PASSWORD=" + dsn.Passwd,
 		"TXORDER_MYSQL__DATABASE=" + dsn.DBName,
-		"TXORDER_MYSQL__TIMEOUT=300ms",
+		"TXORDER_MYSQL__TIMEOUT=600ms",
 		"TXORDER_REDIS__ADDR=" + s.rd.Addr(),
 		fmt.Sprintf("TXORDER_REDIS__DB=%d", s.rd.NewDB(t)),
-		"TXORDER_REDIS__TIMEOUT=100ms",
+		"TXORDER_REDIS__TIMEOUT=300ms",
 		"TXORDER_ROCKETMQ__NAME_SERVERS=" + s.mq.NameServerAddr(),
 		"TXORDER_ROCKETMQ__INSTANCE_NAME=" + "orderd-" + uuid.NewString()[:8],
 		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=" + txTimeout.String(),
 		"TXORDER_ROCKETMQ__CHECK_INTERVAL=" + checkInterval.String(),
 		"TXORDER_ROCKETMQ__CHECK_MAX=1000",
-		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=300ms",
+		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=600ms",
 		"TXORDER_TRANSACTION__CHECK_TIMEOUT=200ms",
 		"TXORDER_TRANSACTION__BREAKER_OPEN_FOR=200ms",
 		"TXORDER_TRANSACTION__CACHE_SWEEP_INTERVAL=200ms",
@@ -136,7 +137,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_SPILL__BACKOFF_MIN=50ms",
 		"TXORDER_SPILL__BACKOFF_MAX=300ms",
 		"TXORDER_SPILL__BREAKER_OPEN_FOR=300ms",
-		"TXORDER_RECONCILER__GRACE=600ms",
+		"TXORDER_RECONCILER__GRACE=5s",
 		"TXORDER_RECONCILER__INTERVAL=200ms",
 		"TXORDER_LOG__LEVEL=debug",
 	}
