@@ -103,7 +103,10 @@ func clusterInfo(ctx context.Context, addrs []string, timeout time.Duration) (st
 		if err == nil {
 			return addr, ci, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if !strings.Contains(err.Error(), addr) {
+			err = fmt.Errorf("%s: %w", addr, err)
+		}
+		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
