@@ -280,15 +280,23 @@ func (m *Main) routes(store *listener.FulfillmentStore) http.Handler {
 			Status string `json:"status"`
 			Error  string `json:"error,omitempty"`
 		}
-		checks := map[string]check{"rocketmq": {Status: "up"}}
+		checks := map[string]check{}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		// Every message needs MySQL: without it each one is retried. A
+		// NameServer outage is reported but does not stop consumption
+		// (the client keeps its routes and talks to the brokers).
 		ready := true
 		if err := store.Ping(ctx); err != nil {
 			checks["mysql"] = check{Status: "down", Error: err.Error()}
 			ready = false
 		} else {
 			checks["mysql"] = check{Status: "up"}
+		}
+		if err := dialAny(ctx, m.Config.RocketMQ.NameServers); err != nil {
+			checks["rocketmq"] = check{Status: "down", Error: err.Error()}
+		} else {
+			checks["rocketmq"] = check{Status: "up"}
 		}
 		// Waiting is normal: no message has gone dead yet.
 		if m.dlqSubscribed() {
@@ -370,6 +378,20 @@ func (m *Main) Close() error {
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 		m.db = nil
+	}
+	return errors.Join(errs...)
+}
+
+// dialAny reports whether any NameServer accepts a TCP connection.
+func dialAny(ctx context.Context, addrs []string) error {
+	var d net.Dialer
+	var errs []error
+	for _, a := range addrs {
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err == nil {
+			return c.Close()
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

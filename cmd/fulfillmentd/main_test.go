@@ -224,7 +224,7 @@ func TestConsumesOnceAndParksMalformed(t *testing.T) {
 		t.Fatalf("healthz = %d %s", code, body)
 	}
 	code, body = get(t, "http://"+m.Addr()+"/readyz")
-	if code != 200 || !strings.Contains(body, `"mysql":{"status":"up"}`) {
+	if code != 200 || !strings.Contains(body, `"mysql":{"status":"up"}`) || !strings.Contains(body, `"rocketmq":{"status":"up"}`) {
 		t.Fatalf("readyz = %d %s", code, body)
 	}
 	_, body = get(t, "http://"+m.Addr()+"/metrics")

@@ -20,7 +20,8 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "audit [flags]",
 		"Checks the promise after a run: every PAID order applied exactly once by the\n"+
 			"fulfillment group, nothing applied that was not paid, and (with --accepted) every\n"+
-			"order a client was told was accepted stored or still held in Redis. Reads the order\n"+
+			"order a client was told was accepted stored, or still held in Redis (order cache,\n"+
+			"spill queue, dead spill entries). Reads the order\n"+
 			"database and Redis (orderd configuration) and the fulfillment database (fulfillmentd\n"+
 			"configuration, TXORDER_FULFILLMENT__* variables); they may be the same database.\n"+
 			"Exit status 0 only when lost = duplicated = phantom = absent = 0.")
@@ -31,7 +32,7 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 	group := fs.String("group", "", "consumer group to audit (default: rocketmq.group of the fulfillmentd configuration)")
 	settle := fs.Duration("settle", 0, "wait up to this long for paid orders to be applied before calling them lost")
 	acceptedFile := fs.String("accepted", "", "file of order ids a client got 201/202 for (one per line, as `ordertool load` writes): report those found nowhere")
-	noRedis := fs.Bool("no-redis", false, "do not read the Redis order cache (orders held there then count as absent)")
+	noRedis := fs.Bool("no-redis", false, "do not read Redis (orders held in the cache or the spill queue then count as absent)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -80,14 +81,40 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
-		cfg.Holders = append(cfg.Holders, audit.Holder{Name: "cached", IDs: func(ctx context.Context) ([]uuid.UUID, error) {
-			n, err := cache.Size(ctx)
-			if err != nil || n == 0 {
-				return nil, redisHint(err)
-			}
-			ids, err := cache.IDs(ctx, n)
-			return ids, redisHint(err)
-		}})
+		spill, err := fallback.NewSpillQueue(rdb, fallback.CacheConfig{Prefix: ocfg.Redis.KeyPrefix, Timeout: ocfg.Redis.Timeout})
+		if err != nil {
+			return err
+		}
+		cfg.Holders = append(cfg.Holders,
+			// Accepted while MySQL was down: waiting for a check-back or
+			// the sweeper to store them.
+			audit.Holder{Name: "cached", IDs: func(ctx context.Context) ([]uuid.UUID, error) {
+				n, err := cache.Size(ctx)
+				if err != nil || n == 0 {
+					return nil, redisHint(err)
+				}
+				ids, err := cache.IDs(ctx, n)
+				return ids, redisHint(err)
+			}},
+			// Accepted while RocketMQ was down: waiting for the drainer.
+			audit.Holder{Name: "queued", IDs: func(ctx context.Context) ([]uuid.UUID, error) {
+				n, _, err := spill.Depth(ctx)
+				if err != nil || n == 0 {
+					return nil, redisHint(err)
+				}
+				ids, err := spill.Pending(ctx, n)
+				return ids, redisHint(err)
+			}},
+			// Given up on by the drainer, kept for `ordertool spill replay`.
+			audit.Holder{Name: "spill dead", IDs: func(ctx context.Context) ([]uuid.UUID, error) {
+				dead, err := spill.Dead(ctx)
+				ids := make([]uuid.UUID, 0, len(dead))
+				for _, d := range dead {
+					ids = append(ids, d.OrderID)
+				}
+				return ids, redisHint(err)
+			}},
+		)
 	}
 	r, err := audit.Run(ctx, odb, fdb, cfg)
 	if err != nil {

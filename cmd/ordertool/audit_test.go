@@ -190,8 +190,9 @@ func TestAuditCleanAndSettling(t *testing.T) {
 	}
 }
 
-// TestAuditHeldOrdersAreNotAbsent: an accepted order still in the Redis
-// cache (MySQL was down) is held, not absent.
+// TestAuditHeldOrdersAreNotAbsent: accepted orders still in the Redis
+// cache (MySQL was down) or the spill queue (RocketMQ was down) are held,
+// not absent.
 func TestAuditHeldOrdersAreNotAbsent(t *testing.T) {
 	a := newAuditDB(t)
 	rd := testenv.Redis(t)
@@ -202,15 +203,20 @@ func TestAuditHeldOrdersAreNotAbsent(t *testing.T) {
 	if err := rdb.SAdd(context.Background(), "txorder:cache:ids", cached).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// And one in the spill queue (RocketMQ was down), as the drainer sees it.
+	queued := uuid.Must(uuid.NewV7()).String()
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: "txorder:spill:stream", Values: map[string]any{"order_id": queued}}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	p := filepath.Join(t.TempDir(), "accepted.txt")
-	if err := os.WriteFile(p, []byte(cached+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(cached+"\n"+queued+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := append(a.env, "TXORDER_REDIS__ADDR="+rd.Addr(), fmt.Sprintf("TXORDER_REDIS__DB=%d", db))
 	code, out, errOut := runTool(t, env, "audit", "--config", "", "--fulfillment-config", "", "--accepted", p, "--json")
 	var r audit.Report
 	_ = json.Unmarshal([]byte(out), &r)
-	if code != 0 || r.Absent != 0 || r.Held["cached"] != 1 {
+	if code != 0 || r.Absent != 0 || r.Held["cached"] != 1 || r.Held["queued"] != 1 {
 		t.Fatalf("audit = %d %+v %s", code, r, errOut)
 	}
 	code, _, _ = runTool(t, a.env, "audit", "--config", "", "--fulfillment-config", "", "--accepted", p, "--no-redis")
