@@ -23,6 +23,7 @@ import (
 type Store interface {
 	Create(ctx context.Context, o *order.Order) error
 	Get(ctx context.Context, id uuid.UUID) (*order.Order, error)
+	GetState(ctx context.Context, id uuid.UUID) (order.State, error)
 	Transition(ctx context.Context, ex order.Execer, id uuid.UUID, from, to order.Status, at time.Time) (bool, error)
 	MarkCommitAnswered(ctx context.Context, id uuid.UUID, at time.Time) error
 }
@@ -239,13 +240,19 @@ func (t *Transaction) check(key string) (primitive.LocalTransactionState, string
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CheckTimeout)
 	defer cancel()
 
-	var o *order.Order
-	err = t.mysql(func() (err error) { o, err = t.store.Get(ctx, id); return err })
+	var st order.State
+	err = t.mysql(func() (err error) { st, err = t.store.GetState(ctx, id); return err })
 	if errors.Is(err, order.ErrNotFound) {
-		var reason string
+		var (
+			o      *order.Order
+			reason string
+		)
 		o, reason, err = t.insertFromCache(ctx, id)
 		if o == nil && err == nil {
 			return primitive.RollbackMessageState, reason
+		}
+		if o != nil {
+			st = order.StateOf(o)
 		}
 	}
 	if err != nil {
@@ -261,7 +268,7 @@ func (t *Transaction) check(key string) (primitive.LocalTransactionState, string
 		t.logger.Error("check-back failed", "order_id", key, "error", err)
 		return primitive.UnknowState, "error"
 	}
-	return t.decide(ctx, o)
+	return t.decide(ctx, st)
 }
 
 var errCacheDown = errors.New("order cache unavailable")
@@ -310,7 +317,7 @@ func (t *Transaction) insertFromCache(ctx context.Context, id uuid.UUID) (*order
 }
 
 // decide answers for an order row.
-func (t *Transaction) decide(ctx context.Context, o *order.Order) (primitive.LocalTransactionState, string) {
+func (t *Transaction) decide(ctx context.Context, o order.State) (primitive.LocalTransactionState, string) {
 	now := t.cfg.Now()
 	switch o.Status {
 	case order.StatusPaid:
@@ -334,7 +341,7 @@ func (t *Transaction) decide(ctx context.Context, o *order.Order) (primitive.Loc
 	}
 	// Lost the compare-and-set: a payment got there first. Re-read to be
 	// sure it is PAID (the only other way out of PENDING_PAYMENT is CLOSED).
-	err = t.mysql(func() (err error) { o, err = t.store.Get(ctx, o.ID); return err })
+	err = t.mysql(func() (err error) { o, err = t.store.GetState(ctx, o.ID); return err })
 	if err != nil {
 		return primitive.UnknowState, "mysql_down"
 	}
@@ -358,7 +365,7 @@ func (t *Transaction) SweepCache(ctx context.Context, ids []uuid.UUID) (int, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, t.cfg.CheckTimeout)
 		var err error
-		err = t.mysql(func() error { _, err := t.store.Get(cctx, id); return err })
+		err = t.mysql(func() error { _, err := t.store.GetState(cctx, id); return err })
 		if errors.Is(err, order.ErrNotFound) {
 			_, _, err = t.insertFromCache(cctx, id)
 		} else if err == nil {
@@ -374,7 +381,7 @@ func (t *Transaction) SweepCache(ctx context.Context, ids []uuid.UUID) (int, err
 	return stored, nil
 }
 
-func (t *Transaction) commit(ctx context.Context, o *order.Order, now time.Time, reason string) (primitive.LocalTransactionState, string) {
+func (t *Transaction) commit(ctx context.Context, o order.State, now time.Time, reason string) (primitive.LocalTransactionState, string) {
 	if err := t.store.MarkCommitAnswered(ctx, o.ID, now); err != nil {
 		t.logger.Debug("record commit answer", "order_id", o.ID.String(), "error", err)
 	}

@@ -141,6 +141,34 @@ func getOrder(ctx context.Context, q queryer, id uuid.UUID) (*Order, error) {
 	return o, rows.Err()
 }
 
+// State is what a check-back needs of an order: one primary-key lookup,
+// no items.
+type State struct {
+	ID              uuid.UUID
+	Status          Status
+	PaymentDeadline time.Time
+}
+
+// PastDeadline reports whether the payment window is over at now.
+func (st State) PastDeadline(now time.Time) bool { return !now.Before(st.PaymentDeadline) }
+
+// GetState returns the order's status and payment deadline, or ErrNotFound.
+func (s *Store) GetState(ctx context.Context, id uuid.UUID) (State, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	st := State{ID: id}
+	var status string
+	err := s.db.QueryRowContext(ctx, `SELECT status, payment_deadline FROM orders WHERE id = ?`, id.String()).
+		Scan(&status, &st.PaymentDeadline)
+	st.Status = Status(status)
+	return st, translate(err)
+}
+
+// StateOf returns o's State.
+func StateOf(o *Order) State {
+	return State{ID: o.ID, Status: o.Status, PaymentDeadline: o.PaymentDeadline}
+}
+
 // IdempotencyRecord is what a stored idempotency key points at.
 type IdempotencyRecord struct {
 	OrderID     uuid.UUID
