@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"load":    {summary: "place (and pay) orders at a rate or concurrency and report latencies", run: runLoad},
 	"audit":   {summary: "check the promise: every paid order applied once downstream, nothing lost or invented", run: runAudit},
 	"dlq":     {summary: "list or replay the fulfillment service's dead letters", run: runDLQ},
+	"bench":   {summary: "measure placement, check-backs, degraded modes, recovery and e2e latency against raw MySQL", run: runBench},
 	"spill":   {summary: "list or replay orders in the spill queue (accepted while RocketMQ was down)", run: runSpill},
 }
 

@@ -1,0 +1,308 @@
+// Package bench measures txorder against the physical limit of the machine
+// it runs on, in one run, and reports ratios: placement through orderd
+// against the raw MySQL transaction it wraps, check-back capacity with many
+// pending orders, placement with MySQL or RocketMQ down against normal,
+// recovery after an outage, and end-to-end latency from payment to the
+// fulfillment shipment row. It starts its own MariaDB and Redis (through
+// internal/testenv), RocketMQ servers in-process (internal/rmqtest) and
+// orderd / fulfillmentd as processes from the built binaries. Every run is
+// bounded in count and time.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Config describes a run. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// BinDir holds the orderd and fulfillmentd binaries (make build: bin).
+	BinDir string
+	// OrderdConfig and FulfillmentdConfig are the YAML files the processes
+	// start with (everything that matters is overridden by environment).
+	OrderdConfig, FulfillmentdConfig string
+	// OutDir receives bench.json, bench.md, bench.png and the process logs.
+	OutDir string
+	// Sections to run, of "placement", "checkback", "degraded",
+	// "recovery", "e2e"; empty runs all.
+	Sections []string
+
+	// Concurrency levels of the placement comparison, each run for
+	// PlacementDuration per side.
+	Concurrency       []int
+	PlacementDuration time.Duration
+	// CheckPending are the K values (pending orders) of the check-back
+	// capacity measurement.
+	CheckPending []int
+	// DegradedConcurrency and DegradedDuration size the degraded runs.
+	DegradedConcurrency int
+	DegradedDuration    time.Duration
+	// CheckInterval is the broker's check interval of the main stack; the
+	// recovery target is 2 of them.
+	CheckInterval time.Duration
+	// CachedOrders are placed while MySQL is down before it returns;
+	// SpilledOrders while RocketMQ is down before it returns.
+	CachedOrders, SpilledOrders int
+	// E2EIntervals are the check intervals the end-to-end latency is
+	// measured at, with E2EOrders paid orders each.
+	E2EIntervals []time.Duration
+	E2EOrders    int
+
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// DefaultConfig is sized for `make bench` on a 2-core machine: well under
+// 10 minutes.
+func DefaultConfig() Config {
+	return Config{
+		BinDir: "bin", OrderdConfig: "configs/orderd.yaml", FulfillmentdConfig: "configs/fulfillmentd.yaml",
+		OutDir:              ".bench",
+		Concurrency:         []int{1, 8, 32, 128},
+		PlacementDuration:   8 * time.Second,
+		CheckPending:        []int{10000, 100000},
+		DegradedConcurrency: 32,
+		DegradedDuration:    8 * time.Second,
+		CheckInterval:       30 * time.Second,
+		CachedOrders:        10000,
+		SpilledOrders:       10000,
+		E2EIntervals:        []time.Duration{time.Second, 2 * time.Second, 4 * time.Second},
+		E2EOrders:           300,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.BinDir == "" {
+		c.BinDir = d.BinDir
+	}
+	if c.OrderdConfig == "" {
+		c.OrderdConfig = d.OrderdConfig
+	}
+	if c.FulfillmentdConfig == "" {
+		c.FulfillmentdConfig = d.FulfillmentdConfig
+	}
+	if c.OutDir == "" {
+		c.OutDir = d.OutDir
+	}
+	if len(c.Concurrency) == 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.PlacementDuration <= 0 {
+		c.PlacementDuration = d.PlacementDuration
+	}
+	if len(c.CheckPending) == 0 {
+		c.CheckPending = d.CheckPending
+	}
+	if c.DegradedConcurrency <= 0 {
+		c.DegradedConcurrency = d.DegradedConcurrency
+	}
+	if c.DegradedDuration <= 0 {
+		c.DegradedDuration = d.DegradedDuration
+	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = d.CheckInterval
+	}
+	if c.CachedOrders <= 0 {
+		c.CachedOrders = d.CachedOrders
+	}
+	if c.SpilledOrders <= 0 {
+		c.SpilledOrders = d.SpilledOrders
+	}
+	if len(c.E2EIntervals) == 0 {
+		c.E2EIntervals = d.E2EIntervals
+	}
+	if c.E2EOrders <= 0 {
+		c.E2EOrders = d.E2EOrders
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	return c
+}
+
+// Sections lists the measurements in run order.
+var Sections = []string{"placement", "checkback", "degraded", "recovery", "e2e"}
+
+// Validate reports a configuration that cannot run.
+func (c Config) Validate() error {
+	var errs []error
+	for _, s := range c.Sections {
+		if !contains(Sections, s) {
+			errs = append(errs, fmt.Errorf("unknown section %q (want %s)", s, strings.Join(Sections, ", ")))
+		}
+	}
+	for _, n := range c.Concurrency {
+		if n < 1 || n > 1024 {
+			errs = append(errs, fmt.Errorf("concurrency %d out of 1..1024", n))
+		}
+	}
+	for _, k := range c.CheckPending {
+		if k < 1 || k > 1000000 {
+			errs = append(errs, fmt.Errorf("pending orders %d out of 1..1000000", k))
+		}
+	}
+	for _, iv := range c.E2EIntervals {
+		if iv < 100*time.Millisecond || iv > time.Minute {
+			errs = append(errs, fmt.Errorf("e2e interval %s out of 100ms..1m", iv))
+		}
+	}
+	if c.PlacementDuration > 5*time.Minute || c.DegradedDuration > 5*time.Minute {
+		errs = append(errs, errors.New("durations are capped at 5m"))
+	}
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Hostname string `json:"hostname"`
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model,omitempty"`
+	Go       string `json:"go"`
+	MariaDB  string `json:"mariadb,omitempty"`
+}
+
+// Report is everything a run measured.
+type Report struct {
+	Machine   Machine          `json:"machine"`
+	Started   time.Time        `json:"started"`
+	Seconds   float64          `json:"seconds"`
+	Placement []PlacementPoint `json:"placement,omitempty"`
+	CheckBack []CheckPoint     `json:"checkback,omitempty"`
+	Degraded  *Degraded        `json:"degraded,omitempty"`
+	Recovery  *Recovery        `json:"recovery,omitempty"`
+	EndToEnd  []E2EPoint       `json:"end_to_end,omitempty"`
+	// Errors lists sections that failed, with why.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Run runs the configured sections and returns what they measured; a
+// section that fails is recorded in Report.Errors and the others still run.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	rep := &Report{Machine: machine(), Started: time.Now().UTC()}
+	logf("starting mariadbd and redis-server")
+	in, err := startInfra()
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	rep.Machine.MariaDB = mariadbVersion(ctx, in)
+	want := func(s string) bool { return len(cfg.Sections) == 0 || contains(cfg.Sections, s) }
+	fail := func(section string, err error) {
+		logf("%s failed: %v", section, err)
+		rep.Errors = append(rep.Errors, section+": "+err.Error())
+	}
+	if want("placement") {
+		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point", cfg.PlacementDuration)
+		if err := withStack(ctx, cfg, in, stackOptions{name: "placement", database: "bench_placement", redisDB: 1,
+			checkInterval: cfg.CheckInterval}, func(s *stack) error {
+			var err error
+			rep.Placement, err = measurePlacement(ctx, cfg, s, logf)
+			return err
+		}); err != nil {
+			fail("placement", err)
+		}
+	}
+	if want("checkback") && ctx.Err() == nil {
+		logf("check-back capacity: K pending orders, one check round, answered one at a time")
+		var err error
+		if rep.CheckBack, err = measureCheckBack(ctx, cfg, in, logf); err != nil {
+			fail("checkback", err)
+		}
+	}
+	if (want("degraded") || want("recovery")) && ctx.Err() == nil {
+		logf("degraded modes and recovery")
+		if err := withStack(ctx, cfg, in, stackOptions{name: "degraded", database: "bench_degraded", redisDB: 2,
+			checkInterval: cfg.CheckInterval}, func(s *stack) error {
+			var err error
+			rep.Degraded, rep.Recovery, err = measureDegraded(ctx, cfg, s, want("degraded"), want("recovery"), logf)
+			return err
+		}); err != nil {
+			fail("degraded", err)
+		}
+	}
+	if want("e2e") && ctx.Err() == nil {
+		logf("end-to-end latency: payment notification → shipment row")
+		for i, iv := range cfg.E2EIntervals {
+			if ctx.Err() != nil {
+				break
+			}
+			err := withStack(ctx, cfg, in, stackOptions{name: fmt.Sprintf("e2e-%d", i), database: fmt.Sprintf("bench_e2e_%d", i),
+				redisDB: 3 + i%10, checkInterval: iv, fulfillment: true}, func(s *stack) error {
+				p, err := measureE2E(ctx, cfg, s, iv, logf)
+				if err == nil {
+					rep.EndToEnd = append(rep.EndToEnd, p)
+				}
+				return err
+			})
+			if err != nil {
+				fail("e2e", err)
+			}
+		}
+	}
+	rep.Seconds = round3(time.Since(rep.Started).Seconds())
+	return rep, ctx.Err()
+}
+
+func withStack(ctx context.Context, cfg Config, in *infra, o stackOptions, fn func(*stack) error) error {
+	s, err := newStack(ctx, cfg, in, o)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return fn(s)
+}
+
+func machine() Machine {
+	m := Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	m.Hostname, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if _, v, ok := strings.Cut(line, ":"); ok {
+					m.CPUModel = strings.TrimSpace(v)
+					break
+				}
+			}
+		}
+	}
+	return m
+}
+
+func mariadbVersion(ctx context.Context, in *infra) string {
+	s, err := newDB(in, "")
+	if err != nil {
+		return ""
+	}
+	defer s.Close()
+	var v string
+	_ = s.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v)
+	return v
+}
