@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"audit":   {summary: "check the promise: every paid order applied once downstream, nothing lost or invented", run: runAudit},
 	"dlq":     {summary: "list or replay the fulfillment service's dead letters", run: runDLQ},
 	"bench":   {summary: "measure placement, check-backs, degraded modes, recovery and e2e latency against raw MySQL", run: runBench},
+	"report":  {summary: "draw a chaos run's timeline (PNG and HTML) from its load summary, metrics and outages", run: runReport},
 	"spill":   {summary: "list or replay orders in the spill queue (accepted while RocketMQ was down)", run: runSpill},
 }
 

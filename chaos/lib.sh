@@ -1,0 +1,441 @@
+# shellcheck shell=bash
+# chaos/lib.sh — shared by the chaos scripts (chaos/kill-*.sh); source it,
+# define target_kill and target_restart, then call chaos_main NAME LABEL.
+#
+# One run: start `ordertool load` (bounded by CHAOS_COUNT and
+# CHAOS_DURATION), let it run CHAOS_BEFORE seconds, SIGKILL the target,
+# keep it down CHAOS_OUTAGE seconds, start it again, wait for the load to
+# end, pay the accepted orders the load could not pay (the ones accepted
+# into Redis, and those whose payment failed during the outage), let the
+# system settle and run `ordertool audit --accepted`. The exit status is the
+# audit's: 0 only when lost = duplicated = phantom = absent = 0.
+#
+# Every run writes reports/<name>-<UTC timestamp>/: accepted.txt,
+# load-summary.json, metrics.csv (orderd's fallback depths, once a second),
+# outages.csv, pay.log, audit.json, timeline.png and timeline.html (drawn by
+# `ordertool report`), run.log (this script's output) and, in local mode,
+# the orderd/fulfillmentd log lines of the run.
+#
+# Environment (defaults in brackets):
+#   CHAOS_MODE         local (the `make run` stack, started if down) or
+#                      compose (docker compose in the repository) [local]
+#   CHAOS_COUNT        placements at most [600]
+#   CHAOS_DURATION     load time at most, seconds [60]
+#   CHAOS_RATE         placements started per second [25]
+#   CHAOS_CONCURRENCY  requests in flight at most [16]
+#   CHAOS_PAY          fraction of the 201 orders the load pays at once [0.8]
+#   CHAOS_BEFORE       seconds of load before the kill [5]
+#   CHAOS_OUTAGE       seconds the target stays down [6]
+#   CHAOS_PAY_WAIT     seconds to wait for orders held in Redis to reach
+#                      MySQL so they can be paid [90]
+#   CHAOS_SETTLE       the audit's --settle [120s]
+#   CHAOS_REPORTS      where report folders go [reports/ in the repository]
+#   CHAOS_DRY_RUN      1: print the docker / ordertool commands, run nothing
+#                      (compose mode only) [0]
+#   COMPOSE            the compose command [docker compose]
+# Local mode also honours scripts/devstack.sh's TXO_* variables (ports, API
+# key, webhook secret); everything is on 127.0.0.1.
+#
+# Orders whose id ends in 0, 1, 2 or 3 that the load left unpaid stay
+# unpaid on purpose (the payment window closes them later): the audit then
+# also checks that nothing is announced for an unpaid order.
+
+set -euo pipefail
+
+CHAOS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CHAOS_MODE=${CHAOS_MODE:-local}
+CHAOS_COUNT=${CHAOS_COUNT:-600}
+CHAOS_DURATION=${CHAOS_DURATION:-60}
+CHAOS_RATE=${CHAOS_RATE:-25}
+CHAOS_CONCURRENCY=${CHAOS_CONCURRENCY:-16}
+CHAOS_PAY=${CHAOS_PAY:-0.8}
+CHAOS_BEFORE=${CHAOS_BEFORE:-5}
+CHAOS_OUTAGE=${CHAOS_OUTAGE:-6}
+CHAOS_PAY_WAIT=${CHAOS_PAY_WAIT:-90}
+CHAOS_SETTLE=${CHAOS_SETTLE:-120s}
+CHAOS_REPORTS=${CHAOS_REPORTS:-$CHAOS_ROOT/reports}
+CHAOS_DRY_RUN=${CHAOS_DRY_RUN:-0}
+COMPOSE=${COMPOSE:-docker compose}
+# The longest a sampler or watchdog loop runs, whatever happens.
+CHAOS_MAX_SECONDS=${CHAOS_MAX_SECONDS:-900}
+
+TXO_ORDERD_PORT=${TXO_ORDERD_PORT:-8080}
+TXO_MYSQL_PORT=${TXO_MYSQL_PORT:-3307}
+TXO_REDIS_PORT=${TXO_REDIS_PORT:-6380}
+TXO_NAMESRV_PORT=${TXO_NAMESRV_PORT:-9876}
+TXO_FULFILLMENTD_PORT=${TXO_FULFILLMENTD_PORT:-8081}
+
+ORDERTOOL=$CHAOS_ROOT/bin/ordertool
+DEVSTACK=$CHAOS_ROOT/scripts/devstack.sh
+ORDERD_URL=http://127.0.0.1:$TXO_ORDERD_PORT
+
+chaos_log() { printf '%s chaos: %s\n' "$(date -u +%T)" "$*" >&2; }
+chaos_die() {
+	chaos_log "$*"
+	exit 2
+}
+
+# now: unix time with milliseconds.
+now() { date +%s.%3N; }
+
+dry() { [[ $CHAOS_DRY_RUN == 1 ]]; }
+
+# x CMD...: run CMD, or print it in a dry run.
+x() {
+	if dry; then
+		printf '+ %s\n' "$*"
+		return 0
+	fi
+	"$@"
+}
+
+# compose ARGS...: docker compose in the repository.
+compose() {
+	# shellcheck disable=SC2086 # COMPOSE is a command and its words
+	(cd "$CHAOS_ROOT" && x $COMPOSE "$@")
+}
+
+# pause SECONDS: sleep, or not at all in a dry run.
+pause() { dry || sleep "$1"; }
+
+# --- the stack ---------------------------------------------------------------
+
+# svc_kill SERVICE...: SIGKILL, as a crash would.
+svc_kill() {
+	case $CHAOS_MODE in
+	local) "$DEVSTACK" kill "$@" ;;
+	compose) compose kill -s SIGKILL "$@" ;;
+	esac
+}
+
+# svc_start SERVICE...: start again and wait until it is ready.
+svc_start() {
+	local svc
+	case $CHAOS_MODE in
+	local)
+		for svc in "$@"; do
+			"$DEVSTACK" start-one "$svc"
+		done
+		;;
+	compose)
+		compose start "$@"
+		# orderd has a healthcheck; for the rest, start returning is all
+		# compose tells us.
+		for svc in "$@"; do
+			[[ $svc == orderd ]] && wait_http "$ORDERD_URL/healthz" 90
+		done
+		;;
+	esac
+}
+
+# wait_http URL SECONDS: until URL answers 200.
+wait_http() {
+	local url=$1 deadline=$((SECONDS + $2))
+	dry && return 0
+	until curl -fsS -o /dev/null -m 2 "$url" 2>/dev/null; do
+		((SECONDS < deadline)) || {
+			chaos_log "$url not ready after $2 s"
+			return 1
+		}
+		sleep 0.5
+	done
+}
+
+# stack_up: make sure the stack runs and is ready.
+stack_up() {
+	case $CHAOS_MODE in
+	local)
+		[[ -x $ORDERTOOL && -x $CHAOS_ROOT/bin/orderd && -x $CHAOS_ROOT/bin/rmqdev ]] ||
+			(cd "$CHAOS_ROOT" && make build)
+		if ! "$DEVSTACK" status >/dev/null; then
+			chaos_log "the local stack is not (fully) running: make run"
+			(cd "$CHAOS_ROOT" && make run) >&2
+		fi
+		wait_http "http://127.0.0.1:$TXO_FULFILLMENTD_PORT/readyz" 60
+		;;
+	compose)
+		command -v docker >/dev/null || dry || chaos_die "compose mode needs docker"
+		compose up -d --wait
+		;;
+	*) chaos_die "CHAOS_MODE must be local or compose, not '$CHAOS_MODE'" ;;
+	esac
+	wait_http "$ORDERD_URL/readyz" 90
+}
+
+# compose_env KEY: a value from the repository's .env (compose mode).
+compose_env() {
+	local line
+	line=$(grep -E "^$1=" "$CHAOS_ROOT/.env" 2>/dev/null | tail -n 1) || true
+	line=${line#*=}
+	line=${line%\"}
+	line=${line#\"}
+	echo "$line"
+}
+
+# credentials: API key and webhook secret for the load and the payments.
+credentials() {
+	case $CHAOS_MODE in
+	local)
+		API_KEY=${TXO_API_KEY:-dev-key-change-me}
+		WEBHOOK_SECRET=${TXO_WEBHOOK_SECRET:-dev-webhook-secret-change-me-0123456789}
+		;;
+	compose)
+		local keys
+		keys=$(compose_env TXORDER_API_KEYS)
+		keys=${keys%%,*}
+		API_KEY=${keys#*:}
+		WEBHOOK_SECRET=$(compose_env TXORDER_WEBHOOK_SECRET)
+		if ! dry && [[ -z $API_KEY || -z $WEBHOOK_SECRET ]]; then
+			chaos_die "compose mode reads TXORDER_API_KEYS and TXORDER_WEBHOOK_SECRET from .env; set them"
+		fi
+		;;
+	esac
+	export TXORDER_PAYMENT__WEBHOOK_SECRET=$WEBHOOK_SECRET
+}
+
+# --- measuring -----------------------------------------------------------------
+
+# sampler FILE STOPFILE: scrape orderd's fallback depths once a second until
+# STOPFILE exists (bounded by CHAOS_MAX_SECONDS). A failed scrape (orderd
+# down) writes nothing: the chart shows a gap.
+sampler() {
+	local out=$1 stop=$2 i t m
+	echo "unix_seconds,order_cache_size,spill_pending" >"$out"
+	for ((i = 0; i < CHAOS_MAX_SECONDS; i++)); do
+		[[ -e $stop ]] && return 0
+		t=$(now)
+		if m=$(curl -fsS -m 0.8 "$ORDERD_URL/metrics" 2>/dev/null); then
+			awk -v t="$t" '
+				/^txorder_order_cache_size / { c = $2 }
+				/^txorder_spill_depth\{state="pending"\} / { s = $2 }
+				END { if (c != "" || s != "") printf "%s,%s,%s\n", t, (c == "" ? 0 : c), (s == "" ? 0 : s) }
+			' <<<"$m" >>"$out"
+		fi
+		sleep 1
+	done
+}
+
+# --- paying --------------------------------------------------------------------
+
+# order_status ID: the status orderd shows (PENDING_PAYMENT, PAID, CLOSED,
+# ACCEPTED, QUEUED), or nothing.
+order_status() {
+	curl -fsS -m 5 -H "Authorization: Bearer $API_KEY" "$ORDERD_URL/v1/orders/$1" 2>/dev/null |
+		sed -nE 's/.*"status":"([A-Z_]+)".*/\1/p'
+}
+
+# pay_rest ACCEPTED LOG: pay every accepted order still waiting for a payment,
+# except the ids ending in 0-3 (left unpaid on purpose). Orders still held in
+# Redis are retried until CHAOS_PAY_WAIT runs out. The provider transaction
+# id is derived from the order id, so paying twice is a replay, not a second
+# payment.
+pay_rest() {
+	local accepted=$1 log=$2 deadline=$((SECONDS + CHAOS_PAY_WAIT)) id st round
+	local -a todo next
+	mapfile -t todo <"$accepted"
+	PAID_LATER=0 LEFT_UNPAID=0 NOT_PAYABLE=0
+	for ((round = 1; ${#todo[@]} > 0; round++)); do
+		next=()
+		for id in "${todo[@]}"; do
+			st=$(order_status "$id") || true
+			case $st in
+			PAID | CLOSED) ;;
+			PENDING_PAYMENT)
+				if [[ $id == *[0-3] ]]; then
+					LEFT_UNPAID=$((LEFT_UNPAID + 1))
+				elif "$ORDERTOOL" pay "$id" --url "$ORDERD_URL" --api-key "$API_KEY" --config "" --txn-id "chaos-$id" >>"$log" 2>&1; then
+					PAID_LATER=$((PAID_LATER + 1))
+				else
+					next+=("$id")
+				fi
+				;;
+			*) next+=("$id") ;; # ACCEPTED / QUEUED (held in Redis) or no answer
+			esac
+		done
+		todo=("${next[@]}")
+		((${#todo[@]} == 0)) && break
+		if ((SECONDS >= deadline)); then
+			NOT_PAYABLE=${#todo[@]}
+			chaos_log "pay: ${#todo[@]} orders still not payable after ${CHAOS_PAY_WAIT}s (held in Redis?); the audit decides"
+			printf 'not payable: %s\n' "${todo[@]}" >>"$log"
+			break
+		fi
+		chaos_log "pay: round $round: ${#todo[@]} orders not yet in MySQL, retrying in 2 s"
+		sleep 2
+	done
+	chaos_log "pay: paid $PAID_LATER more orders; $LEFT_UNPAID left unpaid on purpose"
+}
+
+# --- auditing ------------------------------------------------------------------
+
+# audit ACCEPTED OUT: run the audit, JSON to OUT; its exit status.
+audit() {
+	local accepted=$1 out=$2
+	case $CHAOS_MODE in
+	local)
+		TXORDER_MYSQL__PASSWORD=txorder TXORDER_FULFILLMENT__MYSQL__PASSWORD=txorder \
+			"$ORDERTOOL" audit --config "$CHAOS_ROOT/configs/orderd.yaml" \
+			--fulfillment-config "$CHAOS_ROOT/configs/fulfillmentd.yaml" \
+			--accepted "$accepted" --settle "$CHAOS_SETTLE" --json >"$out"
+		;;
+	compose)
+		# MySQL and Redis are not published: audit from inside orderd's
+		# container (its image has ordertool), fed the ids on stdin.
+		# shellcheck disable=SC2016 # expanded in the container
+		compose exec -T orderd sh -c 'cat >/tmp/chaos-accepted.txt' <"$accepted"
+		# shellcheck disable=SC2016
+		compose exec -T orderd sh -c 'exec ordertool audit --accepted /tmp/chaos-accepted.txt --settle "$1" --json \
+			--fulfillment-dsn "txorder:${TXORDER_MYSQL__PASSWORD}@tcp(${TXORDER_MYSQL__ADDR})/txorder?parseTime=true"' \
+			audit "$CHAOS_SETTLE" >"$out"
+		;;
+	esac
+}
+
+# json_num FILE KEY: a top-level number from a JSON file (no jq needed).
+json_num() {
+	sed -nE "s/^  \"$2\": ([0-9.]+),?$/\1/p" "$1" | head -n 1
+}
+
+# code_count SUMMARY CODE: how many placements got CODE.
+code_count() {
+	awk -v k="\"$2\":" '/"place_status_codes"/ { in_codes = 1; next }
+		in_codes && /}/ { exit }
+		in_codes && index($1, k) == 1 { gsub(/[^0-9]/, "", $2); print $2; found = 1; exit }
+		END { if (!found) print 0 }' "$1"
+}
+
+# --- the run -------------------------------------------------------------------
+
+# chaos_cleanup: on any exit, stop the sampler and interrupt a running load
+# (it still writes its files). Only this run's own children are signalled.
+chaos_cleanup() {
+	[[ -n ${CHAOS_DIR:-} ]] && touch "$CHAOS_DIR/.stop-sampler"
+	if [[ -n ${load_pid:-} ]] && kill -0 "$load_pid" 2>/dev/null; then
+		kill -INT "$load_pid" 2>/dev/null || true
+		wait "$load_pid" 2>/dev/null || true
+	fi
+	[[ -n ${sampler_pid:-} ]] && wait "$sampler_pid" 2>/dev/null
+	return 0
+}
+
+# chaos_main NAME LABEL: the whole run; exits with the audit's status.
+# The calling script defines target_kill and target_restart.
+chaos_main() {
+	local name=$1 label=$2 started=$SECONDS
+	local dir down up rc=0 load_rc=0 stop v
+	load_pid='' sampler_pid=''
+	if ! declare -F target_kill >/dev/null || ! declare -F target_restart >/dev/null; then
+		chaos_die "$name: define target_kill and target_restart before chaos_main"
+	fi
+	[[ $CHAOS_MODE == local || $CHAOS_MODE == compose ]] ||
+		chaos_die "CHAOS_MODE must be local or compose, not '$CHAOS_MODE'"
+	if dry && [[ $CHAOS_MODE != compose ]]; then
+		chaos_die "CHAOS_DRY_RUN is for compose mode (local mode runs for real)"
+	fi
+	for v in CHAOS_COUNT CHAOS_DURATION CHAOS_BEFORE CHAOS_OUTAGE CHAOS_PAY_WAIT CHAOS_CONCURRENCY; do
+		[[ ${!v} =~ ^[0-9]+$ ]] || chaos_die "$v must be a whole number, not '${!v}'"
+	done
+	((CHAOS_COUNT > 0 && CHAOS_DURATION > 0)) || chaos_die "CHAOS_COUNT and CHAOS_DURATION must be positive (the load is bounded by both)"
+	((CHAOS_BEFORE + CHAOS_OUTAGE < CHAOS_DURATION)) ||
+		chaos_die "CHAOS_BEFORE + CHAOS_OUTAGE must end before CHAOS_DURATION, or the outage falls after the load"
+
+	dir=$CHAOS_REPORTS/$name-$(date -u +%Y%m%dT%H%M%SZ)
+	mkdir -p "$dir"
+	CHAOS_DIR=$dir
+	exec > >(tee -a "$dir/run.log") 2>&1
+	chaos_log "$name ($CHAOS_MODE mode): report in $dir"
+	chaos_log "load: $CHAOS_COUNT orders at most in ${CHAOS_DURATION}s at most, ${CHAOS_RATE}/s, concurrency $CHAOS_CONCURRENCY; kill after ${CHAOS_BEFORE}s, outage ${CHAOS_OUTAGE}s"
+
+	stack_up
+	credentials
+	stop=$dir/.stop-sampler
+	if dry; then
+		x "$ORDERTOOL" load --url "$ORDERD_URL" --api-key "<from .env>" --count "$CHAOS_COUNT" --duration "${CHAOS_DURATION}s" \
+			--rate "$CHAOS_RATE" --concurrency "$CHAOS_CONCURRENCY" --pay "$CHAOS_PAY" --config "" \
+			--accepted-out "$dir/accepted.txt" --summary-out "$dir/load-summary.json"
+		target_kill
+		target_restart
+		audit "$dir/accepted.txt" "$dir/audit.json"
+		chaos_log "dry run: nothing ran"
+		return 0
+	fi
+
+	local log_mark_orderd=0 log_mark_fulfillmentd=0
+	if [[ $CHAOS_MODE == local ]]; then
+		log_mark_orderd=$(wc -l <"$CHAOS_ROOT/.run/orderd/orderd.log" 2>/dev/null || echo 0)
+		log_mark_fulfillmentd=$(wc -l <"$CHAOS_ROOT/.run/fulfillmentd/fulfillmentd.log" 2>/dev/null || echo 0)
+	fi
+
+	sampler "$dir/metrics.csv" "$stop" &
+	sampler_pid=$!
+	# Whatever happens from here on, the sampler stops and the load is
+	# interrupted (it still writes its files).
+	trap 'chaos_cleanup' EXIT
+
+	"$ORDERTOOL" load --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
+		--count "$CHAOS_COUNT" --duration "${CHAOS_DURATION}s" --rate "$CHAOS_RATE" \
+		--concurrency "$CHAOS_CONCURRENCY" --pay "$CHAOS_PAY" --timeout 10s \
+		--accepted-out "$dir/accepted.txt" --summary-out "$dir/load-summary.json" \
+		>"$dir/load.out" 2>&1 &
+	load_pid=$!
+
+	sleep "$CHAOS_BEFORE"
+	echo "label,from_unix,to_unix" >"$dir/outages.csv"
+	down=$(now)
+	chaos_log "SIGKILL $label"
+	target_kill
+	sleep "$CHAOS_OUTAGE"
+	chaos_log "restarting $label"
+	target_restart
+	up=$(now)
+	echo "$label down,$down,$up" >>"$dir/outages.csv"
+	chaos_log "$label back after $(awk -v a="$down" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
+
+	# The load ends by itself (count or duration, each request bounded by
+	# its timeout); the watchdog is for a hung one.
+	local deadline=$((SECONDS + CHAOS_DURATION + 30))
+	while kill -0 "$load_pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			chaos_log "the load outlived its bounds: interrupting it"
+			kill -INT "$load_pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.5
+	done
+	wait "$load_pid" || load_rc=$?
+	load_pid=
+	cat "$dir/load.out"
+	((load_rc == 0)) || chaos_log "ordertool load exited $load_rc"
+	[[ -s $dir/load-summary.json ]] || chaos_die "the load wrote no summary (see $dir/load.out)"
+
+	pay_rest "$dir/accepted.txt" "$dir/pay.log"
+
+	chaos_log "audit (settle up to $CHAOS_SETTLE)"
+	audit "$dir/accepted.txt" "$dir/audit.json" || rc=$?
+	touch "$stop"
+	wait "$sampler_pid" 2>/dev/null || true
+
+	if [[ $CHAOS_MODE == local ]]; then
+		tail -n +"$((log_mark_orderd + 1))" "$CHAOS_ROOT/.run/orderd/orderd.log" >"$dir/orderd.log" 2>/dev/null || true
+		tail -n +"$((log_mark_fulfillmentd + 1))" "$CHAOS_ROOT/.run/fulfillmentd/fulfillmentd.log" >"$dir/fulfillmentd.log" 2>/dev/null || true
+	fi
+	"$ORDERTOOL" report --dir "$dir" --title "$name ($CHAOS_MODE): $label SIGKILLed for ${CHAOS_OUTAGE}s under load" ||
+		chaos_log "the chart could not be drawn (the audit's verdict stands)"
+
+	local s=$dir/load-summary.json a=$dir/audit.json verdict=PASS
+	((rc == 0)) || verdict=FAIL
+	{
+		echo "$name ($CHAOS_MODE) $verdict in $((SECONDS - started))s wall time"
+		echo "placed $(json_num "$s" placed), accepted $(json_num "$s" accepted):" \
+			"201×$(code_count "$s" 201) 202×$(code_count "$s" 202) 503×$(code_count "$s" 503) no-answer×$(code_count "$s" error)"
+		echo "paid by the load $(json_num "$s" paid), paid afterwards $PAID_LATER, left unpaid on purpose $LEFT_UNPAID, not payable $NOT_PAYABLE"
+		echo "audit: paid $(json_num "$a" paid) applied $(json_num "$a" applied)" \
+			"lost $(json_num "$a" lost) duplicated $(json_num "$a" duplicated)" \
+			"phantom $(json_num "$a" phantom) absent $(json_num "$a" absent) (exit $rc)"
+		echo "report: $dir/timeline.png  $dir/timeline.html"
+	} | tee "$dir/summary.txt"
+	if ((rc != 0)); then
+		chaos_log "AUDIT FAILED: see $dir/audit.json, orderd.log and fulfillmentd.log there"
+	fi
+	return "$rc"
+}
