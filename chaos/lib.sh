@@ -28,6 +28,7 @@
 #   CHAOS_OUTAGE       seconds the target stays down [6]
 #   CHAOS_PAY_WAIT     seconds to wait for orders held in Redis to reach
 #                      MySQL so they can be paid [90]
+#   CHAOS_PAY_PARALLEL payments in flight at most afterwards [8]
 #   CHAOS_SETTLE       the audit's --settle [120s]
 #   CHAOS_REPORTS      where report folders go [reports/ in the repository]
 #   CHAOS_DRY_RUN      1: print the docker / ordertool commands, run nothing
@@ -52,6 +53,7 @@ CHAOS_PAY=${CHAOS_PAY:-0.8}
 CHAOS_BEFORE=${CHAOS_BEFORE:-5}
 CHAOS_OUTAGE=${CHAOS_OUTAGE:-6}
 CHAOS_PAY_WAIT=${CHAOS_PAY_WAIT:-90}
+CHAOS_PAY_PARALLEL=${CHAOS_PAY_PARALLEL:-8}
 CHAOS_SETTLE=${CHAOS_SETTLE:-120s}
 CHAOS_REPORTS=${CHAOS_REPORTS:-$CHAOS_ROOT/reports}
 CHAOS_DRY_RUN=${CHAOS_DRY_RUN:-0}
@@ -83,7 +85,7 @@ dry() { [[ $CHAOS_DRY_RUN == 1 ]]; }
 # x CMD...: run CMD, or print it in a dry run.
 x() {
 	if dry; then
-		printf '+ %s\n' "$*"
+		printf '+ %s\n' "$*" >&2
 		return 0
 	fi
 	"$@"
@@ -122,7 +124,9 @@ svc_start() {
 		# orderd has a healthcheck; for the rest, start returning is all
 		# compose tells us.
 		for svc in "$@"; do
-			[[ $svc == orderd ]] && wait_http "$ORDERD_URL/healthz" 90
+			if [[ $svc == orderd ]]; then
+				wait_http "$ORDERD_URL/healthz" 90
+			fi
 		done
 		;;
 	esac
@@ -224,35 +228,54 @@ order_status() {
 		sed -nE 's/.*"status":"([A-Z_]+)".*/\1/p'
 }
 
+# pay_one ID LOG: pay one accepted order if it waits for a payment; prints
+# "done ID" (paid or closed already), "paid ID", "unpaid ID" (left unpaid on
+# purpose) or "retry ID" (still held in Redis, or no answer).
+pay_one() {
+	local id=$1 log=$2 st
+	st=$(order_status "$id") || true
+	case $st in
+	PAID | CLOSED) echo "done $id" ;;
+	PENDING_PAYMENT)
+		if [[ $id == *[0-3] ]]; then
+			echo "unpaid $id"
+		elif "$ORDERTOOL" pay "$id" --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
+			--txn-id "chaos-$id" >>"$log" 2>&1; then
+			echo "paid $id"
+		else
+			echo "retry $id"
+		fi
+		;;
+	*) echo "retry $id" ;; # ACCEPTED / QUEUED (held in Redis) or no answer
+	esac
+}
+
 # pay_rest ACCEPTED LOG: pay every accepted order still waiting for a payment,
-# except the ids ending in 0-3 (left unpaid on purpose). Orders still held in
-# Redis are retried until CHAOS_PAY_WAIT runs out. The provider transaction
-# id is derived from the order id, so paying twice is a replay, not a second
-# payment.
+# except the ids ending in 0-3 (left unpaid on purpose), CHAOS_PAY_PARALLEL at
+# a time. Orders still held in Redis are retried until CHAOS_PAY_WAIT runs
+# out. The provider transaction id is derived from the order id, so paying
+# twice is a replay, not a second payment.
 pay_rest() {
-	local accepted=$1 log=$2 deadline=$((SECONDS + CHAOS_PAY_WAIT)) id st round
-	local -a todo next
+	local accepted=$1 log=$2 deadline=$((SECONDS + CHAOS_PAY_WAIT)) round i j out
+	local -a todo pids
 	mapfile -t todo <"$accepted"
+	out=$(mktemp "${TMPDIR:-/tmp}/chaos-pay.XXXXXX")
 	PAID_LATER=0 LEFT_UNPAID=0 NOT_PAYABLE=0
 	for ((round = 1; ${#todo[@]} > 0; round++)); do
-		next=()
-		for id in "${todo[@]}"; do
-			st=$(order_status "$id") || true
-			case $st in
-			PAID | CLOSED) ;;
-			PENDING_PAYMENT)
-				if [[ $id == *[0-3] ]]; then
-					LEFT_UNPAID=$((LEFT_UNPAID + 1))
-				elif "$ORDERTOOL" pay "$id" --url "$ORDERD_URL" --api-key "$API_KEY" --config "" --txn-id "chaos-$id" >>"$log" 2>&1; then
-					PAID_LATER=$((PAID_LATER + 1))
-				else
-					next+=("$id")
-				fi
-				;;
-			*) next+=("$id") ;; # ACCEPTED / QUEUED (held in Redis) or no answer
-			esac
+		: >"$out"
+		for ((i = 0; i < ${#todo[@]}; i += CHAOS_PAY_PARALLEL)); do
+			pids=()
+			for ((j = i; j < i + CHAOS_PAY_PARALLEL && j < ${#todo[@]}; j++)); do
+				pay_one "${todo[j]}" "$log" >>"$out" &
+				pids+=($!)
+			done
+			for j in "${pids[@]}"; do
+				wait "$j" || true
+			done
 		done
-		todo=("${next[@]}")
+		PAID_LATER=$((PAID_LATER + $(grep -c '^paid ' "$out" || true)))
+		LEFT_UNPAID=$((LEFT_UNPAID + $(grep -c '^unpaid ' "$out" || true)))
+		mapfile -t todo < <(sed -n 's/^retry //p' "$out")
 		((${#todo[@]} == 0)) && break
 		if ((SECONDS >= deadline)); then
 			NOT_PAYABLE=${#todo[@]}
@@ -260,9 +283,10 @@ pay_rest() {
 			printf 'not payable: %s\n' "${todo[@]}" >>"$log"
 			break
 		fi
-		chaos_log "pay: round $round: ${#todo[@]} orders not yet in MySQL, retrying in 2 s"
+		chaos_log "pay: round $round: ${#todo[@]} orders not payable yet (held in Redis?), retrying in 2 s"
 		sleep 2
 	done
+	rm -f "$out"
 	chaos_log "pay: paid $PAID_LATER more orders; $LEFT_UNPAID left unpaid on purpose"
 }
 
@@ -282,7 +306,11 @@ audit() {
 		# MySQL and Redis are not published: audit from inside orderd's
 		# container (its image has ordertool), fed the ids on stdin.
 		# shellcheck disable=SC2016 # expanded in the container
-		compose exec -T orderd sh -c 'cat >/tmp/chaos-accepted.txt' <"$accepted"
+		if dry; then
+			compose exec -T orderd sh -c 'cat >/tmp/chaos-accepted.txt' </dev/null
+		else
+			compose exec -T orderd sh -c 'cat >/tmp/chaos-accepted.txt' <"$accepted"
+		fi
 		# shellcheck disable=SC2016
 		compose exec -T orderd sh -c 'exec ordertool audit --accepted /tmp/chaos-accepted.txt --settle "$1" --json \
 			--fulfillment-dsn "txorder:${TXORDER_MYSQL__PASSWORD}@tcp(${TXORDER_MYSQL__ADDR})/txorder?parseTime=true"' \
@@ -332,9 +360,10 @@ chaos_main() {
 	if dry && [[ $CHAOS_MODE != compose ]]; then
 		chaos_die "CHAOS_DRY_RUN is for compose mode (local mode runs for real)"
 	fi
-	for v in CHAOS_COUNT CHAOS_DURATION CHAOS_BEFORE CHAOS_OUTAGE CHAOS_PAY_WAIT CHAOS_CONCURRENCY; do
+	for v in CHAOS_COUNT CHAOS_DURATION CHAOS_BEFORE CHAOS_OUTAGE CHAOS_PAY_WAIT CHAOS_PAY_PARALLEL CHAOS_CONCURRENCY; do
 		[[ ${!v} =~ ^[0-9]+$ ]] || chaos_die "$v must be a whole number, not '${!v}'"
 	done
+	((CHAOS_PAY_PARALLEL > 0)) || chaos_die "CHAOS_PAY_PARALLEL must be positive"
 	((CHAOS_COUNT > 0 && CHAOS_DURATION > 0)) || chaos_die "CHAOS_COUNT and CHAOS_DURATION must be positive (the load is bounded by both)"
 	((CHAOS_BEFORE + CHAOS_OUTAGE < CHAOS_DURATION)) ||
 		chaos_die "CHAOS_BEFORE + CHAOS_OUTAGE must end before CHAOS_DURATION, or the outage falls after the load"

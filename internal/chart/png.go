@@ -58,6 +58,7 @@ func outcomePlot(tl Timeline) (*plot.Plot, error) {
 	}
 	p.Title.TextStyle.Font.Size = vg.Points(13)
 	p.Y.Label.Text = "placements completed per second"
+	p.Y.Tick.Marker = countTicks{}
 	p.X.Label.Text = ""
 	end := tl.end()
 	p.X.Tick.Marker = timeTicks{}
@@ -67,7 +68,8 @@ func outcomePlot(tl Timeline) (*plot.Plot, error) {
 			ymax = math.Max(ymax, float64(o.value(s)))
 		}
 	}
-	ytop := ymax * 1.18
+	// Headroom for the legend above the lines.
+	ytop := ymax * 1.45
 	if err := shade(p, tl.Outages, ytop, true); err != nil {
 		return nil, err
 	}
@@ -99,6 +101,7 @@ func outcomePlot(tl Timeline) (*plot.Plot, error) {
 func depthPlot(tl Timeline) (*plot.Plot, error) {
 	p := plot.New()
 	p.Y.Label.Text = "orders held in Redis"
+	p.Y.Tick.Marker = countTicks{}
 	p.X.Label.Text = "seconds since the load started"
 	p.X.Tick.Marker = timeTicks{}
 	ymax := 1.0
@@ -216,4 +219,34 @@ func (timeTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 	}
 	return ticks
+}
+
+// countTicks labels a count axis with whole numbers in steps of 1, 2 or 5
+// times a power of ten, about five labels.
+type countTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (countTicks) Ticks(lo, hi float64) []plot.Tick {
+	step := 1.0
+	for p := 1.0; p < 1e12; p *= 10 {
+		if s := niceStep(p, (hi-lo)/6); s > 0 {
+			step = s
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: fmt.Sprintf("%.0f", v)})
+	}
+	return ticks
+}
+
+// niceStep returns the first of 1p, 2p, 5p that is at least want, or 0.
+func niceStep(p, want float64) float64 {
+	for _, m := range []float64{1, 2, 5} {
+		if m*p >= want {
+			return m * p
+		}
+	}
+	return 0
 }
