@@ -400,6 +400,9 @@ chaos_main() {
 	# Whatever happens from here on, the sampler stops and the load is
 	# interrupted (it still writes its files).
 	trap 'chaos_cleanup' EXIT
+	# A signal ends the run through the EXIT trap (timeout(1) sends TERM).
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 
 	"$ORDERTOOL" load --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
 		--count "$CHAOS_COUNT" --duration "${CHAOS_DURATION}s" --rate "$CHAOS_RATE" \
