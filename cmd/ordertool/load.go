@@ -33,7 +33,8 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 	concurrency := fs.Int("concurrency", 8, "requests in flight at most")
 	count := fs.Int("count", 0, "stop after this many placements")
 	duration := fs.Duration("duration", 0, "stop after this long")
-	pay := fs.Float64("pay", 1, "fraction of the stored (201) orders to pay at once, 0..1")
+	pay := fs.Float64("pay", 1, "fraction of the accepted (201/202) orders to pay at once, 0..1")
+	payRetry := fs.Duration("pay-retry", 30*time.Second, "keep retrying a payment answered 404 (order not in MySQL yet), 503 or not at all for this long, as a provider does")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound of each HTTP request")
 	acceptedOut := fs.String("accepted-out", "load-accepted.txt", "file for the ids of accepted orders, one per line")
 	summaryOut := fs.String("summary-out", "load-summary.json", "file for the JSON summary")
@@ -63,7 +64,7 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 	lc := loadgen.Config{
 		BaseURL: *baseURL, APIKey: key, WebhookSecret: cfg.Payment.WebhookSecret,
 		Rate: *rate, Concurrency: *concurrency, Count: *count, Duration: *duration,
-		PayFraction: *pay, Timeout: *timeout,
+		PayFraction: *pay, PayRetryFor: *payRetry, Timeout: *timeout,
 	}
 	if err := lc.Validate(); err != nil {
 		if *pay > 0 && cfg.Payment.WebhookSecret == "" {

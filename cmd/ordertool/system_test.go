@@ -124,7 +124,7 @@ const (
 func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
 	const orders = 1000
 	mq := rmqtest.RunT(t, rmqtest.Options{
-		TransactionTimeout: 500 * time.Millisecond, CheckInterval: 250 * time.Millisecond, CheckMax: 1000,
+		TransactionTimeout: 1500 * time.Millisecond, CheckInterval: 250 * time.Millisecond, CheckMax: 1000,
 		DelayScale: 0.001, Topics: map[string]int{"ORDER_PAID": 4},
 	})
 	dsn, err := mysql.ParseDSN(sharedMySQL.NewDatabase(t))
@@ -148,10 +148,14 @@ func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
 		"TXORDER_REDIS__TIMEOUT=200ms",
 		"TXORDER_ROCKETMQ__NAME_SERVERS="+mq.NameServerAddr(),
 		"TXORDER_ROCKETMQ__INSTANCE_NAME=orderd-"+uuid.NewString()[:8],
-		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=500ms",
+		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=1500ms",
 		"TXORDER_ROCKETMQ__CHECK_INTERVAL=250ms",
 		"TXORDER_ROCKETMQ__CHECK_MAX=1000",
-		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=250ms",
+		// Generous for a loaded CI machine; an order that still falls back
+		// to Redis (202) is swept into MySQL and paid by the retrying payer.
+		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=1s",
+		"TXORDER_MYSQL__TIMEOUT=1s",
+		"TXORDER_TRANSACTION__CACHE_SWEEP_INTERVAL=200ms",
 		"TXORDER_TRANSACTION__CHECK_TIMEOUT=200ms",
 		"TXORDER_ORDER__PAYMENT_WINDOW=1m",
 		"TXORDER_RECONCILER__GRACE=2s",
@@ -181,8 +185,11 @@ func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Placed != orders || s.PlaceCodes["201"] != orders || s.Paid != orders || s.Accepted != orders || len(s.Timeline) == 0 {
-		t.Fatalf("load summary = %+v, want %d placed, stored and paid", s, orders)
+	if s.Placed != orders || s.Paid != orders || s.Accepted != orders || len(s.Timeline) == 0 {
+		t.Fatalf("load summary = %+v, want %d placed, accepted and paid", s, orders)
+	}
+	if n := s.PlaceCodes["202"]; n > 0 {
+		t.Logf("%d orders were accepted into Redis (MySQL slower than the execute timeout) and paid once swept into MySQL", n)
 	}
 
 	start := time.Now()

@@ -47,9 +47,14 @@ type Config struct {
 	// long. At least one must be set.
 	Count    int
 	Duration time.Duration
-	// PayFraction of the orders answered 201 are paid at once (0..1),
-	// spread evenly over the run.
+	// PayFraction of the accepted orders (201 or 202) are paid at once
+	// (0..1), spread evenly over the run.
 	PayFraction float64
+	// PayRetryFor is how long a payment answered 404 (an order accepted
+	// into Redis, 202, is not in MySQL yet), 503 or not at all is retried,
+	// as a provider's webhook retries; 0: one attempt. Backoff 100ms
+	// doubling to 2s.
+	PayRetryFor time.Duration
 	// Timeout bounds each HTTP request. Default 10s.
 	Timeout time.Duration
 	// Client defaults to an http.Client with Timeout and enough idle
@@ -254,21 +259,34 @@ func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
 		}
 	}
 	r.place(start, time.Since(start), code, err, out.OrderID)
-	// Only a stored order (201) can be paid now; one accepted into Redis
-	// (202) reaches MySQL later.
-	if code != http.StatusCreated || out.OrderID == "" || cfg.PayFraction == 0 || !shouldPay(n, cfg.PayFraction) || ctx.Err() != nil {
+	if out.OrderID == "" || cfg.PayFraction == 0 || !shouldPay(n, cfg.PayFraction) || ctx.Err() != nil {
 		return out
 	}
 	pay, _ := json.Marshal(map[string]any{"provider_txn_id": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
 		"order_id": out.OrderID, "amount": int64(qty) * price, "currency": "EUR"})
-	start = time.Now()
-	code, _, err = do(rctx, cfg, http.MethodPost, "/v1/payments/notify", pay, map[string]string{
-		"Content-Type":          "application/json",
-		payment.HeaderSignature: payment.Sign(cfg.WebhookSecret, time.Now(), pay),
-	})
-	out.Paid = err == nil && code == http.StatusOK
-	r.pay(time.Since(start), code, err, out.Paid)
-	return out
+	giveUp := time.Now().Add(cfg.PayRetryFor)
+	backoff := 100 * time.Millisecond
+	for {
+		start = time.Now()
+		code, _, err = do(rctx, cfg, http.MethodPost, "/v1/payments/notify", pay, map[string]string{
+			"Content-Type":          "application/json",
+			payment.HeaderSignature: payment.Sign(cfg.WebhookSecret, time.Now(), pay),
+		})
+		out.Paid = err == nil && code == http.StatusOK
+		r.pay(time.Since(start), code, err, out.Paid)
+		// An order accepted into Redis (202) is not in MySQL yet (404);
+		// orderd may be busy (503) or unreachable: the provider tries again.
+		retry := err != nil || code == http.StatusNotFound || code == http.StatusServiceUnavailable
+		if out.Paid || !retry || time.Now().Add(backoff).After(giveUp) {
+			return out
+		}
+		select {
+		case <-ctx.Done():
+			return out
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 func do(ctx context.Context, cfg Config, method, path string, body []byte, headers map[string]string) (int, []byte, error) {
