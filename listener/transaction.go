@@ -24,6 +24,9 @@ type Store interface {
 	Create(ctx context.Context, o *order.Order) error
 	Get(ctx context.Context, id uuid.UUID) (*order.Order, error)
 	GetState(ctx context.Context, id uuid.UUID) (order.State, error)
+	// PendingState answers from memory (order.Store's state view) for an
+	// order known to be PENDING_PAYMENT; false: ask MySQL.
+	PendingState(id uuid.UUID) (order.State, bool)
 	Transition(ctx context.Context, ex order.Execer, id uuid.UUID, from, to order.Status, at time.Time) (bool, error)
 	MarkCommitAnswered(ctx context.Context, id uuid.UUID, at time.Time) error
 }
@@ -240,7 +243,17 @@ func (t *Transaction) check(key string) (primitive.LocalTransactionState, string
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CheckTimeout)
 	defer cancel()
 
-	var st order.State
+	// An order the state view knows as pending needs no MySQL read: the
+	// answer is UNKNOWN (or, past its deadline, the compare-and-set below).
+	// Only while the breaker is closed, so that a memory hit never counts
+	// as the half-open probe that MySQL is back.
+	st, ok := order.State{}, false
+	if t.breaker.State() == gobreaker.StateClosed {
+		st, ok = t.store.PendingState(id)
+	}
+	if ok {
+		return t.decide(ctx, st)
+	}
 	err = t.mysql(func() (err error) { st, err = t.store.GetState(ctx, id); return err })
 	if errors.Is(err, order.ErrNotFound) {
 		var (

@@ -16,12 +16,16 @@ import (
 type Store struct {
 	db      *sql.DB
 	timeout time.Duration
+	view    *stateView // nil: off
 }
 
 // StoreConfig tunes a Store.
 type StoreConfig struct {
 	// Timeout bounds each call, including its transaction. Default 2s.
 	Timeout time.Duration
+	// StateView serves check-backs of pending orders from memory
+	// (CheckState); off by default.
+	StateView StateViewConfig
 }
 
 // NewStore returns a Store on db. db must be a go-sql-driver/mysql pool
@@ -33,7 +37,11 @@ func NewStore(db *sql.DB, cfg StoreConfig) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	return &Store{db: db, timeout: cfg.Timeout}, nil
+	s := &Store{db: db, timeout: cfg.Timeout}
+	if cfg.StateView.Enabled {
+		s.view = newStateView(cfg.StateView)
+	}
+	return s, nil
 }
 
 // DB returns the pool, for packages that join order rows in their own
@@ -58,7 +66,13 @@ func (s *Store) Create(ctx context.Context, o *Order) error {
 	if err := insertOrder(ctx, tx, o); err != nil {
 		return translate(err)
 	}
-	return translate(tx.Commit())
+	if err := tx.Commit(); err != nil {
+		return translate(err)
+	}
+	if s.view != nil && o.Status == StatusPendingPayment {
+		s.view.note(o.ID, o.PaymentDeadline)
+	}
+	return nil
 }
 
 func insertOrder(ctx context.Context, tx *sql.Tx, o *Order) error {
@@ -161,6 +175,9 @@ func (s *Store) GetState(ctx context.Context, id uuid.UUID) (State, error) {
 	err := s.db.QueryRowContext(ctx, `SELECT status, payment_deadline FROM orders WHERE id = ?`, id.String()).
 		Scan(&status, &st.PaymentDeadline)
 	st.Status = Status(status)
+	if err == nil && s.view != nil && st.Status == StatusPendingPayment {
+		s.view.note(id, st.PaymentDeadline) // read-through: the next check needs no read
+	}
 	return st, translate(err)
 }
 
@@ -214,6 +231,11 @@ func (s *Store) Transition(ctx context.Context, ex Execer, id uuid.UUID, from, t
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
+	}
+	if s.view != nil {
+		// Before the write, so that no check-back answers "pending" from
+		// memory once the new status can be committed.
+		s.view.forget(id)
 	}
 	col := "paid_at"
 	if to == StatusClosed {

@@ -157,7 +157,10 @@ func (m *Main) Open(ctx context.Context) error {
 		MaxRetries: 1,
 	})
 
-	store, err := order.NewStore(m.db, order.StoreConfig{Timeout: cfg.MySQL.Timeout})
+	// The state view answers check-backs of pending orders from memory
+	// (order.Store.PendingState); it is refreshed by startBackground.
+	store, err := order.NewStore(m.db, order.StoreConfig{Timeout: cfg.MySQL.Timeout,
+		StateView: order.StateViewConfig{Enabled: true}})
 	if err != nil {
 		return err
 	}
@@ -397,6 +400,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 		m.background.Add(1)
 		go func() { defer m.background.Done(); fn() }()
 	}
+	run(func() { _ = store.RunStateView(bg) })
 	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
 	run(func() { _ = drainer.Run(bg) })
 	run(func() { reconciler.Run(bg) })
