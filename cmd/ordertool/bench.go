@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/txorder/txorder/internal/bench"
+	"github.com/txorder/txorder/internal/mqlog"
 )
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -35,6 +38,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	cached := fs.Int("cached", d.CachedOrders, "orders placed while MySQL is down, before it returns")
 	spilled := fs.Int("spilled", d.SpilledOrders, "orders placed while RocketMQ is down, before it returns")
 	e2eIv := fs.String("e2e-intervals", joinDurations(d.E2EIntervals), "check intervals of the end-to-end latency runs")
+	noView := fs.Bool("no-state-view", false, "check-backs without the order store's state view (every check reads MySQL), for comparison")
 	e2eN := fs.Int("e2e-orders", d.E2EOrders, "paid orders per end-to-end run")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -46,7 +50,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	cfg := bench.Config{
 		BinDir: *bin, OrderdConfig: *orderdCfg, FulfillmentdConfig: *fulfillCfg, OutDir: *out,
 		PlacementDuration: *pd, DegradedDuration: *dd, CheckInterval: *interval, DegradedConcurrency: 32,
-		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, Log: env.stderr,
+		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, NoStateView: *noView, Log: env.stderr,
 	}
 	var err error
 	if *sections != "" {
@@ -64,6 +68,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageErr(env, "flags", err)
 	}
+	// The RocketMQ client logs every placement and check through rlog;
+	// the bench's own progress is what matters on the terminal.
+	mqlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rep, runErr := bench.Run(ctx, cfg)
 	if rep == nil {
 		return runErr

@@ -54,6 +54,10 @@ type Config struct {
 	E2EIntervals []time.Duration
 	E2EOrders    int
 
+	// NoStateView measures check-backs with the order store's state view
+	// off (every check reads MySQL), for before/after comparisons.
+	NoStateView bool
+
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -255,7 +259,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				break
 			}
 			err := withStack(ctx, cfg, in, stackOptions{name: fmt.Sprintf("e2e-%d", i), database: fmt.Sprintf("bench_e2e_%d", i),
-				redisDB: 3 + i%10, checkInterval: iv, fulfillment: true}, func(s *stack) error {
+				redisDB: 3 + i%10, checkInterval: iv, fulfillment: true,
+				// orderd requires execute + redis timeouts < transaction timeout.
+				extraEnv: []string{"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=400ms", "TXORDER_REDIS__TIMEOUT=300ms"}}, func(s *stack) error {
 				p, err := measureE2E(ctx, cfg, s, iv, logf)
 				if err == nil {
 					rep.EndToEnd = append(rep.EndToEnd, p)

@@ -76,7 +76,7 @@ func newDB(in *infra, database string) (*sql.DB, error) {
 func measureCheckBack(ctx context.Context, cfg Config, in *infra, logf func(string, ...any)) ([]CheckPoint, error) {
 	var out []CheckPoint
 	for i, k := range cfg.CheckPending {
-		p, err := checkRound(ctx, in, k, fmt.Sprintf("bench_check_%d", i), logf)
+		p, err := checkRound(ctx, in, k, fmt.Sprintf("bench_check_%d", i), !cfg.NoStateView)
 		if err != nil {
 			return out, err
 		}
@@ -87,7 +87,7 @@ func measureCheckBack(ctx context.Context, cfg Config, in *infra, logf func(stri
 	return out, nil
 }
 
-func checkRound(ctx context.Context, in *infra, k int, database string, logf func(string, ...any)) (CheckPoint, error) {
+func checkRound(ctx context.Context, in *infra, k int, database string, view bool) (CheckPoint, error) {
 	setup := time.Now()
 	admin, err := newDB(in, "")
 	if err != nil {
@@ -118,7 +118,7 @@ func checkRound(ctx context.Context, in *infra, k int, database string, logf fun
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: in.rd.Addr(), DB: 14})
 	defer rdb.Close()
-	store, view, stopView, err := newCheckStore(ctx, db)
+	store, stopView, err := newCheckStore(ctx, db, view)
 	if err != nil {
 		return CheckPoint{}, err
 	}
@@ -242,8 +242,19 @@ func sendHalves(ctx context.Context, p rocketmq.TransactionProducer, ids []strin
 	return ctx.Err()
 }
 
-// newCheckStore returns the order store the check-backs read.
-func newCheckStore(_ context.Context, db *sql.DB) (*order.Store, bool, func(), error) {
-	s, err := order.NewStore(db, order.StoreConfig{Timeout: time.Second})
-	return s, false, func() {}, err
+// newCheckStore returns the order store the check-backs read, configured
+// as cmd/orderd configures it: with the state view on, loaded once before
+// the measurement and refreshed in the background as orderd does.
+func newCheckStore(ctx context.Context, db *sql.DB, view bool) (*order.Store, func(), error) {
+	s, err := order.NewStore(db, order.StoreConfig{Timeout: time.Second, StateView: order.StateViewConfig{Enabled: view}})
+	if err != nil || !view {
+		return s, func() {}, err
+	}
+	if err := s.RefreshStateView(ctx); err != nil {
+		return nil, nil, fmt.Errorf("load state view: %w", err)
+	}
+	vctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.RunStateView(vctx) }()
+	return s, func() { cancel(); <-done }, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -170,7 +171,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, s.baseURL+"/readyz", 60*time.Second); err != nil {
+	if err := s.orderd.waitReady(ctx, s.baseURL+"/readyz"); err != nil {
 		return nil, fmt.Errorf("orderd not ready: %w (log %s)", err, s.orderd.logPath)
 	}
 	if o.fulfillment {
@@ -195,7 +196,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 		if err != nil {
 			return nil, err
 		}
-		if err := waitHTTP(ctx, "http://127.0.0.1:"+strconv.Itoa(fport)+"/readyz", 60*time.Second); err != nil {
+		if err := s.fulfillmentd.waitReady(ctx, "http://127.0.0.1:"+strconv.Itoa(fport)+"/readyz"); err != nil {
 			return nil, fmt.Errorf("fulfillmentd not ready: %w (log %s)", err, s.fulfillmentd.logPath)
 		}
 	}
@@ -251,6 +252,36 @@ func startProcess(ctx context.Context, bin string, args, env []string, logPath s
 	p := &process{cmd: cmd, logPath: logPath, log: f, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
+}
+
+// waitReady polls url until it answers 200, the process exits, or a minute
+// passes.
+func (p *process) waitReady(ctx context.Context, url string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := waitHTTP(ctx, url, time.Minute)
+	select {
+	case <-p.done:
+		return fmt.Errorf("exited: %s", lastLine(p.logPath))
+	default:
+	}
+	return err
+}
+
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }
 
 // stop sends SIGTERM, then SIGKILL after 15s.
