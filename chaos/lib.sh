@@ -424,8 +424,8 @@ chaos_main() {
 	chaos_log "$label back after $(awk -v a="$down" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
 
 	# The load ends by itself (count or duration, each request bounded by
-	# its timeout); the watchdog is for a hung one.
-	local deadline=$((SECONDS + CHAOS_DURATION + 30))
+	# its timeout, payments by their retries); the watchdog is for a hung one.
+	local deadline=$((SECONDS + CHAOS_DURATION + 60))
 	while kill -0 "$load_pid" 2>/dev/null; do
 		if ((SECONDS >= deadline)); then
 			chaos_log "the load outlived its bounds: interrupting it"

@@ -40,7 +40,8 @@ func HTML(w io.Writer, tl Timeline) error {
 		last := tl.Seconds[len(tl.Seconds)-1]
 		data = append(data, opts.LineData{Value: []any{last.T + 1, o.value(last)}})
 		so := []charts.SeriesOpts{
-			charts.WithLineChartOpts(opts.LineChart{Step: "start", YAxisIndex: 0, ShowSymbol: opts.Bool(false)}),
+			// "end": the count of [T, T+1) is held until T+1, like PostStep in the PNG.
+			charts.WithLineChartOpts(opts.LineChart{Step: "end", YAxisIndex: 0, ShowSymbol: opts.Bool(false)}),
 			charts.WithLineStyleOpts(opts.LineStyle{Color: hex(o.color), Width: 2}),
 			charts.WithItemStyleOpts(opts.ItemStyle{Color: hex(o.color)}),
 		}
