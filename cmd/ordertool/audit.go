@@ -20,10 +20,10 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "audit [flags]",
 		"Checks the promise after a run: every PAID order applied exactly once by the\n"+
 			"fulfillment group, nothing applied that was not paid, and (with --accepted) every\n"+
-			"order a client was told was accepted stored, or still held in Redis (order cache,\n"+
-			"spill queue, dead spill entries). Reads the order\n"+
-			"database and Redis (orderd configuration) and the fulfillment database (fulfillmentd\n"+
-			"configuration, TXORDER_FULFILLMENT__* variables); they may be the same database.\n"+
+			"order a client was told was accepted either stored or still held in Redis (order\n"+
+			"cache, spill queue, dead spill entries). Reads the order database and Redis (orderd\n"+
+			"configuration) and the fulfillment database (fulfillmentd configuration,\n"+
+			"TXORDER_FULFILLMENT__* variables); they may be the same database.\n"+
 			"Exit status 0 only when lost = duplicated = phantom = absent = 0.")
 	orderConfig := fs.String("config", "configs/orderd.yaml", "orderd configuration file: order database and Redis (empty: defaults and environment only)")
 	fulfillmentConfig := fs.String("fulfillment-config", "configs/fulfillmentd.yaml", "fulfillmentd configuration file: fulfillment database and group")
@@ -31,7 +31,7 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 	fulfillmentDSN := fs.String("fulfillment-dsn", "", "fulfillment database as a go-sql-driver DSN (overrides the fulfillmentd configuration)")
 	group := fs.String("group", "", "consumer group to audit (default: rocketmq.group of the fulfillmentd configuration)")
 	settle := fs.Duration("settle", 0, "wait up to this long for paid orders to be applied before calling them lost")
-	acceptedFile := fs.String("accepted", "", "file of order ids a client got 201/202 for (one per line, as `ordertool load` writes): report those found nowhere")
+	acceptedFile := fs.String("accepted", "", "`file` of order ids a client got 201/202 for, one per line as ordertool load writes them: report those found nowhere")
 	noRedis := fs.Bool("no-redis", false, "do not read Redis (orders held in the cache or the spill queue then count as absent)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
