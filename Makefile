@@ -45,6 +45,7 @@ run: deps build
 	scripts/devstack.sh start
 	@echo
 	@echo "orderd:  http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}  (health /healthz, readiness /readyz, metrics /metrics, API doc /openapi.yaml)"
+	@echo "fulfillmentd: http://127.0.0.1:$${TXO_FULFILLMENTD_PORT:-8081}  (/healthz, /readyz, /metrics)"
 	@echo "Place an order:"
 	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
 	@echo "    -H 'Authorization: Bearer $${TXO_API_KEY:-dev-key-change-me}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\"

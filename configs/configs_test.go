@@ -31,6 +31,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"TXORDER_MYSQL__PASSWORD=s3cret",
 		"TXORDER_ROCKETMQ__NAME_SERVERS=127.0.0.1:1, 127.0.0.1:2",
 		"OTHER_VAR=ignored",
+		"TXORDER_FULFILLMENT__HTTP__ADDR=127.0.0.1:1", // fulfillmentd's, not orderd's
 	})
 	if err != nil {
 		t.Fatal(err)

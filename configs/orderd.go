@@ -295,10 +295,12 @@ func DefaultOrderd() Orderd {
 }
 
 // LoadOrderd returns the defaults overlaid with the file at path and the
-// environment, validated.
+// environment, validated. fulfillmentd's TXORDER_FULFILLMENT__ variables
+// are not orderd's and are skipped, so both services' settings can share
+// one environment.
 func LoadOrderd(path string, environ []string) (Orderd, error) {
 	cfg := DefaultOrderd()
-	if err := Load(&cfg, path, environ); err != nil {
+	if err := Load(&cfg, path, WithoutFulfillment(environ)); err != nil {
 		return Orderd{}, err
 	}
 	return cfg, nil

@@ -1,6 +1,8 @@
 // Package listener holds txorder's RocketMQ callbacks: the transaction
 // listener behind placement (ExecuteLocalTransaction, CheckLocalTransaction)
-// and the placer that sends the half message.
+// and the placer that sends the half message; orderd's publish tracker and
+// reconciler; and the downstream side, the fulfillment handler and the
+// dead-letter recorder that fulfillmentd runs.
 package listener
 
 import (

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,7 +159,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 // the test fails.
 func (s *stack) orderd() *Main {
 	s.t.Helper()
-	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(testLog{s.t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(newTestLog(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err := m.Open(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
@@ -166,10 +167,33 @@ func (s *stack) orderd() *Main {
 	return m
 }
 
-type testLog struct{ t *testing.T }
+// testLog writes orderd's log to the test log until the test ends. The
+// RocketMQ client logs through a process-wide logger from its own
+// goroutines, sometimes a moment after Close; t.Log then would panic.
+type testLog struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
 
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
+// newTestLog must be called before the Main is opened, so that its cleanup
+// runs after the Main's Close.
+func newTestLog(t *testing.T) *testLog {
+	l := &testLog{t: t}
+	t.Cleanup(func() {
+		l.mu.Lock()
+		l.done = true
+		l.mu.Unlock()
+	})
+	return l
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 

@@ -183,7 +183,7 @@ func TestBrokerStoppedMidBurst(t *testing.T) {
 func TestDrainerKilledBeforeAck(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.mq.StopBroker()
-	first := NewMain(s.cfg, slog.New(slog.NewTextHandler(testLog{t}, nil)))
+	first := NewMain(s.cfg, slog.New(slog.NewTextHandler(newTestLog(t), nil)))
 	var placedOnce sync.Once
 	placed := make(chan uuid.UUID, 1)
 	first.afterDrainPlace = func(id uuid.UUID) {
