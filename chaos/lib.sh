@@ -23,7 +23,11 @@
 #   CHAOS_DURATION     load time at most, seconds [60]
 #   CHAOS_RATE         placements started per second [25]
 #   CHAOS_CONCURRENCY  requests in flight at most [16]
-#   CHAOS_PAY          fraction of the 201 orders the load pays at once [0.8]
+#   CHAOS_PAY          fraction of the accepted orders the load pays at once
+#                      (older loads: of the 201 orders) [0.8]
+#   CHAOS_PAY_RETRY    how long the load retries a failed payment, when its
+#                      ordertool has --pay-retry; 0s keeps the workers placing
+#                      orders through the outage [0s]
 #   CHAOS_BEFORE       seconds of load before the kill [5]
 #   CHAOS_OUTAGE       seconds the target stays down [6]
 #   CHAOS_PAY_WAIT     seconds to wait for orders held in Redis to reach
@@ -50,6 +54,7 @@ CHAOS_DURATION=${CHAOS_DURATION:-60}
 CHAOS_RATE=${CHAOS_RATE:-25}
 CHAOS_CONCURRENCY=${CHAOS_CONCURRENCY:-16}
 CHAOS_PAY=${CHAOS_PAY:-0.8}
+CHAOS_PAY_RETRY=${CHAOS_PAY_RETRY:-0s}
 CHAOS_BEFORE=${CHAOS_BEFORE:-5}
 CHAOS_OUTAGE=${CHAOS_OUTAGE:-6}
 CHAOS_PAY_WAIT=${CHAOS_PAY_WAIT:-90}
@@ -221,52 +226,63 @@ sampler() {
 
 # --- paying --------------------------------------------------------------------
 
-# order_status ID: the status orderd shows (PENDING_PAYMENT, PAID, CLOSED,
-# ACCEPTED, QUEUED), or nothing.
-order_status() {
-	curl -fsS -m 5 -H "Authorization: Bearer $API_KEY" "$ORDERD_URL/v1/orders/$1" 2>/dev/null |
-		sed -nE 's/.*"status":"([A-Z_]+)".*/\1/p'
+# statuses FILE: "ID STATUS" for each order id in FILE that orderd shows
+# (PENDING_PAYMENT, PAID, CLOSED, or ACCEPTED / QUEUED while held in Redis);
+# one curl for all of them, on one kept-alive connection.
+statuses() {
+	sed "s|.*|url = \"$ORDERD_URL/v1/orders/&\"|" "$1" |
+		curl -sS -m 60 -H "Authorization: Bearer $API_KEY" -w '\n' -K - 2>/dev/null |
+		sed -nE 's/.*"id":"([0-9a-f-]+)","status":"([A-Z_]+)".*/\1 \2/p' || true
 }
 
-# pay_one ID LOG: pay one accepted order if it waits for a payment; prints
-# "done ID" (paid or closed already), "paid ID", "unpaid ID" (left unpaid on
-# purpose) or "retry ID" (still held in Redis, or no answer).
+# pay_one ID LOG: pay one order; prints "paid ID" or "retry ID".
 pay_one() {
-	local id=$1 log=$2 st
-	st=$(order_status "$id") || true
-	case $st in
-	PAID | CLOSED) echo "done $id" ;;
-	PENDING_PAYMENT)
-		if [[ $id == *[0-3] ]]; then
-			echo "unpaid $id"
-		elif "$ORDERTOOL" pay "$id" --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
-			--txn-id "chaos-$id" >>"$log" 2>&1; then
-			echo "paid $id"
-		else
-			echo "retry $id"
-		fi
-		;;
-	*) echo "retry $id" ;; # ACCEPTED / QUEUED (held in Redis) or no answer
-	esac
+	if "$ORDERTOOL" pay "$1" --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
+		--txn-id "chaos-$1" >>"$2" 2>&1; then
+		echo "paid $1"
+	else
+		echo "retry $1"
+	fi
 }
 
 # pay_rest ACCEPTED LOG: pay every accepted order still waiting for a payment,
 # except the ids ending in 0-3 (left unpaid on purpose), CHAOS_PAY_PARALLEL at
-# a time. Orders still held in Redis are retried until CHAOS_PAY_WAIT runs
-# out. The provider transaction id is derived from the order id, so paying
-# twice is a replay, not a second payment.
+# a time. Orders still held in Redis (not payable yet) are retried until
+# CHAOS_PAY_WAIT runs out. The provider transaction id is derived from the
+# order id, so a payment sent twice is a replay, not a second payment.
 pay_rest() {
-	local accepted=$1 log=$2 deadline=$((SECONDS + CHAOS_PAY_WAIT)) round i j out
-	local -a todo pids
-	mapfile -t todo <"$accepted"
+	local accepted=$1 log=$2 deadline=$((SECONDS + CHAOS_PAY_WAIT)) round i j id st todo out
+	local -a topay pids
+	local -A status
+	todo=$(mktemp "${TMPDIR:-/tmp}/chaos-todo.XXXXXX")
 	out=$(mktemp "${TMPDIR:-/tmp}/chaos-pay.XXXXXX")
+	cp "$accepted" "$todo"
 	PAID_LATER=0 LEFT_UNPAID=0 NOT_PAYABLE=0
-	for ((round = 1; ${#todo[@]} > 0; round++)); do
+	for ((round = 1; ; round++)); do
+		status=()
+		while read -r id st; do
+			status[$id]=$st
+		done < <(statuses "$todo")
+		topay=()
 		: >"$out"
-		for ((i = 0; i < ${#todo[@]}; i += CHAOS_PAY_PARALLEL)); do
+		while read -r id || [[ -n $id ]]; do
+			[[ -n $id ]] || continue
+			case ${status[$id]:-} in
+			PAID | CLOSED) ;;
+			PENDING_PAYMENT)
+				if [[ $id == *[0-3] ]]; then
+					LEFT_UNPAID=$((LEFT_UNPAID + 1))
+				else
+					topay+=("$id")
+				fi
+				;;
+			*) echo "retry $id" >>"$out" ;; # held in Redis, or no answer
+			esac
+		done <"$todo"
+		for ((i = 0; i < ${#topay[@]}; i += CHAOS_PAY_PARALLEL)); do
 			pids=()
-			for ((j = i; j < i + CHAOS_PAY_PARALLEL && j < ${#todo[@]}; j++)); do
-				pay_one "${todo[j]}" "$log" >>"$out" &
+			for ((j = i; j < i + CHAOS_PAY_PARALLEL && j < ${#topay[@]}; j++)); do
+				pay_one "${topay[j]}" "$log" >>"$out" &
 				pids+=($!)
 			done
 			for j in "${pids[@]}"; do
@@ -274,19 +290,18 @@ pay_rest() {
 			done
 		done
 		PAID_LATER=$((PAID_LATER + $(grep -c '^paid ' "$out" || true)))
-		LEFT_UNPAID=$((LEFT_UNPAID + $(grep -c '^unpaid ' "$out" || true)))
-		mapfile -t todo < <(sed -n 's/^retry //p' "$out")
-		((${#todo[@]} == 0)) && break
+		sed -n 's/^retry //p' "$out" >"$todo"
+		[[ -s $todo ]] || break
 		if ((SECONDS >= deadline)); then
-			NOT_PAYABLE=${#todo[@]}
-			chaos_log "pay: ${#todo[@]} orders still not payable after ${CHAOS_PAY_WAIT}s (held in Redis?); the audit decides"
-			printf 'not payable: %s\n' "${todo[@]}" >>"$log"
+			NOT_PAYABLE=$(wc -l <"$todo")
+			chaos_log "pay: $NOT_PAYABLE orders still not payable after ${CHAOS_PAY_WAIT}s (held in Redis?); the audit decides"
+			sed 's/^/not payable: /' "$todo" >>"$log"
 			break
 		fi
-		chaos_log "pay: round $round: ${#todo[@]} orders not payable yet (held in Redis?), retrying in 2 s"
+		chaos_log "pay: round $round: $(wc -l <"$todo") orders not payable yet (held in Redis?), retrying in 2 s"
 		sleep 2
 	done
-	rm -f "$out"
+	rm -f "$todo" "$out"
 	chaos_log "pay: paid $PAID_LATER more orders; $LEFT_UNPAID left unpaid on purpose"
 }
 
@@ -404,9 +419,16 @@ chaos_main() {
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 
+	# A payment retried inside the load holds its worker, so during an
+	# outage the load would stop placing orders; the pay phase below
+	# retries instead.
+	local -a retry=()
+	if "$ORDERTOOL" load --help 2>&1 | grep -q -- '-pay-retry'; then
+		retry=(--pay-retry "$CHAOS_PAY_RETRY")
+	fi
 	"$ORDERTOOL" load --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
 		--count "$CHAOS_COUNT" --duration "${CHAOS_DURATION}s" --rate "$CHAOS_RATE" \
-		--concurrency "$CHAOS_CONCURRENCY" --pay "$CHAOS_PAY" --timeout 10s \
+		--concurrency "$CHAOS_CONCURRENCY" --pay "$CHAOS_PAY" "${retry[@]}" --timeout 10s \
 		--accepted-out "$dir/accepted.txt" --summary-out "$dir/load-summary.json" \
 		>"$dir/load.out" 2>&1 &
 	load_pid=$!
