@@ -352,12 +352,19 @@ code_count() {
 # chaos_cleanup: on any exit, stop the sampler and interrupt a running load
 # (it still writes its files). Only this run's own children are signalled.
 chaos_cleanup() {
+	set +e # best effort: one failing step must not skip the rest
 	[[ -n ${CHAOS_DIR:-} ]] && touch "$CHAOS_DIR/.stop-sampler"
 	if [[ -n ${load_pid:-} ]] && kill -0 "$load_pid" 2>/dev/null; then
 		kill -INT "$load_pid" 2>/dev/null || true
 		wait "$load_pid" 2>/dev/null || true
 	fi
 	[[ -n ${sampler_pid:-} ]] && wait "$sampler_pid" 2>/dev/null
+	# Interrupted during the outage: leave the stack as it was found.
+	if [[ ${TARGET_DOWN:-0} == 1 ]]; then
+		TARGET_DOWN=0
+		chaos_log "interrupted during the outage: starting the target again"
+		target_restart || chaos_log "could not restart the target: start it by hand"
+	fi
 	return 0
 }
 
@@ -386,7 +393,12 @@ chaos_main() {
 	dir=$CHAOS_REPORTS/$name-$(date -u +%Y%m%dT%H%M%SZ)
 	mkdir -p "$dir"
 	CHAOS_DIR=$dir
-	exec > >(tee -a "$dir/run.log") 2>&1
+	# tee ignores INT and TERM (timeout(1) signals the whole process group)
+	# so that the cleanup's messages still reach the log.
+	exec > >(
+		trap '' INT TERM
+		exec tee -a "$dir/run.log"
+	) 2>&1
 	chaos_log "$name ($CHAOS_MODE mode): report in $dir"
 	chaos_log "load: $CHAOS_COUNT orders at most in ${CHAOS_DURATION}s at most, ${CHAOS_RATE}/s, concurrency $CHAOS_CONCURRENCY; kill after ${CHAOS_BEFORE}s, outage ${CHAOS_OUTAGE}s"
 
@@ -437,10 +449,12 @@ chaos_main() {
 	echo "label,from_unix,to_unix" >"$dir/outages.csv"
 	down=$(now)
 	chaos_log "SIGKILL $label"
+	TARGET_DOWN=1
 	target_kill
 	sleep "$CHAOS_OUTAGE"
 	chaos_log "restarting $label"
 	target_restart
+	TARGET_DOWN=0
 	up=$(now)
 	echo "$label down,$down,$up" >>"$dir/outages.csv"
 	chaos_log "$label back after $(awk -v a="$down" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
