@@ -152,10 +152,12 @@ wait_http() {
 
 # stack_up: make sure the stack runs and is ready.
 stack_up() {
+	# ordertool runs here in both modes (the load, the payments, the chart).
+	if [[ ! -x $ORDERTOOL ]] || [[ $CHAOS_MODE == local && ! (-x $CHAOS_ROOT/bin/orderd && -x $CHAOS_ROOT/bin/rmqdev) ]]; then
+		x make -C "$CHAOS_ROOT" build >&2
+	fi
 	case $CHAOS_MODE in
 	local)
-		[[ -x $ORDERTOOL && -x $CHAOS_ROOT/bin/orderd && -x $CHAOS_ROOT/bin/rmqdev ]] ||
-			(cd "$CHAOS_ROOT" && make build)
 		if ! "$DEVSTACK" status >/dev/null; then
 			chaos_log "the local stack is not (fully) running: make run"
 			(cd "$CHAOS_ROOT" && make run) >&2
