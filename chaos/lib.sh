@@ -12,9 +12,10 @@
 #
 # Every run writes reports/<name>-<UTC timestamp>/: accepted.txt,
 # load-summary.json, metrics.csv (orderd's fallback depths, once a second),
-# outages.csv, pay.log, audit.json, timeline.png and timeline.html (drawn by
-# `ordertool report`), run.log (this script's output) and, in local mode,
-# the orderd/fulfillmentd log lines of the run.
+# outages.csv, load.out, pay.log, audit.json, timeline.png and timeline.html
+# (drawn by `ordertool report`), summary.txt (the figures), run.log (this
+# script's output) and, in local mode, orderd.log and fulfillmentd.log (the
+# services' log lines during the run).
 #
 # Environment (defaults in brackets):
 #   CHAOS_MODE         local (the `make run` stack, started if down) or
