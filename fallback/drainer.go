@@ -28,6 +28,10 @@ type DrainerConfig struct {
 	Consumer string
 	// Batch is how many entries one read takes. Default 50.
 	Batch int64
+	// Concurrency is how many entries of one read are placed at once
+	// (each is its own half message and MySQL transaction, so MySQL's
+	// group commit can take several). Default 1.
+	Concurrency int
 	// Block is how long a read waits for new entries. Default 1s.
 	Block time.Duration
 	// ClaimIdle: entries another drainer read and did not acknowledge for
@@ -231,13 +235,50 @@ func (d *Drainer) read(ctx context.Context, id string, block time.Duration) ([]r
 	return out, nil
 }
 
+// process places entries, Concurrency at a time. As one at a time, it
+// starts no new entry after the first error and returns that error; the
+// entries it did not settle stay pending for the next round.
 func (d *Drainer) process(ctx context.Context, entries []redis.XMessage) error {
-	for _, e := range entries {
-		if err := d.one(ctx, e); err != nil {
-			return err
+	if d.cfg.Concurrency <= 1 || len(entries) <= 1 {
+		for _, e := range entries {
+			if err := d.one(ctx, e); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
-	return nil
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return first != nil }
+	sem := make(chan struct{}, d.cfg.Concurrency)
+	var stopped error
+	for _, e := range entries {
+		sem <- struct{}{}
+		if failed() || ctx.Err() != nil {
+			<-sem
+			stopped = ctx.Err()
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := d.one(ctx, e); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		return stopped
+	}
+	return first
 }
 
 // one places the order of one entry and settles the entry.
