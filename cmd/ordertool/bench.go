@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +41,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	spilled := fs.Int("spilled", d.SpilledOrders, "orders placed while RocketMQ is down, before it returns")
 	e2eIv := fs.String("e2e-intervals", joinDurations(d.E2EIntervals), "check intervals of the end-to-end latency runs")
 	noView := fs.Bool("no-state-view", false, "check-backs without the order store's state view (every check reads MySQL), for comparison")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (load generator, in-process brokers and check-back listener) to this file")
 	e2eN := fs.Int("e2e-orders", d.E2EOrders, "paid orders per end-to-end run")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -71,6 +74,17 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	// The RocketMQ client logs every placement and check through rlog;
 	// the bench's own progress is what matters on the terminal.
 	mqlog.Install(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep, runErr := bench.Run(ctx, cfg)
 	if rep == nil {
 		return runErr

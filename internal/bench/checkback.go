@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,6 +162,8 @@ func checkRound(ctx context.Context, in *infra, k int, database string, view boo
 		return CheckPoint{}, ctx.Err()
 	}
 	cp := CheckPoint{Pending: k, SetupSeconds: round3(time.Since(setup).Seconds()), StateViewUsed: view}
+	// The setup's garbage (K sends) is not the round's to collect.
+	runtime.GC()
 	l.checks.Store(0)
 	l.unknown.Store(0)
 	start := time.Now()

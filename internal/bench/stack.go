@@ -106,7 +106,11 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	dsn.DBName = o.database
 	dsn.ParseTime = true
 	s.dbDSN = dsn
-	s.db, err = sql.Open("mysql", dsn.FormatDSN())
+	// The raw baseline talks to MySQL as orderd does (cmd/orderd: client-
+	// side interpolation, one round trip per statement).
+	raw := *dsn
+	raw.InterpolateParams = true
+	s.db, err = sql.Open("mysql", raw.FormatDSN())
 	if err != nil {
 		return nil, err
 	}
