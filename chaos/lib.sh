@@ -485,6 +485,7 @@ chaos_main() {
 	audit "$dir/accepted.txt" "$dir/audit.json" || rc=$?
 	touch "$stop"
 	wait "$sampler_pid" 2>/dev/null || true
+	rm -f "$stop"
 
 	if [[ $CHAOS_MODE == local ]]; then
 		tail -n +"$((log_mark_orderd + 1))" "$CHAOS_ROOT/.run/orderd/orderd.log" >"$dir/orderd.log" 2>/dev/null || true
