@@ -3,7 +3,6 @@ package fallback
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -17,17 +16,7 @@ import (
 
 var sharedRedis *testenv.RedisServer
 
-func TestMain(m *testing.M) {
-	rd, stop, err := testenv.StartSharedRedis()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedRedis = rd
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m, nil, &sharedRedis)) }
 
 func client(t *testing.T, rd *testenv.RedisServer, db int) *redis.Client {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -29,24 +28,7 @@ var (
 	sharedRedis *testenv.RedisServer
 )
 
-func TestMain(m *testing.M) {
-	my, stopMySQL, err := testenv.StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	rd, stopRedis, err := testenv.StartSharedRedis()
-	if err != nil {
-		stopMySQL()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL, sharedRedis = my, rd
-	code := m.Run()
-	stopRedis()
-	stopMySQL()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m, &sharedMySQL, &sharedRedis)) }
 
 // fixture is a Transaction on real MariaDB and Redis, with a settable clock.
 type fixture struct {

@@ -20,17 +20,7 @@ import (
 
 var sharedMySQL *testenv.MySQLServer
 
-func TestMain(m *testing.M) {
-	my, stop, err := testenv.StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL = my
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m, &sharedMySQL, nil)) }
 
 // openDB opens dsn, migrates it and closes it when t ends.
 func openDB(t testing.TB, dsn string) *sql.DB {

@@ -30,15 +30,7 @@ func TestMain(m *testing.M) {
 	// The real rocketmq-client-go has data races of its own; ignore only
 	// those (see rmqtest.ClientRaceSuppressions).
 	rmqtest.SuppressClientRaces()
-	my, stop, err := testenv.StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL = my
-	code := m.Run()
-	stop()
-	os.Exit(code)
+	os.Exit(testenv.RunMain(m, &sharedMySQL, nil))
 }
 
 const topic = "ORDER_PAID"

@@ -33,22 +33,7 @@ func TestMain(m *testing.M) {
 	// The real rocketmq-client-go has data races of its own; ignore only
 	// those (see rmqtest.ClientRaceSuppressions).
 	rmqtest.SuppressClientRaces()
-	my, stopMySQL, err := testenv.StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	rd, stopRedis, err := testenv.StartSharedRedis()
-	if err != nil {
-		stopMySQL()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL, sharedRedis = my, rd
-	code := m.Run()
-	stopRedis()
-	stopMySQL()
-	os.Exit(code)
+	os.Exit(testenv.RunMain(m, &sharedMySQL, &sharedRedis))
 }
 
 const (

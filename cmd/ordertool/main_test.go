@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -15,17 +14,7 @@ import (
 
 var sharedMySQL *testenv.MySQLServer
 
-func TestMain(m *testing.M) {
-	my, stop, err := testenv.StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL = my
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m, &sharedMySQL, nil)) }
 
 func runTool(t *testing.T, environ []string, args ...string) (int, string, string) {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -20,17 +19,7 @@ import (
 
 var sharedMySQL *testenv.MySQLServer
 
-func TestMain(m *testing.M) {
-	my, stop, err := testenv.StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL = my
-	code := m.Run()
-	stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m, &sharedMySQL, nil)) }
 
 func newDB(t *testing.T) *sql.DB {
 	t.Helper()

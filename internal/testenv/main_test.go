@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"fmt"
 	"os"
 	"testing"
 )
@@ -13,25 +12,7 @@ var (
 	sharedRedis *RedisServer
 )
 
-func TestMain(m *testing.M) {
-	my, stopMySQL, err := StartSharedMySQL()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedMySQL = my
-	rd, stopRedis, err := StartSharedRedis()
-	if err != nil {
-		stopMySQL()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedRedis = rd
-	code := m.Run()
-	stopRedis()
-	stopMySQL()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(RunMain(m, &sharedMySQL, &sharedRedis)) }
 
 func TestSharedStartupTime(t *testing.T) {
 	t.Logf("shared %s ready on %s in %s", sharedMySQL.version, sharedMySQL.Addr(), sharedMySQL.startup)
