@@ -1,82 +1,28 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/txorder/txorder/internal/audit"
 	"github.com/txorder/txorder/internal/migrations"
+	"github.com/txorder/txorder/internal/testenv"
 )
 
 // process is fulfillmentd running as its own OS process, so a test can
 // SIGKILL it.
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
-
 // startProcess runs the fulfillmentd binary with env and waits until it is
 // ready; every "already applied" line it logs adds to redelivered.
-func startProcess(t *testing.T, env []string, redelivered *atomic.Int64) *process {
+func startProcess(t *testing.T, env []string, redelivered *atomic.Int64) *testenv.Service {
 	t.Helper()
-	cmd := exec.Command(binary(t, "github.com/txorder/txorder/cmd/fulfillmentd"), "--config", "../../configs/fulfillmentd.yaml")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var rec struct{ Msg, Addr, Level string }
-			if json.Unmarshal(sc.Bytes(), &rec) != nil {
-				continue
-			}
-			switch {
-			case rec.Msg == "fulfillmentd ready":
-				ready <- rec.Addr
-			case rec.Msg == "ORDER_PAID already applied":
+	return testenv.StartService(t, binary(t, "cmd/fulfillmentd"), []string{"--config", "../../configs/fulfillmentd.yaml"},
+		env, "fulfillmentd ready", func(rec testenv.LogRecord) {
+			if rec.Msg == "ORDER_PAID already applied" {
 				redelivered.Add(1)
-			case rec.Level == "ERROR":
-				t.Log("fulfillmentd:", sc.Text())
 			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
-	select {
-	case p.addr = <-ready:
-	case <-p.done:
-		t.Fatal("fulfillmentd exited during start-up")
-	case <-time.After(30 * time.Second):
-		t.Fatal("fulfillmentd not ready within 30s")
-	}
-	return p
-}
-
-func (p *process) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+		})
 }
 
 // TestKilledWhileConsuming: fulfillmentd is SIGKILLed three times while it
@@ -113,7 +59,7 @@ func TestKilledWhileConsuming(t *testing.T) {
 		before := applied()
 		p := startProcess(t, env, &redelivered)
 		waitFor(t, 30*time.Second, "the instance to apply a few hundred orders", func() bool { return applied() >= before+step })
-		p.kill()
+		p.Kill()
 		at := applied()
 		if at >= orders {
 			t.Fatalf("kill %d came after the backlog was done (%d applied); not a kill while consuming", i+1, at)

@@ -1,102 +1,25 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/txorder/txorder/internal/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// orderdBinary builds this package once per test run.
-func orderdBinary(t *testing.T) string {
+// startProcess runs orderd as its own process (so it can be SIGKILLed)
+// and waits until it serves.
+func startProcess(t *testing.T, env []string) *testenv.Service {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "orderd-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "orderd")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			t.Logf("go build: %s", out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build orderd: %v", buildErr)
-	}
-	return binPath
-}
-
-// process is orderd running as its own OS process, so a test can SIGKILL it.
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
-
-func startProcess(t *testing.T, env []string) *process {
-	t.Helper()
-	cmd := exec.Command(orderdBinary(t), "--config", "../../configs/orderd.yaml")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "orderd ready" {
-				ready <- rec.Addr
+	return testenv.StartService(t, testenv.Build(t, "cmd/orderd"), []string{"--config", "../../configs/orderd.yaml"},
+		env, "orderd ready", func(rec testenv.LogRecord) {
+			if rec.Level == "WARN" {
+				t.Log("orderd:", rec.Line)
 			}
-			if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
-				t.Log("orderd:", line)
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill(t) })
-	select {
-	case p.addr = <-ready:
-	case <-p.done:
-		t.Fatal("orderd exited during start-up")
-	case <-time.After(20 * time.Second):
-		t.Fatal("orderd not ready within 20s")
-	}
-	return p
-}
-
-func (p *process) kill(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+		})
 }
 
 // killEnv makes the local transaction slow enough to kill orderd inside it,
@@ -132,7 +55,7 @@ func TestOrderdKilledBeforeLocalWrite(t *testing.T) {
 	}
 	answered := make(chan error, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+p.addr+"/v1/orders", strings.NewReader(orderBody))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+p.Addr+"/v1/orders", strings.NewReader(orderBody))
 		req.Header.Set("Authorization", "Bearer "+testKey)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "killed-1")
@@ -150,7 +73,7 @@ func TestOrderdKilledBeforeLocalWrite(t *testing.T) {
 	if st := s.orderTx(); st.Pending != 1 {
 		t.Fatalf("broker = %+v, want the half message just sent pending", st)
 	}
-	p.kill(t)
+	p.Kill()
 	if _, err := conn.ExecContext(t.Context(), `UNLOCK TABLES`); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +101,7 @@ func TestOrderdKilledAfterLocalWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+p.addr+"/v1/orders", strings.NewReader(orderBody))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+p.Addr+"/v1/orders", strings.NewReader(orderBody))
 		req.Header.Set("Authorization", "Bearer "+testKey)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "killed-2")
@@ -191,7 +114,7 @@ func TestOrderdKilledAfterLocalWrite(t *testing.T) {
 		id = s.firstOrderID()
 		return id != ""
 	})
-	p.kill(t)
+	p.Kill()
 	if err := s.rd.Resume(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +123,7 @@ func TestOrderdKilledAfterLocalWrite(t *testing.T) {
 	}
 	again := startProcess(t, killEnv(s))
 	waitFor(t, 10*time.Second, "the restarted orderd to answer a check-back: pending", func() bool {
-		res, err := http.Get("http://" + again.addr + "/metrics")
+		res, err := http.Get("http://" + again.Addr + "/metrics")
 		if err != nil {
 			return false
 		}
@@ -211,7 +134,7 @@ func TestOrderdKilledAfterLocalWrite(t *testing.T) {
 	if st := s.orderTx(); st.Pending != 1 || s.rowStatus(id) != "PENDING_PAYMENT" {
 		t.Fatalf("broker %+v, row %s: want the order waiting for payment", st, s.rowStatus(id))
 	}
-	if !s.pay(again.addr, id) {
+	if !s.pay(again.Addr, id) {
 		t.Fatal("payment lost")
 	}
 	waitFor(t, 10*time.Second, "the event to be committed", func() bool { return s.published()[id] == 1 })

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,93 +18,14 @@ import (
 	"github.com/txorder/txorder/internal/testenv"
 )
 
-var (
-	buildMu  sync.Mutex
-	built    = map[string]string{}
-	buildDir string
-)
-
-// binary builds a command of this module once per test run (without the
-// race detector: it runs as its own process) and returns its path.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[name]; ok {
-		return p
-	}
-	if buildDir == "" {
-		dir, err := os.MkdirTemp("", "ordertool-test-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buildDir = dir
-	}
-	out := filepath.Join(buildDir, name)
-	if b, err := exec.Command("go", "build", "-o", out, "github.com/txorder/txorder/cmd/"+name).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, b)
-	}
-	built[name] = out
-	return out
-}
-
-// service is orderd or fulfillmentd running as its own process.
-type service struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
+// binary builds cmd/<name> of this module once per test run.
+func binary(t *testing.T, name string) string { return testenv.Build(t, "cmd/"+name) }
 
 // startService runs cmd/<name> with env and waits for its "<name> ready"
-// log line; warnings and errors go to the test log.
-func startService(t *testing.T, name string, env []string, args ...string) *service {
+// log line.
+func startService(t *testing.T, name string, env []string, args ...string) *testenv.Service {
 	t.Helper()
-	cmd := exec.Command(binary(t, name), args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &service{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			var rec struct{ Msg, Addr, Level string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == name+" ready" {
-				ready <- rec.Addr
-			}
-			if rec.Level == "ERROR" {
-				t.Log(name+":", line)
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() { s.kill() })
-	select {
-	case s.addr = <-ready:
-	case <-s.done:
-		t.Fatalf("%s exited during start-up", name)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s not ready within 30s", name)
-	}
-	return s
-}
-
-func (s *service) kill() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.done
+	return testenv.StartService(t, binary(t, name), args, env, name+" ready", nil)
 }
 
 const (
@@ -173,7 +90,7 @@ func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
 	dir := t.TempDir()
 	accepted, summary := filepath.Join(dir, "accepted.txt"), filepath.Join(dir, "summary.json")
 	toolEnv := append(append(append([]string{}, orderEnv...), fulfillmentEnv...), envAPIKey+"="+systemAPIKey)
-	code, out, errOut := runTool(t, toolEnv, "load", "--config", "", "--url", "http://"+orderd.addr,
+	code, out, errOut := runTool(t, toolEnv, "load", "--config", "", "--url", "http://"+orderd.Addr,
 		"--count", fmt.Sprint(orders), "--concurrency", "16", "--pay", "1",
 		"--accepted-out", accepted, "--summary-out", summary)
 	if code != 0 {
