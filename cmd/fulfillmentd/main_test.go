@@ -88,7 +88,7 @@ func newStack(t *testing.T) *stack {
 // fulfillmentd opens a Main on the stack; its log goes to the test log.
 func (s *stack) fulfillmentd(hook func(context.Context, order.PaidEvent, int32) error) *Main {
 	s.t.Helper()
-	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(newTestLog(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
+	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	m.BeforeApply = hook
 	if err := m.Open(context.Background()); err != nil {
 		_ = m.Close()
@@ -96,36 +96,6 @@ func (s *stack) fulfillmentd(hook func(context.Context, order.PaidEvent, int32) 
 	}
 	s.t.Cleanup(func() { _ = m.Close() })
 	return m
-}
-
-// testLog writes to the test log until the test is over. The client's
-// logger (rlog) is global and its goroutines outlive a shut down consumer
-// for a moment; a late line must not reach a finished test.
-type testLog struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-}
-
-// newTestLog must be called before the Main is opened, so that its
-// cleanup runs after the Main's Close.
-func newTestLog(t *testing.T) *testLog {
-	l := &testLog{t: t}
-	t.Cleanup(func() {
-		l.mu.Lock()
-		l.done = true
-		l.mu.Unlock()
-	})
-	return l
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }
 
 func newEvent() order.PaidEvent {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -144,42 +143,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 // the test fails.
 func (s *stack) orderd() *Main {
 	s.t.Helper()
-	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(newTestLog(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
+	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err := m.Open(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(func() { _ = m.Close() })
 	return m
-}
-
-// testLog writes orderd's log to the test log until the test ends. The
-// RocketMQ client logs through a process-wide logger from its own
-// goroutines, sometimes a moment after Close; t.Log then would panic.
-type testLog struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-}
-
-// newTestLog must be called before the Main is opened, so that its cleanup
-// runs after the Main's Close.
-func newTestLog(t *testing.T) *testLog {
-	l := &testLog{t: t}
-	t.Cleanup(func() {
-		l.mu.Lock()
-		l.done = true
-		l.mu.Unlock()
-	})
-	return l
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }
 
 const orderBody = `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"S","name":"Widget","quantity":1,"unit_price":100}]}`

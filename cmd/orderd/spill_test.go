@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/txorder/txorder/fallback"
+	"github.com/txorder/txorder/internal/testenv"
 )
 
 // spillDepth returns the spill queue's pending and dead counts.
@@ -126,55 +126,22 @@ func TestNameServerDownWithCachedRoutes(t *testing.T) {
 func TestBrokerStoppedMidBurst(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	m := s.orderd()
-	const workers, perWorker = 8, 40
-	results := make(chan placed, workers*perWorker)
-	var done atomic.Int32
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range perWorker {
-				results <- place(t, m.Addr(), fmt.Sprintf("b-%d-%d", w, i))
-				done.Add(1)
-			}
-		}()
-	}
-	waitFor(t, 30*time.Second, "a quarter of the burst", func() bool { return done.Load() >= workers*perWorker/4 })
-	s.mq.StopBroker()
-	waitFor(t, 60*time.Second, "three quarters of the burst", func() bool { return done.Load() >= 3*workers*perWorker/4 })
-	if err := s.mq.StartBroker(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	close(results)
-	counts := map[int]int{}
-	var kept, refused []placed
-	for p := range results {
-		counts[p.code]++
-		switch p.code {
-		case http.StatusCreated, http.StatusAccepted:
-			kept = append(kept, p)
-		case http.StatusServiceUnavailable:
-			refused = append(refused, p)
-		default:
-			t.Errorf("placement %s answered %d", p.key, p.code)
-		}
-	}
-	t.Logf("burst answers with the broker stopped in the middle: %v", counts)
-	if counts[http.StatusAccepted] == 0 {
+	b := s.burst(m.Addr(), "b",
+		func() error { s.mq.StopBroker(); return nil },
+		s.mq.StartBroker)
+	if b.counts[http.StatusAccepted] == 0 {
 		t.Fatal("nothing was spilled: the stop did not land during the burst")
 	}
 	waitFor(t, 30*time.Second, "every accepted order in MySQL and the stream empty", func() bool {
 		pending, dead := s.spillDepth(t)
-		return pending == 0 && dead == 0 && s.rows(t) >= len(kept)
+		return pending == 0 && dead == 0 && s.rows(t) >= len(b.kept)
 	})
-	for _, p := range kept {
+	for _, p := range b.kept {
 		if s.rowStatus(p.id) == "" {
 			t.Errorf("accepted order %s (%d) is not in MySQL", p.id, p.code)
 		}
 	}
-	s.settleRefused(t, m.Addr(), len(kept), refused)
+	s.settleRefused(t, m.Addr(), len(b.kept), b.refused)
 }
 
 // TestDrainerKilledBeforeAck: a drainer dies after placing an order and
@@ -183,7 +150,7 @@ func TestBrokerStoppedMidBurst(t *testing.T) {
 func TestDrainerKilledBeforeAck(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.mq.StopBroker()
-	first := NewMain(s.cfg, slog.New(slog.NewTextHandler(newTestLog(t), nil)))
+	first := NewMain(s.cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil)))
 	var placedOnce sync.Once
 	placed := make(chan uuid.UUID, 1)
 	first.afterDrainPlace = func(id uuid.UUID) {

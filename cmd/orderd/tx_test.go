@@ -248,6 +248,35 @@ func TestMySQLKilledBeforePlacements(t *testing.T) {
 func TestMySQLKilledDuringBurst(t *testing.T) {
 	s := newStack(t, stackOptions{privateMySQL: true})
 	m := s.orderd()
+	b := s.burst(m.Addr(), "burst",
+		func() error { return s.my.Kill() },
+		func() error { return s.my.Start() })
+	if b.counts[http.StatusAccepted] == 0 {
+		t.Fatal("no placement was cached: the kill did not land during the burst")
+	}
+	waitFor(t, 20*time.Second, "every accepted order in MySQL", func() bool {
+		for _, p := range b.kept {
+			if s.rowStatus(p.id) == "" {
+				return false
+			}
+		}
+		return s.cacheSize(t) == 0
+	})
+	s.settleRefused(t, m.Addr(), len(b.kept), b.refused)
+}
+
+// burstResult sorts a burst's answers.
+type burstResult struct {
+	counts        map[int]int
+	kept, refused []placed // 201/202, and 503
+}
+
+// burst places 320 orders from 8 concurrent clients, runs fault after a
+// quarter of them and heal after three quarters, and sorts the answers;
+// anything but 201, 202 or 503 fails the test.
+func (s *stack) burst(addr, prefix string, fault, heal func() error) burstResult {
+	t := s.t
+	t.Helper()
 	const workers, perWorker = 8, 40
 	results := make(chan placed, workers*perWorker)
 	var done atomic.Int32
@@ -257,48 +286,35 @@ func TestMySQLKilledDuringBurst(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range perWorker {
-				results <- place(t, m.Addr(), fmt.Sprintf("burst-%d-%d", w, i))
+				results <- place(t, addr, fmt.Sprintf("%s-%d-%d", prefix, w, i))
 				done.Add(1)
 			}
 		}()
 	}
 	waitFor(t, 30*time.Second, "a quarter of the burst", func() bool { return done.Load() >= workers*perWorker/4 })
-	if err := s.my.Kill(); err != nil {
+	if err := fault(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "three quarters of the burst", func() bool { return done.Load() >= 3*workers*perWorker/4 })
-	if err := s.my.Start(); err != nil {
+	waitFor(t, 60*time.Second, "three quarters of the burst", func() bool { return done.Load() >= 3*workers*perWorker/4 })
+	if err := heal(); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
 	close(results)
-	counts := map[int]int{}
-	var kept []placed
-	var refused []placed
+	b := burstResult{counts: map[int]int{}}
 	for p := range results {
-		counts[p.code]++
+		b.counts[p.code]++
 		switch p.code {
 		case http.StatusCreated, http.StatusAccepted:
-			kept = append(kept, p)
+			b.kept = append(b.kept, p)
 		case http.StatusServiceUnavailable:
-			refused = append(refused, p)
+			b.refused = append(b.refused, p)
 		default:
 			t.Errorf("placement %s answered %d", p.key, p.code)
 		}
 	}
-	t.Logf("burst answers: %v", counts)
-	if counts[http.StatusAccepted] == 0 {
-		t.Fatal("no placement was cached: the kill did not land during the burst")
-	}
-	waitFor(t, 20*time.Second, "every accepted order in MySQL", func() bool {
-		for _, p := range kept {
-			if s.rowStatus(p.id) == "" {
-				return false
-			}
-		}
-		return s.cacheSize(t) == 0
-	})
-	s.settleRefused(t, m.Addr(), len(kept), refused)
+	t.Logf("burst answers: %v", b.counts)
+	return b
 }
 
 // settleRefused checks what a client that got 503 and retries with the same
