@@ -147,3 +147,49 @@ func TestStateViewFullLoadAndMaxAge(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// BenchmarkPendingStateVsGetState compares what a check-back of a pending
+// order costs with the state view (a map read) and without it (one
+// primary-key read over TCP).
+func BenchmarkPendingStateVsGetState(b *testing.B) {
+	ctx := context.Background()
+	db := openDB(b, sharedMySQL.NewDatabase(b))
+	store, err := order.NewStore(db, order.StoreConfig{Timeout: 2 * time.Second,
+		StateView: order.StateViewConfig{Enabled: true, Refresh: time.Hour, MaxAge: time.Hour}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const k = 1000
+	ids := make([]uuid.UUID, k)
+	for i := range ids {
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		o := &order.Order{ID: uuid.Must(uuid.NewV7()), CustomerID: "c", Currency: "EUR",
+			Items: []order.Item{{SKU: "S", Name: "n", Quantity: 1, UnitPrice: 100}}, Total: 100,
+			Status: order.StatusPendingPayment, PaymentDeadline: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
+		if err := store.Create(ctx, o); err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = o.ID
+	}
+	if err := store.RefreshStateView(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("GetState", func(b *testing.B) {
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			if _, err := store.GetState(ctx, ids[i%k]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checks/s")
+	})
+	b.Run("PendingState", func(b *testing.B) {
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			if _, ok := store.PendingState(ids[i%k]); !ok {
+				b.Fatal("not in the view")
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checks/s")
+	})
+}
