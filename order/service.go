@@ -173,6 +173,21 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 // MySQL is down. A key whose order is in MySQL while MySQL is down cannot
 // be shown now, so that retry is refused (503) rather than placed twice.
 func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
+	// Both lookups run at once: a new key (the common case) needs both
+	// answers, and they are independent round trips. The Redis one is left
+	// to finish on its own (bounded by its timeout) when MySQL knows the key.
+	type keyResult struct {
+		rec IdempotencyRecord
+		err error
+	}
+	var fromCache chan keyResult
+	if s.cache != nil {
+		fromCache = make(chan keyResult, 1)
+		go func() {
+			rec, err := s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
+			fromCache <- keyResult{rec, err}
+		}()
+	}
 	rec, err := s.store.LookupIdempotencyKey(ctx, req.ClientID, req.IdempotencyKey)
 	if err == nil {
 		if rec.RequestHash != hash {
@@ -194,7 +209,8 @@ func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (Pl
 		}
 		return PlaceResult{}, ErrNotFound
 	}
-	rec, err = s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
+	kr := <-fromCache
+	rec, err = kr.rec, kr.err
 	if errors.Is(err, ErrNotFound) {
 		return PlaceResult{}, ErrNotFound // a new key
 	}
