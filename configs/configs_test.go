@@ -117,3 +117,17 @@ func TestErrorsNameTheField(t *testing.T) {
 		}
 	})
 }
+
+func TestLogLogger(t *testing.T) {
+	var buf strings.Builder
+	Log{Level: "warn", Format: "json"}.Logger(&buf).Info("dropped")
+	Log{Level: "warn", Format: "json"}.Logger(&buf).Warn("kept", "order_id", "x")
+	if got := buf.String(); strings.Contains(got, "dropped") || !strings.Contains(got, `"msg":"kept","order_id":"x"`) {
+		t.Fatalf("json logger wrote %q", got)
+	}
+	buf.Reset()
+	Log{Level: "debug", Format: "text"}.Logger(&buf).Debug("shown")
+	if got := buf.String(); !strings.Contains(got, "level=DEBUG msg=shown") {
+		t.Fatalf("text logger wrote %q", got)
+	}
+}

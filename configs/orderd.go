@@ -2,6 +2,8 @@ package configs
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -249,6 +251,17 @@ func redact(pair string) string {
 type Log struct {
 	Level  string `koanf:"level" validate:"oneof=debug info warn error"`
 	Format string `koanf:"format" validate:"oneof=json text"`
+}
+
+// Logger returns the process logger this configuration describes.
+func (l Log) Logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // validated: debug, info, warn or error
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // DefaultOrderd returns the defaults that configs/orderd.yaml documents.

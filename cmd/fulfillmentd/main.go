@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,7 +63,7 @@ Flags:
 		fmt.Fprintln(os.Stderr, "fulfillmentd:", err)
 		os.Exit(2)
 	}
-	logger := newLogger(os.Stderr, cfg.Log)
+	logger := cfg.Log.Logger(os.Stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -81,16 +80,6 @@ Flags:
 		logger.Error("shutdown", "error", err)
 		os.Exit(1)
 	}
-}
-
-func newLogger(w io.Writer, cfg configs.Log) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by configs
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // Main is fulfillmentd as a value: tests build one with a config pointing
