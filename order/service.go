@@ -156,8 +156,13 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 	}
 	outcome, err := s.placer.Place(ctx, o)
 	if errors.Is(err, ErrConflict) {
-		// A concurrent request with the same key won the insert.
-		return s.replay(ctx, req, hash)
+		// The key is taken in MySQL: a concurrent request with the same
+		// key won the insert, or Redis had forgotten the key.
+		res, err := s.replayStored(ctx, req, hash)
+		if errors.Is(err, ErrNotFound) {
+			return PlaceResult{}, ErrConflict
+		}
+		return res, err
 	}
 	if err != nil {
 		return PlaceResult{}, err
@@ -167,75 +172,65 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 
 // replay looks the idempotency key up; ErrNotFound means it is new.
 //
-// MySQL knows the keys of stored orders. Orders still waiting in Redis (in
-// the cache while MySQL is down, in the spill queue while RocketMQ is) are
-// found through the cache's index of recent keys, which is also asked when
-// MySQL is down. A key whose order is in MySQL while MySQL is down cannot
-// be shown now, so that retry is refused (503) rather than placed twice.
+// Redis remembers the key of every order placed within
+// redis.idempotency_ttl, whether it went to MySQL, the cache or the spill
+// queue, so a new key (the common case) costs one Redis read. A key Redis
+// knows is replayed from wherever its order is now; one whose order is in
+// MySQL while MySQL is down cannot be shown, so that retry is refused (503)
+// rather than placed twice. MySQL's unique (client, key) backs the index
+// up: a key Redis forgot (older than the TTL, or its best-effort write
+// failed) makes the insert conflict, and Place then replays from MySQL.
+// When Redis cannot be asked, MySQL decides.
 func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
-	// Both lookups run at once: a new key (the common case) needs both
-	// answers, and they are independent round trips. The Redis one is left
-	// to finish on its own (bounded by its timeout) when MySQL knows the key.
-	type keyResult struct {
-		rec IdempotencyRecord
-		err error
-	}
-	var fromCache chan keyResult
-	if s.cache != nil {
-		fromCache = make(chan keyResult, 1)
-		go func() {
-			rec, err := s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
-			fromCache <- keyResult{rec, err}
-		}()
-	}
-	rec, err := s.store.LookupIdempotencyKey(ctx, req.ClientID, req.IdempotencyKey)
-	if err == nil {
-		if rec.RequestHash != hash {
-			return PlaceResult{}, ErrIdempotencyMismatch
-		}
-		o, err := s.store.Get(ctx, rec.OrderID)
-		if err != nil {
-			return PlaceResult{}, fmt.Errorf("%w: replay order %s: %w", ErrRefused, rec.OrderID, err)
-		}
-		return PlaceResult{Order: o, Outcome: OutcomeStored, Replayed: true}, nil
-	}
-	mysqlDown := IsUnavailable(err)
-	if !mysqlDown && !errors.Is(err, ErrNotFound) {
-		return PlaceResult{}, err
-	}
 	if s.cache == nil {
-		if mysqlDown {
-			return PlaceResult{}, fmt.Errorf("%w: %w", ErrRefused, err)
-		}
+		return s.replayStored(ctx, req, hash)
+	}
+	rec, err := s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return PlaceResult{}, ErrNotFound
-	}
-	kr := <-fromCache
-	rec, err = kr.rec, kr.err
-	if errors.Is(err, ErrNotFound) {
-		return PlaceResult{}, ErrNotFound // a new key
-	}
-	if err != nil {
-		if mysqlDown {
-			return PlaceResult{}, fmt.Errorf("%w: mysql down and key index unavailable: %w", ErrRefused, err)
-		}
-		// MySQL says new; an order waiting in Redis under this key cannot
-		// be ruled out, but Redis being down means it could not have been
-		// spilled just now either. Place it.
-		return PlaceResult{}, ErrNotFound
-	}
-	if rec.RequestHash != hash {
+	case err != nil:
+		return s.replayStored(ctx, req, hash)
+	case rec.RequestHash != hash:
 		return PlaceResult{}, ErrIdempotencyMismatch
 	}
 	loc, err := s.locateWaiting(ctx, rec.OrderID)
 	if err == nil {
 		return PlaceResult{Order: loc.Order, Outcome: loc.Where, Replayed: true}, nil
 	}
-	if mysqlDown || !errors.Is(err, ErrNotFound) {
+	if !errors.Is(err, ErrNotFound) {
 		return PlaceResult{}, fmt.Errorf("%w: order %s of this key cannot be read now: %w", ErrRefused, rec.OrderID, err)
 	}
-	// The key's order is nowhere: it was refused after the key was noted,
-	// or placed without its key. Treat the request as new.
-	return PlaceResult{}, ErrNotFound
+	o, err := s.store.Get(ctx, rec.OrderID)
+	switch {
+	case err == nil:
+		return PlaceResult{Order: o, Outcome: OutcomeStored, Replayed: true}, nil
+	case errors.Is(err, ErrNotFound):
+		// The key's order is nowhere: it was refused after the key was
+		// noted, or stored without its key. Treat the request as new.
+		return PlaceResult{}, ErrNotFound
+	}
+	return PlaceResult{}, fmt.Errorf("%w: order %s of this key cannot be read now: %w", ErrRefused, rec.OrderID, err)
+}
+
+// replayStored answers from MySQL's idempotency keys, the authority for
+// stored orders; ErrNotFound means MySQL does not know the key.
+func (s *Service) replayStored(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
+	rec, err := s.store.LookupIdempotencyKey(ctx, req.ClientID, req.IdempotencyKey)
+	if err != nil {
+		if IsUnavailable(err) {
+			return PlaceResult{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		return PlaceResult{}, err
+	}
+	if rec.RequestHash != hash {
+		return PlaceResult{}, ErrIdempotencyMismatch
+	}
+	o, err := s.store.Get(ctx, rec.OrderID)
+	if err != nil {
+		return PlaceResult{}, fmt.Errorf("%w: replay order %s: %w", ErrRefused, rec.OrderID, err)
+	}
+	return PlaceResult{Order: o, Outcome: OutcomeStored, Replayed: true}, nil
 }
 
 // locateWaiting finds an order that waits in Redis: the cache, then the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -383,4 +384,45 @@ func (s *stack) cacheSize(t *testing.T) int64 {
 		return -1
 	}
 	return n
+}
+
+// TestReplayWhenRedisForgotTheKey: Redis's key index is only a fast path.
+// With the key gone from Redis (TTL passed, or its write failed), a retry
+// conflicts on MySQL's unique key and still gets the original order, and a
+// different body under that key is still 409.
+func TestReplayWhenRedisForgotTheKey(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	m := s.orderd()
+	first := place(t, m.Addr(), "forgotten")
+	if first.code != http.StatusCreated {
+		t.Fatalf("place = %+v", first)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr, DB: s.cfg.Redis.DB})
+	defer rdb.Close()
+	if n, err := rdb.Del(context.Background(), s.cfg.Redis.KeyPrefix+"idem:demo:forgotten").Result(); err != nil || n != 1 {
+		t.Fatalf("delete the remembered key: %d %v", n, err)
+	}
+	again := place(t, m.Addr(), "forgotten")
+	if again.code != http.StatusOK || again.id != first.id {
+		t.Fatalf("retry = %+v, want 200 with %s", again, first.id)
+	}
+	if got := s.rows(t); got != 1 {
+		t.Fatalf("rows = %d, want 1", got)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+m.Addr()+"/v1/orders", strings.NewReader(
+		`{"customer_id":"c-2","currency":"EUR","items":[{"sku":"S","name":"Widget","quantity":1,"unit_price":100}]}`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "forgotten")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusConflict {
+		t.Fatalf("other body under the forgotten key = %d, want 409", res.StatusCode)
+	}
+	// The rolled-back half messages of the two conflicting attempts leave
+	// nothing open.
+	waitFor(t, 10*time.Second, "only the order's own transaction open", func() bool { return s.orderTx().Pending == 1 })
 }
