@@ -1,100 +1,65 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// redisDo sends commands to the Redis server at addr on one connection and
-// returns the replies as strings: a status or integer as its text, a bulk
-// string as its content, a nil bulk as "(nil)", an array as its elements
-// joined by newlines. An error reply fails the call. It is enough for readiness probes and cleanup, so that the harness
-// needs no Redis client library.
+// redisDo sends commands to the Redis server at addr on one connection (so
+// SELECT carries over) and returns the replies as strings: a status or
+// integer as its text, a bulk string as its content, a nil reply as
+// "(nil)", an array as its elements joined by newlines. An error reply fails
+// the call. Readiness probes and cleanup use it.
 func redisDo(ctx context.Context, addr string, cmds ...[]string) ([]string, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1, MaxRetries: -1, DisableIdentity: true})
+	defer rdb.Close()
+	conn := rdb.Conn()
 	defer conn.Close()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(10 * time.Second)
-	}
-	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
-	var b strings.Builder
-	for _, args := range cmds {
-		fmt.Fprintf(&b, "*%d\r\n", len(args))
-		for _, a := range args {
-			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-		}
-	}
-	if _, err := io.WriteString(conn, b.String()); err != nil {
-		return nil, err
-	}
-	r := bufio.NewReader(conn)
 	replies := make([]string, 0, len(cmds))
-	for _, args := range cmds {
-		reply, err := readRESP(r)
-		if err != nil {
-			return replies, fmt.Errorf("redis %s: %w", args[0], err)
+	for _, c := range cmds {
+		args := make([]any, len(c))
+		for i, a := range c {
+			args[i] = a
 		}
-		replies = append(replies, reply)
+		v, err := conn.Do(ctx, args...).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			v = "(nil)"
+		case err != nil:
+			return replies, fmt.Errorf("redis %s: %w", c[0], err)
+		}
+		replies = append(replies, flatten(v))
 	}
 	return replies, nil
 }
 
-func readRESP(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return "", errors.New("empty reply")
-	}
-	switch line[0] {
-	case '+', ':':
-		return line[1:], nil
-	case '-':
-		return "", errors.New(line[1:])
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil {
-			return "", fmt.Errorf("bad bulk length %q", line)
+func flatten(v any) string {
+	switch v := v.(type) {
+	case []any:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = flatten(e)
 		}
-		if n < 0 {
-			return "(nil)", nil
+		return strings.Join(parts, "\n")
+	case map[any]any: // RESP3 maps (CONFIG GET): key, value pairs
+		var parts []string
+		for k, e := range v {
+			parts = append(parts, flatten(k), flatten(e))
 		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil {
-			return "", fmt.Errorf("bad array length %q", line)
-		}
-		elems := make([]string, 0, max(n, 0))
-		for range n {
-			e, err := readRESP(r)
-			if err != nil {
-				return "", err
-			}
-			elems = append(elems, e)
-		}
-		return strings.Join(elems, "\n"), nil
+		return strings.Join(parts, "\n")
+	case nil:
+		return "(nil)"
 	default:
-		return "", fmt.Errorf("unsupported reply %q", line)
+		return fmt.Sprint(v)
 	}
 }
