@@ -334,16 +334,14 @@ func (c *Orderd) Check() []string {
 		msgs = append(msgs, fmt.Sprintf("order.payment_window: %s does not fit in rocketmq.check_max (%d) × rocketmq.check_interval (%s) minus one interval = %s; shorten the window or raise the broker's transactionCheckMax",
 			c.Order.PaymentWindow, c.RocketMQ.CheckMax, c.RocketMQ.CheckInterval, budget))
 	}
-	// The local transaction (MySQL write, then the cache write if MySQL
-	// failed) must end before the first check-back can arrive, or the check
-	// could find nothing and roll back an order that is being accepted.
-	if local := c.Transaction.ExecuteTimeout + c.Redis.Timeout; local >= c.RocketMQ.TransactionTimeout {
-		msgs = append(msgs, fmt.Sprintf("transaction.execute_timeout: %s plus redis.timeout %s must be shorter than rocketmq.transaction_timeout %s, or a check-back can race the local transaction",
-			c.Transaction.ExecuteTimeout, c.Redis.Timeout, c.RocketMQ.TransactionTimeout))
-	}
-	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
-		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: required in production mode (set %s or payment.webhook_secret_file)",
-			EnvName("payment.webhook_secret")))
+	// The local transaction must end before the first check-back can
+	// arrive, or the check could find nothing and roll back an order that
+	// is being accepted. The broker counts transaction_timeout from the half
+	// message's birth, which is before its send: send, then the MySQL
+	// write, then the cache write if MySQL failed.
+	if local := c.RocketMQ.SendTimeout + c.Transaction.ExecuteTimeout + c.Redis.Timeout; local >= c.RocketMQ.TransactionTimeout {
+		msgs = append(msgs, fmt.Sprintf("transaction.execute_timeout: %s plus rocketmq.send_timeout %s plus redis.timeout %s must be shorter than rocketmq.transaction_timeout %s, or a check-back can race the local transaction",
+			c.Transaction.ExecuteTimeout, c.RocketMQ.SendTimeout, c.Redis.Timeout, c.RocketMQ.TransactionTimeout))
 	}
 	if g := c.Reconciler.GraceOr(c.RocketMQ.CheckInterval); g <= 2*c.RocketMQ.CheckInterval {
 		msgs = append(msgs, fmt.Sprintf("reconciler.grace: %s must be more than two rocketmq.check_interval (%s), or events a check-back is about to commit get published twice",
@@ -351,6 +349,10 @@ func (c *Orderd) Check() []string {
 	}
 	if _, err := c.Auth.Admins(); err != nil {
 		msgs = append(msgs, err.Error())
+	}
+	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
+		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: required in production mode (set %s or payment.webhook_secret_file)",
+			EnvName("payment.webhook_secret")))
 	}
 	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))

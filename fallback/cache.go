@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -189,6 +190,17 @@ func (c *OrderCache) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	return translate(c.rdb.Ping(ctx).Err())
+}
+
+// WriteMayHaveLanded reports whether a failed Redis write may still have
+// been applied: true unless the connection was refused (the command never
+// reached Redis). A timeout or a dropped connection after sending does not
+// say.
+func WriteMayHaveLanded(err error) bool {
+	if err == nil {
+		return true
+	}
+	return !errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // translate maps go-redis errors: a miss is order.ErrNotFound; every other

@@ -292,8 +292,15 @@ func (d *Drainer) one(ctx context.Context, e redis.XMessage) error {
 	if errors.Is(err, order.ErrNotFound) {
 		return d.q.done(ctx, e.ID, id) // placed and cleaned up by an earlier run
 	}
-	if err != nil {
+	if errors.Is(err, ErrUnavailable) {
 		return err
+	}
+	if err != nil {
+		// Poison: it can never be placed, and left pending it would be
+		// re-read first every round and stall the entries behind it.
+		d.metrics.died.Inc()
+		d.logger.Error("spilled order cannot be decoded; marked dead", "order_id", id.String(), "error", err)
+		return d.q.bury(ctx, e.ID, DeadEntry{OrderID: id, Attempts: 0, LastError: err.Error(), DiedAt: time.Now().UTC()})
 	}
 	attempts, err := d.q.rdb.HIncrBy(ctx, d.q.attemptsKey(), id.String(), 1).Result()
 	if err != nil {

@@ -65,6 +65,13 @@ func (p *SpillingPlacer) Place(ctx context.Context, o *order.Order) (order.Outco
 		return out, err
 	}
 	if qerr := p.queue.Append(ctx, o); qerr != nil {
+		if WriteMayHaveLanded(qerr) {
+			// Redis may have queued it and lost the reply: the drainer
+			// would then place it. Say so; a retry with the same key finds
+			// the queued order.
+			return "", fmt.Errorf("%w: %w: half message not sent (%w) and the spill append failed: %w",
+				order.ErrRefused, order.ErrOutcomeUnknown, err, qerr)
+		}
 		return "", fmt.Errorf("%w: half message not sent (%w) and spill queue unavailable: %w", order.ErrRefused, err, qerr)
 	}
 	return order.OutcomeQueued, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/google/uuid"
@@ -20,18 +21,21 @@ type TxSender interface {
 // Placer is the transactional order.Placer: it sends the ORDER_PAID half
 // message and lets the Transaction listener run the local transaction.
 type Placer struct {
-	producer TxSender
-	tx       *Transaction
-	topic    string
+	producer    TxSender
+	tx          *Transaction
+	topic       string
+	sendTimeout time.Duration
 }
 
 // NewPlacer returns a Placer sending on topic through producer, whose
-// listener must be tx.
-func NewPlacer(producer TxSender, tx *Transaction, topic string) (*Placer, error) {
-	if producer == nil || tx == nil || topic == "" {
-		return nil, errors.New("listener: placer needs a producer, its transaction listener and a topic")
+// listener must be tx. sendTimeout bounds each half-message send: v2.1.2
+// ignores its own SendMsgTimeout option for sync sends (each attempt waits
+// up to a hard-coded 3 s), so the bound is put on the send's context.
+func NewPlacer(producer TxSender, tx *Transaction, topic string, sendTimeout time.Duration) (*Placer, error) {
+	if producer == nil || tx == nil || topic == "" || sendTimeout <= 0 {
+		return nil, errors.New("listener: placer needs a producer, its transaction listener, a topic and a send timeout")
 	}
-	return &Placer{producer: producer, tx: tx, topic: topic}, nil
+	return &Placer{producer: producer, tx: tx, topic: topic, sendTimeout: sendTimeout}, nil
 }
 
 // warmUpKeyPrefix marks the probe transaction WarmUp sends.
@@ -70,10 +74,13 @@ func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, erro
 
 	pl := p.tx.register(o)
 	defer p.tx.unregister(o)
-	// A client that hangs up must not abort a placement half-way: the send
-	// is bounded by the producer's own send timeout and the local
-	// transaction by ExecuteTimeout.
-	res, err := p.producer.SendMessageInTransaction(context.WithoutCancel(ctx), msg)
+	// A client that hangs up must not abort a placement half-way, so the
+	// request's context is not used; the send is bounded by sendTimeout
+	// (the client runs the local transaction and END_TRANSACTION without
+	// this context) and the local transaction by ExecuteTimeout.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.sendTimeout)
+	defer cancel()
+	res, err := p.producer.SendMessageInTransaction(sctx, msg)
 	if err != nil {
 		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()
 		return "", fmt.Errorf("%w: %w: %w", order.ErrRefused, order.ErrNotSent, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/txorder/txorder/fallback"
 	"github.com/txorder/txorder/order"
 )
 
@@ -194,7 +195,10 @@ func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.
 		if cerr := t.cache.Put(context.Background(), p.order); cerr != nil {
 			p.err = errors.Join(err, cerr)
 			t.metrics.execute.WithLabelValues("refused").Inc()
-			if order.WriteMayHaveCommitted(err) {
+			// Either write may have landed: the MySQL one if it timed out
+			// after being sent, the Redis one if Redis applied it and the
+			// reply was lost (the sweeper would then store it).
+			if order.WriteMayHaveCommitted(err) || fallback.WriteMayHaveLanded(cerr) {
 				// The row may exist. ROLLBACK would strand it with no half
 				// message to close or announce it; UNKNOWN lets the
 				// check-back decide from what MySQL really holds (absent →
@@ -314,7 +318,19 @@ var errCacheDown = errors.New("order cache unavailable")
 func (t *Transaction) insertFromCache(ctx context.Context, id uuid.UUID) (*order.Order, string, error) {
 	cached, err := t.cache.Get(ctx, id)
 	if errors.Is(err, order.ErrNotFound) {
-		return nil, "absent", nil // the local transaction never happened
+		// Not cached. The cache sweeper (here or on another replica) may
+		// have stored it and deleted the entry since MySQL was read: the
+		// entry is deleted only after the row commits, so a second MySQL
+		// miss now proves the local transaction never happened.
+		var st order.State
+		err = t.mysql(func() (err error) { st, err = t.store.GetState(ctx, id); return err })
+		switch {
+		case errors.Is(err, order.ErrNotFound):
+			return nil, "absent", nil
+		case err != nil:
+			return nil, "", err
+		}
+		return &order.Order{ID: st.ID, Status: st.Status, PaymentDeadline: st.PaymentDeadline}, "", nil
 	}
 	if err != nil {
 		return nil, "", errors.Join(errCacheDown, err)

@@ -30,13 +30,13 @@ func killEnv(s *stack) []string {
 		"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=1500ms",
 		"TXORDER_MYSQL__TIMEOUT=1500ms",
 		"TXORDER_REDIS__TIMEOUT=400ms",
-		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=2s",
+		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=3500ms",
 		"TXORDER_LOG__LEVEL=info",
 	)
 }
 
 func newKillStack(t *testing.T) *stack {
-	return newStack(t, stackOptions{privateRedis: true, brokerTxTimeout: 2 * time.Second})
+	return newStack(t, stackOptions{privateRedis: true, brokerTxTimeout: 3500 * time.Millisecond})
 }
 
 // TestOrderdKilledBeforeLocalWrite: orderd is SIGKILLed after the half

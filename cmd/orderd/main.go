@@ -208,7 +208,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.producer = nil
 		return fmt.Errorf("start rocketmq producer: %w", err)
 	}
-	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic)
+	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic, cfg.RocketMQ.SendTimeout)
 	if err != nil {
 		return err
 	}

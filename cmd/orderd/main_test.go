@@ -39,10 +39,11 @@ const (
 	testKey       = "orderd-test-key-0123456789"
 	webhookSecret = "orderd-test-webhook-secret-0123456789"
 	topic         = "ORDER_PAID"
-	// Check-backs every 250ms, the first 1s after a half message (the
-	// local transaction's budget, 600ms + 300ms, must fit before it).
+	// Check-backs every 250ms, the first 2s after a half message (the
+	// local transaction's budget, send 1s + MySQL 600ms + Redis 300ms, must
+	// fit before it).
 	checkInterval = 250 * time.Millisecond
-	txTimeout     = time.Second
+	txTimeout     = 2 * time.Second
 )
 
 // stack is orderd's world for one test: rmqtest, MariaDB and Redis (shared

@@ -41,7 +41,7 @@ const (
 func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
 	const orders = 1000
 	mq := rmqtest.RunT(t, rmqtest.Options{
-		TransactionTimeout: 1500 * time.Millisecond, CheckInterval: 250 * time.Millisecond, CheckMax: 1000,
+		TransactionTimeout: 2 * time.Second, CheckInterval: 250 * time.Millisecond, CheckMax: 1000,
 		DelayScale: 0.001, Topics: map[string]int{"ORDER_PAID": 4},
 	})
 	dsn, err := mysql.ParseDSN(sharedMySQL.NewDatabase(t))
@@ -65,7 +65,8 @@ func TestThousandPaidOrdersAppliedOnce(t *testing.T) {
 		"TXORDER_REDIS__TIMEOUT=200ms",
 		"TXORDER_ROCKETMQ__NAME_SERVERS="+mq.NameServerAddr(),
 		"TXORDER_ROCKETMQ__INSTANCE_NAME=orderd-"+uuid.NewString()[:8],
-		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=1500ms",
+		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=2s",
+		"TXORDER_ROCKETMQ__SEND_TIMEOUT=700ms",
 		"TXORDER_ROCKETMQ__CHECK_INTERVAL=250ms",
 		"TXORDER_ROCKETMQ__CHECK_MAX=1000",
 		// Generous for a loaded CI machine; an order that still falls back

@@ -260,8 +260,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			err := withStack(ctx, cfg, in, stackOptions{name: fmt.Sprintf("e2e-%d", i), database: fmt.Sprintf("bench_e2e_%d", i),
 				redisDB: 3 + i%10, checkInterval: iv, fulfillment: true,
-				// orderd requires execute + redis timeouts < transaction timeout.
-				extraEnv: []string{"TXORDER_TRANSACTION__EXECUTE_TIMEOUT=400ms", "TXORDER_REDIS__TIMEOUT=300ms"}}, func(s *stack) error {
+				// orderd requires send + execute + redis timeouts < transaction timeout.
+				extraEnv: []string{"TXORDER_ROCKETMQ__SEND_TIMEOUT=300ms", "TXORDER_TRANSACTION__EXECUTE_TIMEOUT=400ms", "TXORDER_REDIS__TIMEOUT=200ms"}}, func(s *stack) error {
 				p, err := measureE2E(ctx, cfg, s, iv, logf)
 				if err == nil {
 					rep.EndToEnd = append(rep.EndToEnd, p)
