@@ -26,9 +26,11 @@ type Orderd struct {
 	Spill Spill `koanf:"spill"`
 	// Reconciler tunes the republishing of paid orders the topic never saw.
 	Reconciler Reconciler `koanf:"reconciler"`
-	Auth       Auth       `koanf:"auth"`
-	Payment    Payment    `koanf:"payment"`
-	Log        Log        `koanf:"log"`
+	// Closer tunes the closing of unpaid orders whose check-back never came.
+	Closer  Closer  `koanf:"closer"`
+	Auth    Auth    `koanf:"auth"`
+	Payment Payment `koanf:"payment"`
+	Log     Log     `koanf:"log"`
 }
 
 // Payment is the payment provider's webhook.
@@ -187,6 +189,28 @@ func (r Reconciler) GraceOr(checkInterval time.Duration) time.Duration {
 	return 3 * checkInterval
 }
 
+// Closer tunes the deadline closer: unpaid orders still PENDING_PAYMENT a
+// grace after their payment deadline are closed, because their half message
+// is gone and no check-back will close them (DESIGN.md §4.2).
+type Closer struct {
+	// Grace after the payment deadline before a pending order is closed;
+	// 0 means 3 × rocketmq.check_interval. It must exceed two intervals so
+	// that the check-back closes (and rolls back) orders first.
+	Grace time.Duration `koanf:"grace" validate:"gte=0"`
+	// Interval between rounds.
+	Interval time.Duration `koanf:"interval" validate:"gt=0"`
+	// Batch bounds the orders closed per round.
+	Batch int `koanf:"batch" validate:"gte=1,lte=1000"`
+}
+
+// GraceOr returns Grace, or 3 check intervals when it is 0.
+func (c Closer) GraceOr(checkInterval time.Duration) time.Duration {
+	if c.Grace > 0 {
+		return c.Grace
+	}
+	return 3 * checkInterval
+}
+
 // Auth holds API credentials.
 type Auth struct {
 	// APIKeys is a comma-separated list of name:key pairs. The name is the
@@ -302,6 +326,7 @@ func DefaultOrderd() Orderd {
 		Spill: Spill{MaxAttempts: 20, ClaimIdle: 30 * time.Second, BackoffMin: 200 * time.Millisecond,
 			BackoffMax: 30 * time.Second, BreakerFailures: 3, BreakerOpenFor: 2 * time.Second},
 		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
+		Closer:     Closer{Interval: 30 * time.Second, Batch: 100},
 		Payment:    Payment{Tolerance: 5 * time.Minute},
 		Log:        Log{Level: "info", Format: "json"},
 	}
@@ -345,6 +370,10 @@ func (c *Orderd) Check() []string {
 	}
 	if g := c.Reconciler.GraceOr(c.RocketMQ.CheckInterval); g <= 2*c.RocketMQ.CheckInterval {
 		msgs = append(msgs, fmt.Sprintf("reconciler.grace: %s must be more than two rocketmq.check_interval (%s), or events a check-back is about to commit get published twice",
+			g, c.RocketMQ.CheckInterval))
+	}
+	if g := c.Closer.GraceOr(c.RocketMQ.CheckInterval); g <= 2*c.RocketMQ.CheckInterval {
+		msgs = append(msgs, fmt.Sprintf("closer.grace: %s must be more than two rocketmq.check_interval (%s): the check-back closes unpaid orders at their deadline, the closer only those whose check-back never came",
 			g, c.RocketMQ.CheckInterval))
 	}
 	if _, err := c.Auth.Admins(); err != nil {

@@ -363,8 +363,8 @@ func (m *Main) Close() error {
 }
 
 // startBackground starts what runs beside the API: the cache sweeper, the
-// spill drainer, the publish tracker and the reconciler. Close stops them
-// after the HTTP drain and before the producer.
+// spill drainer, the publish tracker, the reconciler and the deadline
+// closer. Close stops them after the HTTP drain and before the producer.
 func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, spill *fallback.SpillQueue,
 	txl *listener.Transaction, placer *listener.Placer) error {
 	cfg := m.Config
@@ -402,6 +402,13 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	if err != nil {
 		return err
 	}
+	// Closes unpaid orders whose half message is gone (no check-back will).
+	closer, err := listener.NewCloser(store, m.registry, m.Logger, listener.CloserConfig{
+		Grace: cfg.Closer.GraceOr(cfg.RocketMQ.CheckInterval), Interval: cfg.Closer.Interval, Batch: cfg.Closer.Batch,
+	})
+	if err != nil {
+		return err
+	}
 	tracker := listener.NewTracker(store, cfg.MySQL.Timeout*2, m.Logger)
 
 	bg, stop := context.WithCancel(context.Background())
@@ -414,6 +421,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
 	run(func() { _ = drainer.Run(bg) })
 	run(func() { reconciler.Run(bg) })
+	run(func() { closer.Run(bg) })
 	run(func() { m.runTracker(bg, tracker) })
 	return nil
 }
