@@ -33,6 +33,7 @@ const (
 	CodeIdempotencyKeyMissing = "idempotency_key_required"
 	CodeIdempotencyKeyInvalid = "idempotency_key_invalid"
 	CodeIdempotencyKeyReused  = "idempotency_key_reused"
+	CodeIdempotencyInProgress = "idempotency_key_in_progress"
 	CodeConflict              = "conflict"
 	CodeInvalidOrderID        = "invalid_order_id"
 	CodeOrderNotFound         = "order_not_found"
@@ -77,6 +78,10 @@ func abortError(c *gin.Context, err error) {
 	case errors.Is(err, order.ErrIdempotencyMismatch):
 		abort(c, http.StatusConflict, CodeIdempotencyKeyReused, "Idempotency key reused",
 			"this Idempotency-Key was used before with a different request body")
+	case errors.Is(err, order.ErrInProgress):
+		c.Header("Retry-After", "1")
+		abort(c, http.StatusConflict, CodeIdempotencyInProgress, "Placement in progress",
+			"a request with this Idempotency-Key is still being placed; retry shortly to get its result")
 	case errors.Is(err, order.ErrConflict):
 		abort(c, http.StatusConflict, CodeConflict, "Conflict", "the request conflicts with an existing order")
 	case errors.Is(err, order.ErrNotFound):

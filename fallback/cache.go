@@ -75,12 +75,13 @@ func (c *OrderCache) idemKey(client, key string) string {
 type idemRecord struct {
 	OrderID     uuid.UUID `json:"order_id"`
 	RequestHash string    `json:"request_hash"`
+	ClaimedAt   time.Time `json:"claimed_at"`
 }
 
-// Put stores o and its idempotency key in one MULTI/EXEC and returns only
-// once Redis acknowledged all of it (with appendfsync always, after the
-// write reached the disk). An error means the order must not be counted
-// as accepted.
+// Put stores o in one MULTI/EXEC and returns only once Redis acknowledged
+// it (with appendfsync always, after the write reached the disk). An error
+// means the order must not be counted as accepted. The idempotency key was
+// claimed before (ClaimKey).
 func (c *OrderCache) Put(ctx context.Context, o *order.Order) error {
 	body, err := json.Marshal(o)
 	if err != nil {
@@ -91,29 +92,72 @@ func (c *OrderCache) Put(ctx context.Context, o *order.Order) error {
 	_, err = c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, c.orderKey(o.ID), body, 0)
 		p.SAdd(ctx, c.idsKey(), o.ID.String())
-		if o.IdempotencyKey != "" {
-			c.setKey(ctx, p, o)
-		}
 		return nil
 	})
 	return translate(err)
 }
 
-func (c *OrderCache) setKey(ctx context.Context, p redis.Cmdable, o *order.Order) {
-	rec, _ := json.Marshal(idemRecord{OrderID: o.ID, RequestHash: o.RequestHash}) // cannot fail
-	p.Set(ctx, c.idemKey(o.ClientID, o.IdempotencyKey), rec, c.keyTTL)
+// ClaimKey records that (client, key) belongs to rec's order, unless a
+// record exists: then it returns that record and false. order.Service
+// claims every key before it places the order, so that two requests with
+// one key can never make two orders, whichever store each would land in.
+// The record lives for the configured idempotency TTL.
+func (c *OrderCache) ClaimKey(ctx context.Context, client, key string, rec order.IdempotencyRecord) (order.IdempotencyRecord, bool, error) {
+	for range 3 { // a record that expires between SETNX and GET: claim again
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		b, _ := json.Marshal(recordOf(rec))
+		ok, err := c.rdb.SetNX(cctx, c.idemKey(client, key), b, c.keyTTL).Result()
+		cancel()
+		if err != nil {
+			return order.IdempotencyRecord{}, false, translate(err)
+		}
+		if ok {
+			return rec, true, nil
+		}
+		existing, err := c.LookupKey(ctx, client, key)
+		if !errors.Is(err, order.ErrNotFound) {
+			return existing, false, err
+		}
+	}
+	return order.IdempotencyRecord{}, false, fmt.Errorf("%w: claim of idempotency key kept racing its expiry", ErrUnavailable)
 }
 
-// RememberKey records o's idempotency key (for an order stored in MySQL),
-// so that a retry during a later MySQL outage is still recognised.
-func (c *OrderCache) RememberKey(ctx context.Context, o *order.Order) error {
-	if o.IdempotencyKey == "" {
-		return nil
-	}
+// replaceKeyScript swaps the record only if it still names the old order.
+var replaceKeyScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if cjson.decode(cur)['order_id'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// ReplaceKey gives (client, key) to rec's order if the record still names
+// old's order (a stale claim whose order never materialised), and reports
+// whether it did.
+func (c *OrderCache) ReplaceKey(ctx context.Context, client, key string, old, rec order.IdempotencyRecord) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	rec, _ := json.Marshal(idemRecord{OrderID: o.ID, RequestHash: o.RequestHash})
-	return translate(c.rdb.Set(ctx, c.idemKey(o.ClientID, o.IdempotencyKey), rec, c.keyTTL).Err())
+	b, _ := json.Marshal(recordOf(rec))
+	n, err := replaceKeyScript.Run(ctx, c.rdb, []string{c.idemKey(client, key)},
+		old.OrderID.String(), b, c.keyTTL.Milliseconds()).Int()
+	return n == 1, translate(err)
+}
+
+// releaseKeyScript deletes the record only if it names the given order.
+var releaseKeyScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cjson.decode(cur)['order_id'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// ReleaseKey frees (client, key) if it still names orderID: the placement
+// was refused and nothing was recorded, so a retry may place it.
+func (c *OrderCache) ReleaseKey(ctx context.Context, client, key string, orderID uuid.UUID) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return translate(releaseKeyScript.Run(ctx, c.rdb, []string{c.idemKey(client, key)}, orderID.String()).Err())
+}
+
+func recordOf(rec order.IdempotencyRecord) idemRecord {
+	return idemRecord{OrderID: rec.OrderID, RequestHash: rec.RequestHash, ClaimedAt: rec.ClaimedAt}
 }
 
 // Get returns the cached order, order.ErrNotFound when it is not cached, or
@@ -144,7 +188,7 @@ func (c *OrderCache) LookupKey(ctx context.Context, client, key string) (order.I
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return order.IdempotencyRecord{}, fmt.Errorf("decode idempotency record: %w", err)
 	}
-	return order.IdempotencyRecord{OrderID: rec.OrderID, RequestHash: rec.RequestHash}, nil
+	return order.IdempotencyRecord{OrderID: rec.OrderID, RequestHash: rec.RequestHash, ClaimedAt: rec.ClaimedAt}, nil
 }
 
 // Delete removes a cached order once it is in MySQL. Deleting a missing

@@ -28,7 +28,6 @@ import (
 type SpillQueue struct {
 	rdb     redis.UniversalClient
 	prefix  string
-	keyTTL  time.Duration
 	timeout time.Duration
 }
 
@@ -42,24 +41,20 @@ func NewSpillQueue(rdb redis.UniversalClient, cfg CacheConfig) (*SpillQueue, err
 	if err != nil {
 		return nil, err
 	}
-	return &SpillQueue{rdb: rdb, prefix: c.prefix, keyTTL: c.keyTTL, timeout: c.timeout}, nil
+	return &SpillQueue{rdb: rdb, prefix: c.prefix, timeout: c.timeout}, nil
 }
 
 func (q *SpillQueue) streamKey() string            { return q.prefix + "spill:stream" }
 func (q *SpillQueue) orderKey(id uuid.UUID) string { return q.prefix + "spill:order:" + id.String() }
 func (q *SpillQueue) attemptsKey() string          { return q.prefix + "spill:attempts" }
 func (q *SpillQueue) deadKey() string              { return q.prefix + "spill:dead" }
-func (q *SpillQueue) idemKey(client, key string) string {
-	return q.prefix + "idem:" + client + ":" + key
-}
 
 // appendScript stores the order and adds a stream entry only if the order
-// is not queued yet, and remembers its idempotency key: one atomic step, so
-// a retried append never makes a second entry.
+// is not queued yet: one atomic step, so a retried append never makes a
+// second entry.
 var appendScript = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('XADD', KEYS[2], '*', 'order_id', ARGV[2])
-  if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4]) end
   return 1
 end
 return 0`)
@@ -74,13 +69,7 @@ func (q *SpillQueue) Append(ctx context.Context, o *order.Order) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
-	idem, rec := "", []byte(nil)
-	if o.IdempotencyKey != "" {
-		idem = q.idemKey(o.ClientID, o.IdempotencyKey)
-		rec, _ = json.Marshal(idemRecord{OrderID: o.ID, RequestHash: o.RequestHash})
-	}
-	err = appendScript.Run(ctx, q.rdb, []string{q.orderKey(o.ID), q.streamKey(), idem},
-		body, o.ID.String(), rec, q.keyTTL.Milliseconds()).Err()
+	err = appendScript.Run(ctx, q.rdb, []string{q.orderKey(o.ID), q.streamKey()}, body, o.ID.String()).Err()
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}

@@ -39,7 +39,6 @@ type Cache interface {
 	Put(ctx context.Context, o *order.Order) error
 	Get(ctx context.Context, id uuid.UUID) (*order.Order, error)
 	Delete(ctx context.Context, id uuid.UUID) error
-	RememberKey(ctx context.Context, o *order.Order) error
 }
 
 // TransactionConfig tunes a Transaction.
@@ -170,22 +169,12 @@ func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.
 	defer cancel()
 	log := t.logger.With("order_id", p.order.ID.String())
 
-	// The idempotency key is remembered in Redis (best effort: it lets a
-	// retry during a later MySQL outage find the order) while MySQL
-	// writes, not after: the two fsyncs overlap instead of adding up
-	// (p50 at concurrency 1: see docs/performance.md). A record left for an
-	// order MySQL then refused is harmless: a retry that finds the key in
-	// Redis but the order nowhere is treated as new while MySQL is up, and
-	// refused (503, never placed twice) while it is down.
-	remembered := t.rememberKey(p.order)
+	// The idempotency key was claimed in Redis before the send
+	// (order.Service.Place), so only the order is written here.
 	err := t.mysql(func() error { return t.store.Create(ctx, p.order) })
-	kerr := <-remembered
 	switch {
 	case err == nil:
 		p.outcome = order.OutcomeStored
-		if kerr != nil {
-			log.Debug("remember idempotency key", "error", kerr)
-		}
 		t.metrics.execute.WithLabelValues("stored").Inc()
 		return primitive.UnknowState
 	case order.IsUnavailable(err):
@@ -228,17 +217,6 @@ func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.
 	}
 }
 
-// rememberKey writes o's idempotency key record to Redis in the
-// background; the channel yields its result.
-func (t *Transaction) rememberKey(o *order.Order) <-chan error {
-	done := make(chan error, 1)
-	if o.IdempotencyKey == "" {
-		done <- nil
-		return done
-	}
-	go func() { done <- t.cache.RememberKey(context.Background(), o) }()
-	return done
-}
 
 // CheckLocalTransaction answers the broker's check-back for a half message
 // by the decision table of DESIGN.md §4.2. The order is identified by the

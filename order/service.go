@@ -66,7 +66,18 @@ type Cache interface {
 	Get(ctx context.Context, id uuid.UUID) (*Order, error)
 	// LookupKey returns what an idempotency key points at, or ErrNotFound.
 	LookupKey(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
+	// ClaimKey records rec under the key unless a record exists; then it
+	// returns that record and false.
+	ClaimKey(ctx context.Context, clientID, key string, rec IdempotencyRecord) (IdempotencyRecord, bool, error)
+	// ReplaceKey gives the key to rec's order if it still names old's.
+	ReplaceKey(ctx context.Context, clientID, key string, old, rec IdempotencyRecord) (bool, error)
+	// ReleaseKey frees the key if it still names orderID.
+	ReleaseKey(ctx context.Context, clientID, key string, orderID uuid.UUID) error
 }
+
+// ErrInProgress means the idempotency key belongs to a placement that has
+// not finished (or whose outcome is not known yet): retry shortly.
+var ErrInProgress = errors.New("idempotency key in use by a placement in progress")
 
 // Queue is where orders wait while RocketMQ is unreachable
 // (fallback.SpillQueue).
@@ -83,6 +94,7 @@ type Service struct {
 	placer    Placer
 	validator *Validator
 	window    time.Duration
+	inFlight  time.Duration
 	now       func() time.Time
 	newID     func() (uuid.UUID, error)
 }
@@ -97,6 +109,11 @@ type ServiceConfig struct {
 	// Queue, when set, answers reads and retries of orders waiting for
 	// RocketMQ.
 	Queue Queue
+	// InFlight is how long a claimed key whose order is nowhere yet counts
+	// as a placement in progress (ErrInProgress) rather than an abandoned
+	// claim a new request may take over. It must exceed the longest
+	// placement (send, local transaction, cache write). Default 30s.
+	InFlight time.Duration
 	// Now and NewID default to time.Now and uuid.NewV7; tests inject them.
 	Now   func() time.Time
 	NewID func() (uuid.UUID, error)
@@ -116,8 +133,11 @@ func NewService(store *Store, placer Placer, cfg ServiceConfig) (*Service, error
 	if cfg.NewID == nil {
 		cfg.NewID = uuid.NewV7
 	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 30 * time.Second
+	}
 	return &Service{store: store, cache: cfg.Cache, queue: cfg.Queue, placer: placer, validator: NewValidator(),
-		window: cfg.PaymentWindow, now: cfg.Now, newID: cfg.NewID}, nil
+		window: cfg.PaymentWindow, inFlight: cfg.InFlight, now: cfg.Now, newID: cfg.NewID}, nil
 }
 
 // Validator returns the service's request validator.
@@ -147,17 +167,33 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 		return PlaceResult{}, err
 	}
 	hash := req.Order.Hash()
-	if res, err := s.replay(ctx, req, hash); !errors.Is(err, ErrNotFound) {
+	res, err := s.replay(ctx, req, hash)
+	var stale *staleClaimError
+	if !errors.Is(err, ErrNotFound) && !errors.As(err, &stale) {
 		return res, err
 	}
 	o, err := s.build(req, hash)
 	if err != nil {
 		return PlaceResult{}, err
 	}
+	claimed, res, err := s.claim(ctx, req, o, stale)
+	if !claimed && err == nil && res.Order != nil {
+		return res, nil
+	}
+	if err != nil {
+		return PlaceResult{}, err
+	}
 	outcome, err := s.placer.Place(ctx, o)
+	if err != nil && s.cache != nil && claimed && !errors.Is(err, ErrOutcomeUnknown) {
+		// Refused or conflicting: nothing of this order was recorded, so
+		// the key is free again. (With an unknown outcome the claim stays:
+		// a retry finds the order if it was stored, or, once the claim is
+		// older than InFlight, takes it over.)
+		_ = s.cache.ReleaseKey(context.WithoutCancel(ctx), req.ClientID, req.IdempotencyKey, o.ID)
+	}
 	if errors.Is(err, ErrConflict) {
-		// The key is taken in MySQL: a concurrent request with the same
-		// key won the insert, or Redis had forgotten the key.
+		// The key is taken in MySQL: Redis had forgotten it (older than
+		// its TTL, or Redis was down when it was claimed).
 		res, err := s.replayStored(ctx, req, hash)
 		if errors.Is(err, ErrNotFound) {
 			return PlaceResult{}, ErrConflict
@@ -170,17 +206,55 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 	return PlaceResult{Order: o, Outcome: outcome}, nil
 }
 
+// claim takes the idempotency key for o before anything is sent, so that a
+// concurrent or retried request with the same key finds this placement
+// instead of starting a second order. It reports whether o holds the key;
+// when another placement does, it returns that one's replay or
+// ErrInProgress. Without Redis the key is not claimed: MySQL's unique key
+// still guards stored orders, and nothing can be cached or queued anyway.
+func (s *Service) claim(ctx context.Context, req PlaceRequest, o *Order, stale *staleClaimError) (bool, PlaceResult, error) {
+	if s.cache == nil {
+		return false, PlaceResult{}, nil
+	}
+	rec := IdempotencyRecord{OrderID: o.ID, RequestHash: o.RequestHash, ClaimedAt: o.CreatedAt}
+	if stale != nil {
+		ok, err := s.cache.ReplaceKey(ctx, req.ClientID, req.IdempotencyKey, stale.rec, rec)
+		if err != nil {
+			return false, PlaceResult{}, nil // Redis down: unclaimed, as above
+		}
+		if !ok {
+			return false, PlaceResult{}, ErrInProgress // another request took it over first
+		}
+		return true, PlaceResult{}, nil
+	}
+	existing, ok, err := s.cache.ClaimKey(ctx, req.ClientID, req.IdempotencyKey, rec)
+	switch {
+	case err != nil:
+		return false, PlaceResult{}, nil
+	case ok:
+		return true, PlaceResult{}, nil
+	}
+	// Another request claimed the key between our lookup and our claim.
+	res, err := s.replayRecord(ctx, req, o.RequestHash, existing)
+	if errors.Is(err, ErrNotFound) || errors.As(err, new(*staleClaimError)) {
+		return false, PlaceResult{}, ErrInProgress
+	}
+	return false, res, err
+}
+
 // replay looks the idempotency key up; ErrNotFound means it is new.
 //
-// Redis remembers the key of every order placed within
-// redis.idempotency_ttl, whether it went to MySQL, the cache or the spill
-// queue, so a new key (the common case) costs one Redis read. A key Redis
-// knows is replayed from wherever its order is now; one whose order is in
-// MySQL while MySQL is down cannot be shown, so that retry is refused (503)
-// rather than placed twice. MySQL's unique (client, key) backs the index
-// up: a key Redis forgot (older than the TTL, or its best-effort write
-// failed) makes the insert conflict, and Place then replays from MySQL.
-// When Redis cannot be asked, MySQL decides.
+// Every placement claims its key in Redis before it sends anything
+// (claim), so Redis knows every key placed within redis.idempotency_ttl,
+// whether its order went to MySQL, the cache or the spill queue, and a new
+// key (the common case) costs one Redis read. A known key is replayed from
+// wherever its order is now; a key whose placement has not finished is
+// ErrInProgress (409, retry shortly); one whose order is in MySQL while
+// MySQL is down cannot be shown, so that retry is refused (503) rather than
+// placed twice. MySQL's unique (client, key) backs Redis up: a key Redis
+// forgot (older than the TTL, or claimed while Redis was down) makes the
+// insert conflict, and Place then replays from MySQL. When Redis cannot be
+// asked, MySQL decides.
 func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
 	if s.cache == nil {
 		return s.replayStored(ctx, req, hash)
@@ -191,7 +265,23 @@ func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (Pl
 		return PlaceResult{}, ErrNotFound
 	case err != nil:
 		return s.replayStored(ctx, req, hash)
-	case rec.RequestHash != hash:
+	}
+	return s.replayRecord(ctx, req, hash, rec)
+}
+
+// staleClaimError: the key was claimed longer than InFlight ago by a
+// placement whose order is nowhere (refused without releasing it, or its
+// outcome was unknown and it was not stored). Place may take it over.
+type staleClaimError struct{ rec IdempotencyRecord }
+
+func (e *staleClaimError) Error() string {
+	return "idempotency key claimed by order " + e.rec.OrderID.String() + ", which is nowhere"
+}
+
+// replayRecord finds the order a claimed key names: waiting in Redis, or
+// stored in MySQL.
+func (s *Service) replayRecord(ctx context.Context, req PlaceRequest, hash string, rec IdempotencyRecord) (PlaceResult, error) {
+	if rec.RequestHash != hash {
 		return PlaceResult{}, ErrIdempotencyMismatch
 	}
 	loc, err := s.locateWaiting(ctx, rec.OrderID)
@@ -205,12 +295,15 @@ func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (Pl
 	switch {
 	case err == nil:
 		return PlaceResult{Order: o, Outcome: OutcomeStored, Replayed: true}, nil
-	case errors.Is(err, ErrNotFound):
-		// The key's order is nowhere: it was refused after the key was
-		// noted, or stored without its key. Treat the request as new.
-		return PlaceResult{}, ErrNotFound
+	case s.now().Sub(rec.ClaimedAt) < s.inFlight:
+		// Claimed moments ago: its placement is most likely still running
+		// (or MySQL, which may hold it, cannot be asked). Retry shortly.
+		return PlaceResult{}, ErrInProgress
+	case !errors.Is(err, ErrNotFound):
+		// MySQL down: the order may be there; never place it twice.
+		return PlaceResult{}, fmt.Errorf("%w: order %s of this key cannot be read now: %w", ErrRefused, rec.OrderID, err)
 	}
-	return PlaceResult{}, fmt.Errorf("%w: order %s of this key cannot be read now: %w", ErrRefused, rec.OrderID, err)
+	return PlaceResult{}, &staleClaimError{rec: rec}
 }
 
 // replayStored answers from MySQL's idempotency keys, the authority for

@@ -190,6 +190,8 @@ func StateOf(o *Order) State {
 type IdempotencyRecord struct {
 	OrderID     uuid.UUID
 	RequestHash string
+	// ClaimedAt is when the key was claimed (Redis records only).
+	ClaimedAt time.Time
 }
 
 // LookupIdempotencyKey returns the record of (clientID, key) or ErrNotFound.

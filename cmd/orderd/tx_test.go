@@ -426,3 +426,76 @@ func TestReplayWhenRedisForgotTheKey(t *testing.T) {
 	// nothing open.
 	waitFor(t, 10*time.Second, "only the order's own transaction open", func() bool { return s.orderTx().Pending == 1 })
 }
+
+// TestSameKeyConcurrently: many requests with one idempotency key at once,
+// while MySQL is down (orders would be cached) and while sends hang
+// (orders would be spilled after the send timeout): exactly one order is
+// made; every answer is that order (201/202/200) or 409 in progress.
+func TestSameKeyConcurrently(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(s *stack) func()
+	}{
+		{"mysql down", func(s *stack) func() {
+			if err := s.my.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := s.my.Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"sends hang", func(s *stack) func() {
+			s.mq.DelayResponses(1500 * time.Millisecond) // past the 1s send timeout
+			return s.mq.ClearFaults
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t, stackOptions{privateMySQL: true})
+			m := s.orderd()
+			heal := tc.fault(s)
+			const n = 8
+			answers := make(chan placed, n)
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() { defer wg.Done(); answers <- place(t, m.Addr(), "one-key") }()
+			}
+			wg.Wait()
+			close(answers)
+			ids := map[string]bool{}
+			codes := map[int]int{}
+			for a := range answers {
+				codes[a.code]++
+				switch a.code {
+				case http.StatusCreated, http.StatusAccepted, http.StatusOK:
+					ids[a.id] = true
+				case http.StatusConflict: // in progress
+				default:
+					t.Errorf("answer %d", a.code)
+				}
+			}
+			t.Logf("answers: %v", codes)
+			if len(ids) != 1 {
+				t.Fatalf("%d different orders for one key: %v", len(ids), ids)
+			}
+			heal()
+			var id string
+			for k := range ids {
+				id = k
+			}
+			waitFor(t, 30*time.Second, "the order in MySQL", func() bool { return s.rowStatus(id) != "" })
+			if again := place(t, m.Addr(), "one-key"); again.code != http.StatusOK || again.id != id {
+				t.Fatalf("retry after recovery = %+v, want 200 with %s", again, id)
+			}
+			waitFor(t, 30*time.Second, "nothing left in Redis", func() bool {
+				pending, _ := s.spillDepth(t)
+				return pending == 0 && s.cacheSize(t) == 0
+			})
+			if got := s.rows(t); got != 1 {
+				t.Fatalf("rows = %d, want 1", got)
+			}
+		})
+	}
+}
