@@ -217,7 +217,6 @@ func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.
 	}
 }
 
-
 // CheckLocalTransaction answers the broker's check-back for a half message
 // by the decision table of DESIGN.md §4.2. The order is identified by the
 // message key; the transaction id is not used (v2.1.2 decodes it wrongly).
