@@ -155,7 +155,11 @@ type Transaction struct {
 // Spill tunes the spill queue and its drainer (DESIGN.md §4.5).
 type Spill struct {
 	// MaxAttempts placements of a spilled order before it is marked dead
-	// (kept, listed by `ordertool spill list`, replayable).
+	// (kept, listed by `ordertool spill list`, replayable). Every failed
+	// attempt counts, an outage's too: with the default 240 and backoff_max
+	// 30s, a RocketMQ outage of about two hours turns the oldest queued
+	// orders dead, and an operator replays them (alert on
+	// txorder_spill_dead_total).
 	MaxAttempts int64 `koanf:"max_attempts" validate:"gte=1"`
 	// ClaimIdle: entries a crashed drainer left are taken over after this.
 	ClaimIdle time.Duration `koanf:"claim_idle" validate:"gt=0"`
@@ -323,7 +327,7 @@ func DefaultOrderd() Orderd {
 		Transaction: Transaction{ExecuteTimeout: 2 * time.Second, CheckTimeout: 500 * time.Millisecond,
 			BreakerFailures: 3, BreakerOpenFor: time.Second, CacheSweepInterval: 5 * time.Second},
 		Order: Order{PaymentWindow: 5 * time.Minute},
-		Spill: Spill{MaxAttempts: 20, ClaimIdle: 30 * time.Second, BackoffMin: 200 * time.Millisecond,
+		Spill: Spill{MaxAttempts: 240, ClaimIdle: 30 * time.Second, BackoffMin: 200 * time.Millisecond,
 			BackoffMax: 30 * time.Second, BreakerFailures: 3, BreakerOpenFor: 2 * time.Second},
 		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
 		Closer:     Closer{Interval: 30 * time.Second, Batch: 100},

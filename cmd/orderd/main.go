@@ -148,14 +148,8 @@ func (m *Main) Open(ctx context.Context) error {
 	m.db.SetMaxIdleConns(cfg.MySQL.MaxIdleConns)
 	m.db.SetConnMaxLifetime(cfg.MySQL.ConnMaxLife)
 	if cfg.MySQL.MigrateOnStart {
-		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		applied, err := migrations.Up(mctx, m.db)
-		cancel()
-		if err != nil {
+		if err := m.migrate(ctx); err != nil {
 			return err
-		}
-		if len(applied) > 0 {
-			m.Logger.Info("schema migrated", "versions", applied)
 		}
 	}
 	m.rdb = redis.NewClient(&redis.Options{
@@ -212,16 +206,6 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Make the brokers know this producer now, so that check-backs of half
-	// messages left open by a previous run reach it without waiting for the
-	// first placement. RocketMQ being down is not fatal: placements spill,
-	// and the next send registers the producer.
-	wctx, cancel := context.WithTimeout(ctx, cfg.RocketMQ.SendTimeout)
-	if err := placer.WarmUp(wctx); err != nil {
-		m.Logger.Warn("rocketmq warm-up failed; check-backs wait for the first placement", "error", err)
-	}
-	cancel()
-
 	spill, err := fallback.NewSpillQueue(m.rdb, fallback.CacheConfig{
 		Prefix: cfg.Redis.KeyPrefix, IdempotencyTTL: cfg.Redis.IdempotencyTTL, Timeout: cfg.Redis.Timeout,
 	})
@@ -418,6 +402,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 		go func() { defer m.background.Done(); fn() }()
 	}
 	run(func() { _ = store.RunStateView(bg) })
+	run(func() { warmUp(bg, placer, cfg.RocketMQ.SendTimeout, m.Logger) })
 	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
 	run(func() { _ = drainer.Run(bg) })
 	run(func() { reconciler.Run(bg) })
@@ -461,6 +446,59 @@ func (m *Main) runTracker(ctx context.Context, tracker *listener.Tracker) {
 			return
 		case <-time.After(2 * time.Second):
 		}
+	}
+}
+
+// migrate applies pending migrations. With MySQL unreachable it starts
+// anyway on the schema the last start left: orderd exists to accept orders
+// while MySQL is down (they go to the Redis cache), and a replica that
+// restarts during an outage must not stay down with it.
+func (m *Main) migrate(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, m.Config.MySQL.ConnectTimeout+m.Config.MySQL.Timeout)
+	err := m.db.PingContext(pctx)
+	cancel()
+	if err != nil {
+		m.Logger.Warn("mysql unreachable at start: migrations skipped; running on the existing schema", "error", err)
+		return nil
+	}
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	applied, err := migrations.Up(mctx, m.db)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		m.Logger.Info("schema migrated", "versions", applied)
+	}
+	return nil
+}
+
+// warmUp makes the brokers know this producer, so that check-backs of half
+// messages left open by a previous run reach it without waiting for the
+// first placement (a producer that never sent is unknown to them). While
+// RocketMQ is unreachable it retries with a growing pause, so a restart
+// during an outage does not leave those half messages unanswered.
+func warmUp(ctx context.Context, placer *listener.Placer, timeout time.Duration, logger *slog.Logger) {
+	pause := time.Second
+	for attempt := 0; ; attempt++ {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		err := placer.WarmUp(wctx)
+		cancel()
+		if err == nil {
+			if attempt > 0 {
+				logger.Info("rocketmq warm-up succeeded", "attempts", attempt+1)
+			}
+			return
+		}
+		if attempt == 0 {
+			logger.Warn("rocketmq warm-up failed; retrying in the background", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
 	}
 }
 

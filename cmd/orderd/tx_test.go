@@ -499,3 +499,26 @@ func TestSameKeyConcurrently(t *testing.T) {
 		})
 	}
 }
+
+// TestStartsWhileMySQLIsDown: a replica restarted during a MySQL outage
+// starts on the existing schema (migrations skipped with a warning) and
+// accepts orders into the cache instead of staying down with MySQL.
+func TestStartsWhileMySQLIsDown(t *testing.T) {
+	s := newStack(t, stackOptions{privateMySQL: true})
+	first := s.orderd() // migrates
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	m := s.orderd()
+	p := place(t, m.Addr(), "restarted-during-outage")
+	if p.code != http.StatusAccepted || p.status != "ACCEPTED" {
+		t.Fatalf("place = %+v, want 202 ACCEPTED", p)
+	}
+	if err := s.my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the cached order in MySQL", func() bool { return s.rowStatus(p.id) == "PENDING_PAYMENT" })
+}
