@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // CloseExpired closes up to limit PENDING_PAYMENT orders whose payment
@@ -40,26 +38,11 @@ func (s *Store) CloseExpired(ctx context.Context, deadlineBefore time.Time, limi
 	// The (status, payment_deadline) index serves both the range and the
 	// order; the hint keeps MariaDB from choosing a full scan on a small
 	// table, which would lock every row it reads, if only briefly.
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM orders FORCE INDEX (idx_orders_status_deadline)
+	ids, err := queryIDs(ctx, tx, `SELECT id FROM orders FORCE INDEX (idx_orders_status_deadline)
 		WHERE status = 'PENDING_PAYMENT' AND payment_deadline < ?
 		ORDER BY payment_deadline LIMIT ? FOR UPDATE SKIP LOCKED`, deadlineBefore.UTC(), limit)
 	if err != nil {
-		return 0, translate(err)
-	}
-	var ids []uuid.UUID
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return 0, translate(err)
-		}
-		if id, err := uuid.Parse(raw); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, translate(err)
+		return 0, err
 	}
 	if len(ids) == 0 {
 		return 0, nil

@@ -38,27 +38,12 @@ func (s *Store) ForEachUnpublishedPaid(ctx context.Context, paidBefore time.Time
 		return 0, translate(err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM orders
+	ids, err := queryIDs(ctx, tx, `SELECT id FROM orders
 		WHERE status = 'PAID' AND published_at IS NULL AND paid_at < ?
 		  AND (commit_answered_at IS NULL OR commit_answered_at < ?)
 		ORDER BY paid_at LIMIT ? FOR UPDATE SKIP LOCKED`, paidBefore.UTC(), paidBefore.UTC(), limit)
 	if err != nil {
-		return 0, translate(err)
-	}
-	var ids []uuid.UUID
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return 0, translate(err)
-		}
-		if id, err := uuid.Parse(raw); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, translate(err)
+		return 0, err
 	}
 	published := 0
 	var publishErr error
@@ -93,4 +78,25 @@ func (s *Store) OldestUnpublishedPaid(ctx context.Context) (paidAt time.Time, ok
 		return time.Time{}, false, translate(err)
 	}
 	return t.Time, t.Valid, nil
+}
+
+// queryIDs runs a query selecting order ids (in a batch transaction) and
+// returns them, translated errors and all.
+func queryIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]uuid.UUID, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var ids []uuid.UUID
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&raw); err != nil {
+			return nil, translate(err)
+		}
+		if id, err := uuid.Parse(raw); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, translate(rows.Err())
 }
