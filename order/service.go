@@ -161,30 +161,23 @@ type PlaceResult struct {
 
 // Place validates req and records a new order, or returns the original one
 // when the idempotency key was used before with the same request. Errors:
-// *ValidationError, ErrIdempotencyMismatch, ErrRefused, ErrUnavailable.
+// *ValidationError, ErrIdempotencyMismatch, ErrInProgress, ErrRefused (wrapping
+// ErrOutcomeUnknown when the order may exist), ErrUnavailable.
 func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, error) {
 	if err := s.validator.Validate(req.Order); err != nil {
 		return PlaceResult{}, err
 	}
 	hash := req.Order.Hash()
-	res, err := s.replay(ctx, req, hash)
-	var stale *staleClaimError
-	if !errors.Is(err, ErrNotFound) && !errors.As(err, &stale) {
-		return res, err
-	}
 	o, err := s.build(req, hash)
 	if err != nil {
 		return PlaceResult{}, err
 	}
-	claimed, res, err := s.claim(ctx, req, o, stale)
-	if !claimed && err == nil && res.Order != nil {
-		return res, nil
-	}
-	if err != nil {
-		return PlaceResult{}, err
+	claimed, res, err := s.claim(ctx, req, o)
+	if err != nil || res.Order != nil {
+		return res, err
 	}
 	outcome, err := s.placer.Place(ctx, o)
-	if err != nil && s.cache != nil && claimed && !errors.Is(err, ErrOutcomeUnknown) {
+	if err != nil && claimed && !errors.Is(err, ErrOutcomeUnknown) {
 		// Refused or conflicting: nothing of this order was recorded, so
 		// the key is free again. (With an unknown outcome the claim stays:
 		// a retry finds the order if it was stored, or, once the claim is
@@ -208,65 +201,39 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 
 // claim takes the idempotency key for o before anything is sent, so that a
 // concurrent or retried request with the same key finds this placement
-// instead of starting a second order. It reports whether o holds the key;
-// when another placement does, it returns that one's replay or
-// ErrInProgress. Without Redis the key is not claimed: MySQL's unique key
-// still guards stored orders, and nothing can be cached or queued anyway.
-func (s *Service) claim(ctx context.Context, req PlaceRequest, o *Order, stale *staleClaimError) (bool, PlaceResult, error) {
+// instead of starting a second order. A new key (the common case) costs one
+// Redis round trip (SET NX). When the key is taken, claim returns the
+// original order (Replayed), ErrInProgress while its placement has not
+// finished, ErrIdempotencyMismatch for another body, or takes over a claim
+// whose order never materialised. Redis remembers every key placed within
+// redis.idempotency_ttl, whether its order went to MySQL, the cache or the
+// spill queue; MySQL's unique (client, key) backs it up: a key Redis forgot
+// makes the insert conflict, and Place then replays from MySQL. Without
+// Redis, MySQL decides, and the key is not claimed (nothing can be cached
+// or queued then anyway).
+func (s *Service) claim(ctx context.Context, req PlaceRequest, o *Order) (bool, PlaceResult, error) {
 	if s.cache == nil {
-		return false, PlaceResult{}, nil
+		res, err := s.replayOrNew(ctx, req, o.RequestHash)
+		return false, res, err
 	}
 	rec := IdempotencyRecord{OrderID: o.ID, RequestHash: o.RequestHash, ClaimedAt: o.CreatedAt}
-	if stale != nil {
-		ok, err := s.cache.ReplaceKey(ctx, req.ClientID, req.IdempotencyKey, stale.rec, rec)
-		if err != nil {
-			return false, PlaceResult{}, nil // Redis down: unclaimed, as above
-		}
-		if !ok {
-			return false, PlaceResult{}, ErrInProgress // another request took it over first
-		}
-		return true, PlaceResult{}, nil
-	}
 	existing, ok, err := s.cache.ClaimKey(ctx, req.ClientID, req.IdempotencyKey, rec)
 	switch {
 	case err != nil:
-		return false, PlaceResult{}, nil
+		res, err := s.replayOrNew(ctx, req, o.RequestHash)
+		return false, res, err
 	case ok:
 		return true, PlaceResult{}, nil
 	}
-	// Another request claimed the key between our lookup and our claim.
 	res, err := s.replayRecord(ctx, req, o.RequestHash, existing)
-	if errors.Is(err, ErrNotFound) || errors.As(err, new(*staleClaimError)) {
-		return false, PlaceResult{}, ErrInProgress
+	var stale *staleClaimError
+	if !errors.As(err, &stale) {
+		return false, res, err
 	}
-	return false, res, err
-}
-
-// replay looks the idempotency key up; ErrNotFound means it is new.
-//
-// Every placement claims its key in Redis before it sends anything
-// (claim), so Redis knows every key placed within redis.idempotency_ttl,
-// whether its order went to MySQL, the cache or the spill queue, and a new
-// key (the common case) costs one Redis read. A known key is replayed from
-// wherever its order is now; a key whose placement has not finished is
-// ErrInProgress (409, retry shortly); one whose order is in MySQL while
-// MySQL is down cannot be shown, so that retry is refused (503) rather than
-// placed twice. MySQL's unique (client, key) backs Redis up: a key Redis
-// forgot (older than the TTL, or claimed while Redis was down) makes the
-// insert conflict, and Place then replays from MySQL. When Redis cannot be
-// asked, MySQL decides.
-func (s *Service) replay(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
-	if s.cache == nil {
-		return s.replayStored(ctx, req, hash)
+	if ok, err := s.cache.ReplaceKey(ctx, req.ClientID, req.IdempotencyKey, stale.rec, rec); err != nil || !ok {
+		return false, PlaceResult{}, ErrInProgress // another request took it over first
 	}
-	rec, err := s.cache.LookupKey(ctx, req.ClientID, req.IdempotencyKey)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return PlaceResult{}, ErrNotFound
-	case err != nil:
-		return s.replayStored(ctx, req, hash)
-	}
-	return s.replayRecord(ctx, req, hash, rec)
+	return true, PlaceResult{}, nil
 }
 
 // staleClaimError: the key was claimed longer than InFlight ago by a
@@ -304,6 +271,16 @@ func (s *Service) replayRecord(ctx context.Context, req PlaceRequest, hash strin
 		return PlaceResult{}, fmt.Errorf("%w: order %s of this key cannot be read now: %w", ErrRefused, rec.OrderID, err)
 	}
 	return PlaceResult{}, &staleClaimError{rec: rec}
+}
+
+// replayOrNew replays from MySQL, with no result and no error when MySQL
+// does not know the key (a new one).
+func (s *Service) replayOrNew(ctx context.Context, req PlaceRequest, hash string) (PlaceResult, error) {
+	res, err := s.replayStored(ctx, req, hash)
+	if errors.Is(err, ErrNotFound) {
+		return PlaceResult{}, nil
+	}
+	return res, err
 }
 
 // replayStored answers from MySQL's idempotency keys, the authority for
