@@ -11,15 +11,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2"
@@ -31,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
 	"github.com/txorder/txorder/listener"
@@ -38,48 +36,20 @@ import (
 )
 
 func main() {
-	fs := flag.NewFlagSet("fulfillmentd", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: fulfillmentd [--config FILE]
-
-fulfillmentd consumes ORDER_PAID and creates one shipment per paid order.
+	path, code, ok := daemon.ConfigFlag("fulfillmentd", "configs/fulfillmentd.yaml", `fulfillmentd consumes ORDER_PAID and creates one shipment per paid order.
 Configuration comes from the YAML file and TXORDER_FULFILLMENT__*
 environment variables (see configs/fulfillmentd.yaml); secrets only from the
-environment or *_file settings.
-
-Flags:
-`)
-		fs.PrintDefaults()
+environment or *_file settings.`, os.Args[1:], os.Stderr)
+	if !ok {
+		os.Exit(code)
 	}
-	configPath := fs.String("config", "configs/fulfillmentd.yaml", "path of the YAML configuration file (empty: defaults and environment only)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
-	}
-	cfg, err := configs.LoadFulfillmentd(*configPath, nil)
+	cfg, err := configs.LoadFulfillmentd(path, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fulfillmentd:", err)
 		os.Exit(2)
 	}
 	logger := cfg.Log.Logger(os.Stderr)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	m := NewMain(cfg, logger)
-	if err := m.Open(ctx); err != nil {
-		logger.Error("start failed", "error", err)
-		_ = m.Close()
-		os.Exit(1)
-	}
-	logger.Info("fulfillmentd ready", "addr", m.Addr(), "group", cfg.RocketMQ.Group, "topic", cfg.RocketMQ.Topic)
-	<-ctx.Done()
-	logger.Info("shutting down")
-	if err := m.Close(); err != nil {
-		logger.Error("shutdown", "error", err)
-		os.Exit(1)
-	}
+	os.Exit(daemon.Run("fulfillmentd", NewMain(cfg, logger), logger, "group", cfg.RocketMQ.Group, "topic", cfg.RocketMQ.Topic))
 }
 
 // Main is fulfillmentd as a value: tests build one with a config pointing

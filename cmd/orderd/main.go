@@ -7,15 +7,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2"
@@ -32,6 +29,7 @@ import (
 	"github.com/txorder/txorder/api"
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/fallback"
+	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
 	"github.com/txorder/txorder/listener"
@@ -40,47 +38,19 @@ import (
 )
 
 func main() {
-	fs := flag.NewFlagSet("orderd", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: orderd [--config FILE]
-
-orderd serves the txorder order API. Configuration comes from the YAML file
+	path, code, ok := daemon.ConfigFlag("orderd", "configs/orderd.yaml", `orderd serves the txorder order API. Configuration comes from the YAML file
 and TXORDER_* environment variables (see configs/orderd.yaml); secrets only
-from the environment or *_file settings.
-
-Flags:
-`)
-		fs.PrintDefaults()
+from the environment or *_file settings.`, os.Args[1:], os.Stderr)
+	if !ok {
+		os.Exit(code)
 	}
-	configPath := fs.String("config", "configs/orderd.yaml", "path of the YAML configuration file (empty: defaults and environment only)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
-	}
-	cfg, err := configs.LoadOrderd(*configPath, nil)
+	cfg, err := configs.LoadOrderd(path, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "orderd:", err)
 		os.Exit(2)
 	}
 	logger := cfg.Log.Logger(os.Stderr)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	m := NewMain(cfg, logger)
-	if err := m.Open(ctx); err != nil {
-		logger.Error("start failed", "error", err)
-		_ = m.Close()
-		os.Exit(1)
-	}
-	logger.Info("orderd ready", "addr", m.Addr())
-	<-ctx.Done()
-	logger.Info("shutting down")
-	if err := m.Close(); err != nil {
-		logger.Error("shutdown", "error", err)
-		os.Exit(1)
-	}
+	os.Exit(daemon.Run("orderd", NewMain(cfg, logger), logger))
 }
 
 // interpolated turns on client-side parameter interpolation: without it
