@@ -31,30 +31,16 @@ const (
 	otherKey = "other-key-0123456789abcdef"
 )
 
-var (
-	mysqlOnce   sync.Once
-	sharedMySQL *testenv.MySQLServer
-	stopMySQL   func()
-	mysqlErr    error
-)
+// sharedMySQL starts on first use, so that fuzz workers (which never touch
+// MySQL) do not start one each.
+var sharedMySQL testenv.LazyMySQL
 
-// shared starts the package's MariaDB on first use, so that fuzz workers
-// (which never touch MySQL) do not start one each.
-func shared(t testing.TB) *testenv.MySQLServer {
-	t.Helper()
-	mysqlOnce.Do(func() { sharedMySQL, stopMySQL, mysqlErr = testenv.StartSharedMySQL() })
-	if mysqlErr != nil {
-		t.Fatal(mysqlErr)
-	}
-	return sharedMySQL
-}
+func shared(t testing.TB) *testenv.MySQLServer { return sharedMySQL.Get(t) }
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
 	code := m.Run()
-	if stopMySQL != nil {
-		stopMySQL()
-	}
+	sharedMySQL.Stop()
 	os.Exit(code)
 }
 
