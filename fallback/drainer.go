@@ -329,6 +329,7 @@ func (d *Drainer) one(ctx context.Context, e redis.XMessage) error {
 		return d.q.bury(ctx, e.ID, DeadEntry{OrderID: id, Attempts: attempts, LastError: err.Error(), DiedAt: time.Now().UTC()})
 	}
 	d.metrics.attempts.WithLabelValues("retry").Inc()
+	d.q.noteError(ctx, id, err)
 	return fmt.Errorf("%w: order %s attempt %d: %w", errRetryLater, id, attempts, err)
 }
 

@@ -25,6 +25,7 @@ import (
 //	<prefix>spill:order:<id>      JSON of the queued order (until placed; kept when dead)
 //	<prefix>spill:attempts        hash order id → placement attempts
 //	<prefix>spill:dead            hash order id → DeadEntry JSON
+//	<prefix>spill:errors          hash order id → last placement error (pending entries)
 type SpillQueue struct {
 	rdb     redis.UniversalClient
 	prefix  string
@@ -48,6 +49,7 @@ func (q *SpillQueue) streamKey() string            { return q.prefix + "spill:st
 func (q *SpillQueue) orderKey(id uuid.UUID) string { return q.prefix + "spill:order:" + id.String() }
 func (q *SpillQueue) attemptsKey() string          { return q.prefix + "spill:attempts" }
 func (q *SpillQueue) deadKey() string              { return q.prefix + "spill:dead" }
+func (q *SpillQueue) errorsKey() string            { return q.prefix + "spill:errors" }
 
 // appendScript stores the order and adds a stream entry only if the order
 // is not queued yet: one atomic step, so a retried append never makes a
@@ -165,7 +167,7 @@ func (q *SpillQueue) Depth(ctx context.Context) (pending, dead int64, err error)
 func (q *SpillQueue) Replay(ctx context.Context, id uuid.UUID) error {
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
-	n, err := replayScript.Run(ctx, q.rdb, []string{q.deadKey(), q.streamKey(), q.attemptsKey(), q.orderKey(id)},
+	n, err := replayScript.Run(ctx, q.rdb, []string{q.deadKey(), q.streamKey(), q.attemptsKey(), q.orderKey(id), q.errorsKey()},
 		id.String()).Int()
 	if err != nil {
 		return translate(err)
@@ -180,6 +182,7 @@ var replayScript = redis.NewScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'order_id', ARGV[1])
 return 1`)
 
@@ -191,9 +194,19 @@ func (q *SpillQueue) done(ctx context.Context, entryID string, id uuid.UUID) err
 		p.XDel(ctx, q.streamKey(), entryID)
 		p.Del(ctx, q.orderKey(id))
 		p.HDel(ctx, q.attemptsKey(), id.String())
+		p.HDel(ctx, q.errorsKey(), id.String())
 		return nil
 	})
 	return translate(err)
+}
+
+// noteError records why the last placement of a pending entry failed, for
+// operators (SpillQueue.PendingPage). Best effort: the attempt count is
+// what the drainer decides by.
+func (q *SpillQueue) noteError(ctx context.Context, id uuid.UUID, cause error) {
+	ctx, cancel := context.WithTimeout(ctx, q.timeout)
+	defer cancel()
+	_ = q.rdb.HSet(ctx, q.errorsKey(), id.String(), cause.Error()).Err()
 }
 
 // bury marks an entry dead: out of the stream, kept with its order.
@@ -204,6 +217,7 @@ func (q *SpillQueue) bury(ctx context.Context, entryID string, d DeadEntry) erro
 		p.XAck(ctx, q.streamKey(), DrainGroup, entryID)
 		p.XDel(ctx, q.streamKey(), entryID)
 		p.HDel(ctx, q.attemptsKey(), d.OrderID.String())
+		p.HDel(ctx, q.errorsKey(), d.OrderID.String())
 		return nil
 	})
 	return translate(err)

@@ -384,3 +384,27 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (Located, error) {
 	}
 	return Located{}, err
 }
+
+// FindByKey returns the order that client's idempotency key made, wherever
+// it is: MySQL's key table first, then the Redis claim of a key whose order
+// waits in Redis (or whose MySQL is down). Errors: ErrNotFound (no such
+// key, or a claim whose order never materialised), ErrUnavailable.
+func (s *Service) FindByKey(ctx context.Context, clientID, key string) (Located, error) {
+	rec, err := s.store.LookupIdempotencyKey(ctx, clientID, key)
+	if err == nil {
+		return s.Get(ctx, rec.OrderID)
+	}
+	if !(errors.Is(err, ErrNotFound) || IsUnavailable(err)) || s.cache == nil {
+		return Located{}, err
+	}
+	claim, cerr := s.cache.LookupKey(ctx, clientID, key)
+	switch {
+	case cerr == nil:
+		return s.Get(ctx, claim.OrderID)
+	case errors.Is(cerr, ErrNotFound):
+		return Located{}, err // MySQL's answer: not found, or unavailable
+	case errors.Is(err, ErrNotFound):
+		return Located{}, &UnavailableError{Err: cerr}
+	}
+	return Located{}, err
+}
