@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"context"
-	"github.com/google/uuid"
-	"github.com/txorder/txorder/fallback"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,12 +10,19 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/txorder/txorder/api"
+	"github.com/txorder/txorder/console"
+	"github.com/txorder/txorder/fallback"
+	"github.com/txorder/txorder/listener"
+	"github.com/txorder/txorder/order"
+	"github.com/txorder/txorder/payment"
 )
 
 // TestOpenAPIMatchesRouter checks that every route the router registers is
@@ -40,10 +45,19 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		}
 	}
 
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	admins := map[string]string{"admin-key-0123456789abcdef": "ops"}
+	// The console's routes are the router's too: mounted, so that each
+	// must be documented. Its stores are never called here.
+	cons, err := console.New(console.Config{Orders: nopStores{}, OrderRows: nopStores{}, Spill: nopStores{}, Cache: nopStores{},
+		Payments: nopStores{}, DeadLetters: nopDeadLetters{}, Admins: admins, SessionSecret: []byte(strings.Repeat("s", 32)), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := api.NewHandler(api.Config{
 		Orders: nopOrders{}, Payments: nopPayments{}, Clients: map[string]string{apiKey: "demo"},
-		Admins: map[string]string{"admin-key-0123456789abcdef": "ops"}, Spill: nopSpill{},
-		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Admins: admins, Spill: nopSpill{}, Console: cons,
+		Registry: prometheus.NewRegistry(), Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +83,15 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	if len(missing) > 0 || len(extra) > 0 {
 		t.Fatalf("routes not documented: %v; documented but not routed: %v", missing, extra)
 	}
+	consoleRoutes := 0
+	for route := range registered {
+		if strings.Contains(route, " /console") {
+			consoleRoutes++
+		}
+	}
+	if consoleRoutes < 15 {
+		t.Fatalf("only %d console routes registered: %v", consoleRoutes, registered)
+	}
 	if len(registered) < 6 {
 		t.Fatalf("only %d routes registered: %v", len(registered), registered)
 	}
@@ -84,3 +107,58 @@ type nopSpill struct{}
 
 func (nopSpill) Dead(context.Context) ([]fallback.DeadEntry, error)  { return nil, nil }
 func (nopSpill) Pending(context.Context, int64) ([]uuid.UUID, error) { return nil, nil }
+
+// nopStores stands in for every store of the console; the router test
+// only lists routes.
+type nopStores struct{}
+
+func (nopStores) Get(context.Context, uuid.UUID) (order.Located, error) {
+	return order.Located{}, order.ErrNotFound
+}
+func (nopStores) FindByKey(context.Context, string, string) (order.Located, error) {
+	return order.Located{}, order.ErrNotFound
+}
+func (nopStores) List(context.Context, order.ListQuery) (order.Page, error) { return order.Page{}, nil }
+func (nopStores) Milestones(context.Context, uuid.UUID) (order.Milestones, error) {
+	return order.Milestones{}, nil
+}
+func (nopStores) CountByStatus(context.Context) (map[order.Status]int64, error) { return nil, nil }
+func (nopStores) OldestUnpublishedPaid(context.Context) (time.Time, bool, error) {
+	return time.Time{}, false, nil
+}
+func (nopStores) PendingPage(context.Context, string, int64) ([]fallback.Entry, string, error) {
+	return nil, "", nil
+}
+func (nopStores) DeadPage(context.Context, string, int) ([]fallback.DeadEntry, []*order.Order, string, error) {
+	return nil, nil, "", nil
+}
+func (nopStores) Depth(context.Context) (int64, int64, error)         { return 0, 0, nil }
+func (nopStores) Replay(context.Context, uuid.UUID) error             { return nil }
+func (nopStores) ReplayDead(context.Context, int) (int, int, error)   { return 0, 0, nil }
+func (nopStores) Size(context.Context) (int64, error)                 { return 0, nil }
+func (nopDeadLetters) Group() string                                  { return "fulfillment" }
+func (nopDeadLetters) CountPending(context.Context) (int64, error)    { return 0, nil }
+func (nopDeadLetters) CountApplied(context.Context) (int64, error)    { return 0, nil }
+func (nopStores) CountRefundsRequired(context.Context) (int64, error) { return 0, nil }
+func (nopDeadLetters) Page(context.Context, bool, int64, int) ([]listener.DeadLetter, int64, error) {
+	return nil, 0, nil
+}
+func (nopDeadLetters) ReplayPending(context.Context, int) ([]listener.ReplayResult, error) {
+	return nil, nil
+}
+func (nopDeadLetters) Progress(context.Context, uuid.UUID) (listener.Progress, error) {
+	return listener.Progress{}, nil
+}
+func (nopStores) RefundsRequired(context.Context, int64, int) ([]payment.Refund, error) {
+	return nil, nil
+}
+func (nopStores) ForOrder(context.Context, uuid.UUID) ([]payment.Payment, error) { return nil, nil }
+
+type nopDeadLetters struct{}
+
+func (nopDeadLetters) Get(context.Context, int64) (listener.DeadLetter, error) {
+	return listener.DeadLetter{}, order.ErrNotFound
+}
+func (nopDeadLetters) Replay(context.Context, int64) (listener.ReplayOutcome, error) {
+	return "", order.ErrNotFound
+}

@@ -43,6 +43,8 @@ type Config struct {
 	Spill  Spill
 	// Clients maps API key → client name.
 	Clients map[string]string
+	// Console, when set, mounts its pages (under /console) on the router.
+	Console Mounter
 	Checks  []Check
 	// Ready decides readiness from which checks are up. Default: every
 	// Required check is up.
@@ -52,6 +54,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// ProbeTimeout bounds each readiness probe. Default 1s.
 	ProbeTimeout time.Duration
+}
+
+// Mounter adds its own routes to the router (the operator console).
+type Mounter interface {
+	Mount(r gin.IRouter)
 }
 
 // NewHandler returns the HTTP handler of the order API.
@@ -92,6 +99,9 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	v1.GET("/orders/:id", h.get)
 	registerPayments(r, cfg)
 	registerAdmin(r, cfg)
+	if cfg.Console != nil {
+		cfg.Console.Mount(r)
+	}
 	return r, nil
 }
 

@@ -30,7 +30,37 @@ type Orderd struct {
 	Closer  Closer  `koanf:"closer"`
 	Auth    Auth    `koanf:"auth"`
 	Payment Payment `koanf:"payment"`
+	// Console is the operator console under /console.
+	Console Console `koanf:"console"`
 	Log     Log     `koanf:"log"`
+}
+
+// Console is the operator console: served under /console when enabled and
+// auth.admin_keys has at least one key (the admin keys log in).
+type Console struct {
+	Enabled bool `koanf:"enabled"`
+	// SessionSecret signs session cookies and CSRF tokens; every replica
+	// behind one load balancer needs the same one. Required in production
+	// mode; in development an empty one is replaced by a random secret per
+	// process (sessions then end with the process).
+	SessionSecret     string `koanf:"session_secret" secret:"true"`
+	SessionSecretFile string `koanf:"session_secret_file" secretfile:"SessionSecret"`
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration `koanf:"session_ttl" validate:"gt=0,lte=24h"`
+	// SecureCookies marks cookies Secure although orderd itself serves
+	// plain HTTP (TLS ends at a load balancer).
+	SecureCookies bool `koanf:"secure_cookies"`
+	// DeadLetters shows and replays fulfillmentd's dead letters, read from
+	// orderd's own database: turn it off when the fulfillment tables live
+	// in another database (ordertool dlq still works there).
+	DeadLetters ConsoleDeadLetters `koanf:"dead_letters"`
+}
+
+// ConsoleDeadLetters is the console's view of fulfillment's dead letters.
+type ConsoleDeadLetters struct {
+	Enabled bool `koanf:"enabled"`
+	// Group is fulfillmentd's consumer group (its rocketmq.group).
+	Group string `koanf:"group" validate:"required"`
 }
 
 // Payment is the payment provider's webhook.
@@ -332,6 +362,8 @@ func DefaultOrderd() Orderd {
 		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
 		Closer:     Closer{Interval: 30 * time.Second, Batch: 100},
 		Payment:    Payment{Tolerance: 5 * time.Minute},
+		Console: Console{Enabled: true, SessionTTL: 8 * time.Hour,
+			DeadLetters: ConsoleDeadLetters{Enabled: true, Group: "fulfillment"}},
 		Log:        Log{Level: "info", Format: "json"},
 	}
 }
@@ -386,6 +418,15 @@ func (c *Orderd) Check() []string {
 	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: required in production mode (set %s or payment.webhook_secret_file)",
 			EnvName("payment.webhook_secret")))
+	}
+	if c.Console.Enabled && c.Auth.AdminKeys != "" {
+		if c.Mode == "production" && c.Console.SessionSecret == "" {
+			msgs = append(msgs, fmt.Sprintf("console.session_secret: required in production mode when auth.admin_keys is set (set %s or console.session_secret_file, the same on every replica), or set console.enabled false",
+				EnvName("console.session_secret")))
+		}
+		if c.Console.SessionSecret != "" && len(c.Console.SessionSecret) < 32 {
+			msgs = append(msgs, fmt.Sprintf("console.session_secret: %d characters; use at least 32", len(c.Console.SessionSecret)))
+		}
 	}
 	if c.Payment.WebhookSecret != "" && len(c.Payment.WebhookSecret) < 32 {
 		msgs = append(msgs, fmt.Sprintf("payment.webhook_secret: %d characters; use at least 32", len(c.Payment.WebhookSecret)))

@@ -76,3 +76,7 @@ func (p *SpillingPlacer) Place(ctx context.Context, o *order.Order) (order.Outco
 	}
 	return order.OutcomeQueued, nil
 }
+
+// BreakerState returns the RocketMQ circuit breaker's state: "closed",
+// "half-open" or "open".
+func (p *SpillingPlacer) BreakerState() string { return p.breaker.State().String() }

@@ -426,3 +426,7 @@ func stateName(s primitive.LocalTransactionState) string {
 		return "unknown"
 	}
 }
+
+// BreakerState returns the MySQL circuit breaker's state: "closed",
+// "half-open" or "open".
+func (t *Transaction) BreakerState() string { return t.breaker.State().String() }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/txorder/txorder/api"
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/console"
 	"github.com/txorder/txorder/fallback"
 	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
@@ -219,6 +220,23 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	checks := []api.Check{
+		{Name: "mysql", Probe: store.Ping},
+		{Name: "redis", Probe: cache.Ping},
+		{Name: "rocketmq", Probe: func(ctx context.Context) error { return dialAny(ctx, cfg.RocketMQ.NameServers) }},
+	}
+	consoleChecks := make([]console.Check, len(checks))
+	for i, ch := range checks {
+		consoleChecks[i] = console.Check{Name: ch.Name, Probe: ch.Probe}
+	}
+	cons, err := m.newConsole(admins, svc, store, cache, spill, spilling, txl, consoleChecks)
+	if err != nil {
+		return err
+	}
+	var mounted api.Mounter // never a typed nil: nil means "no console"
+	if cons != nil {
+		mounted = cons
+	}
 
 	handler, err := api.NewHandler(api.Config{
 		Orders:       svc,
@@ -229,11 +247,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Registry:     m.registry,
 		Logger:       m.Logger,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
-		Checks: []api.Check{
-			{Name: "mysql", Probe: store.Ping},
-			{Name: "redis", Probe: cache.Ping},
-			{Name: "rocketmq", Probe: func(ctx context.Context) error { return dialAny(ctx, cfg.RocketMQ.NameServers) }},
-		},
+		Console:      mounted,
+		Checks:       checks,
 		// An order is accepted durably when MySQL or Redis can hold it
 		// (cache) and RocketMQ or Redis can take its message (spill).
 		Ready: func(up map[string]bool) bool {
