@@ -364,7 +364,7 @@ func DefaultOrderd() Orderd {
 		Payment:    Payment{Tolerance: 5 * time.Minute},
 		Console: Console{Enabled: true, SessionTTL: 8 * time.Hour,
 			DeadLetters: ConsoleDeadLetters{Enabled: true, Group: "fulfillment"}},
-		Log:        Log{Level: "info", Format: "json"},
+		Log: Log{Level: "info", Format: "json"},
 	}
 }
 
