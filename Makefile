@@ -13,7 +13,7 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# deps installs mariadb-server and redis-server when missing (apt-get, as root).
+# deps installs mariadb-server, redis-server and chromium when missing (apt-get, as root).
 deps:
 	scripts/install-deps.sh
 

@@ -117,6 +117,7 @@ func (c *Console) collect(ctx context.Context) overview {
 		defer mu.Unlock()
 		switch {
 		case err != nil:
+			ov.Lag[lagUnpublished] = nil // shown as unknown
 			ov.Unknown[lagUnpublished] = describe("mysql", err)
 		case ok:
 			s := c.cfg.Now().Sub(at).Round(time.Second).String()

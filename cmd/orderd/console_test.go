@@ -80,7 +80,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot := func(name string) {
 		t.Helper()
-		png, err := browser.Get(tab, wait, chromedp.FullScreenshot(90))
+		png, err := browser.Get(tab, wait, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
 		}
