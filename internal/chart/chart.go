@@ -1,9 +1,9 @@
 // Package chart draws the timeline of a chaos run: placements per second
 // by outcome (201 stored, 202 accepted into Redis, 503 refused, no answer)
 // with the outage shaded, and the depth of orderd's Redis fallbacks (order
-// cache, spill queue) on a second axis. PNG draws with gonum.org/v1/plot
-// (two panels sharing the time axis), HTML with go-echarts (one chart, two
-// y axes, zoomable).
+// cache, spill queue) in a second panel. Both draw with gonum.org/v1/plot
+// (two panels sharing the time axis): PNG as an image, HTML as inline SVG
+// in a page that loads nothing, so it opens offline.
 package chart
 
 import (

@@ -6,7 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+	"github.com/txorder/txorder/internal/browser"
 	"gonum.org/v1/plot/vg"
+	"os"
+	"path/filepath"
+	"time"
 )
 
 // sample is a run of 30 s with MySQL down from 8.2 s to 14.7 s: 202s and
@@ -66,10 +71,16 @@ func TestHTML(t *testing.T) {
 		t.Fatalf("HTML: %v", err)
 	}
 	page := buf.String()
-	for _, want := range []string{"201 stored", "202 accepted (Redis)", "503 refused", "no answer / other",
-		cacheName, spillName, "mysql down", `"yAxisIndex":1`, "markArea", "kill-mysql"} {
+	for _, want := range []string{"<svg", "201 stored", "202 accepted (Redis)", "503 refused", "no answer / other",
+		cacheName, spillName, "mysql down", "kill-mysql", `class="outage"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Offline: nothing is loaded from anywhere.
+	for _, banned := range []string{"<script", "http://", "https://", "<link", "@import", "url("} {
+		if strings.Contains(strings.ReplaceAll(page, "http://www.w3.org/", ""), banned) {
+			t.Errorf("page contains %q: it must open offline", banned)
 		}
 	}
 }
@@ -109,5 +120,42 @@ func TestRuns(t *testing.T) {
 	}
 	if runs(nil) != nil {
 		t.Error("runs(nil) is not empty")
+	}
+}
+
+// TestHTMLOpensOffline opens the page from a file in headless Chromium,
+// which has no network here, and checks that the figure is drawn.
+func TestHTMLOpensOffline(t *testing.T) {
+	tab := browser.New(t)
+	path := filepath.Join(t.TempDir(), "timeline.html")
+	var buf bytes.Buffer
+	if err := HTML(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := browser.Do(tab, 30*time.Second, chromedp.Navigate("file://"+path), chromedp.WaitVisible(chromedp.CSS("svg"))); err != nil {
+		t.Fatal(err)
+	}
+	// The figure has its lines and its text: a blank page has neither.
+	got, err := browser.Get(tab, 30*time.Second, chromedp.Evaluate[[]int](`(() => {
+		const svg = document.querySelector("svg"), box = svg.getBoundingClientRect();
+		return [Math.round(box.width), Math.round(box.height), svg.querySelectorAll("path").length, svg.querySelectorAll("text").length];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0] < 800 || got[1] < 400 || got[2] < 10 || got[3] < 10 {
+		t.Fatalf("figure [width, height, paths, texts] = %v: not drawn", got)
+	}
+	if os.Getenv("TXORDER_CONSOLE_SCREENSHOTS") == "docs" {
+		png, err := browser.Get(tab, 30*time.Second, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "console", "chaos-timeline-html.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -1,105 +1,118 @@
 package chart
 
 import (
+	"bytes"
 	"fmt"
+	"html/template"
 	"io"
 	"math"
 
-	"github.com/go-echarts/go-echarts/v2/charts"
-	"github.com/go-echarts/go-echarts/v2/opts"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// HTML writes tl as one interactive page (go-echarts): placements per
-// second by outcome on the left axis, the Redis fallback depths on the
-// right axis, the outages shaded, a zoom slider under the time axis. The
-// page loads the ECharts script from the go-echarts assets host.
+// HTML writes tl as one self-contained page: the same two-panel figure as
+// the PNG, drawn as inline SVG (so it scales without blurring and prints),
+// and the per-second figures in a table under it. The page loads nothing:
+// no script, no font, no stylesheet from anywhere, so it opens offline,
+// from a report directory copied off a CI machine. A long run gets a wider
+// figure (the page scrolls sideways) rather than a zoom control.
 func HTML(w io.Writer, tl Timeline) error {
 	if err := tl.Validate(); err != nil {
 		return err
 	}
-	line := charts.NewLine()
-	line.SetGlobalOptions(
-		charts.WithInitializationOpts(opts.Initialization{PageTitle: tl.Title, Width: "1200px", Height: "620px"}),
-		charts.WithTitleOpts(opts.Title{Title: tl.Title, Subtitle: tl.Subtitle}),
-		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
-		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "60"}),
-		charts.WithGridOpts(opts.Grid{Top: "110", Left: "70", Right: "80"}),
-		charts.WithXAxisOpts(opts.XAxis{Type: "value", Name: "seconds since the load started", NameLocation: "middle", NameGap: 28,
-			Min: 0, Max: math.Ceil(tl.end())}),
-		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "placements / s", Position: "left"}),
-		charts.WithDataZoomOpts(opts.DataZoom{Type: "slider", XAxisIndex: []int{0}}),
-	)
-	line.ExtendYAxis(opts.YAxis{Type: "value", Name: "orders held in Redis", Position: "right",
-		SplitLine: &opts.SplitLine{Show: opts.Bool(false)}})
-
-	for i, o := range outcomes {
-		data := make([]opts.LineData, 0, len(tl.Seconds)+1)
-		for _, s := range tl.Seconds {
-			data = append(data, opts.LineData{Value: []any{s.T, o.value(s)}})
-		}
-		last := tl.Seconds[len(tl.Seconds)-1]
-		data = append(data, opts.LineData{Value: []any{last.T + 1, o.value(last)}})
-		so := []charts.SeriesOpts{
-			// "end": the count of [T, T+1) is held until T+1, like PostStep in the PNG.
-			charts.WithLineChartOpts(opts.LineChart{Step: "end", YAxisIndex: 0, ShowSymbol: opts.Bool(false)}),
-			charts.WithLineStyleOpts(opts.LineStyle{Color: hex(o.color), Width: 2}),
-			charts.WithItemStyleOpts(opts.ItemStyle{Color: hex(o.color)}),
-		}
-		if i == 0 {
-			so = append(so, outageAreas(tl.Outages)...)
-		}
-		line.AddSeries(o.name, data, so...)
+	// 8 points per second, at least the PNG's 1200 × 620 pixels (at 96 dpi).
+	width := vg.Length(math.Max(900, 8*tl.end())) * vg.Inch / 72
+	svg := vgsvg.New(width, 465)
+	if err := drawFigure(tl, svg); err != nil {
+		return err
 	}
-	depths := []struct {
-		name  string
-		color uint32
-		dash  string
-		value func(Sample) float64
-	}{
-		{cacheName, cacheColor, "solid", func(s Sample) float64 { return s.CacheSize }},
-		{spillName, spillColor, "dashed", func(s Sample) float64 { return s.SpillPending }},
+	var fig bytes.Buffer
+	if _, err := svg.WriteTo(&fig); err != nil {
+		return fmt.Errorf("draw svg: %w", err)
 	}
-	for _, d := range depths {
-		var data []opts.LineData
-		for i, run := range runs(tl.Samples) {
-			if i > 0 {
-				// A null point breaks the line where orderd was not scraped.
-				data = append(data, opts.LineData{Value: []any{run[0].T - 0.5, "-"}})
-			}
-			for _, s := range run {
-				data = append(data, opts.LineData{Value: []any{round(s.T), d.value(s)}})
-			}
+	rows := make([]htmlRow, 0, len(tl.Seconds))
+	samples := map[int]Sample{}
+	for _, s := range tl.Samples {
+		samples[int(math.Floor(s.T))] = s
+	}
+	for _, s := range tl.Seconds {
+		r := htmlRow{Second: s, Outage: inOutage(tl.Outages, float64(s.T))}
+		if smp, ok := samples[s.T]; ok {
+			r.Cache, r.Spill = fmt.Sprintf("%.0f", smp.CacheSize), fmt.Sprintf("%.0f", smp.SpillPending)
 		}
-		line.AddSeries(d.name, data,
-			charts.WithLineChartOpts(opts.LineChart{YAxisIndex: 1, ShowSymbol: opts.Bool(false), ConnectNulls: opts.Bool(false)}),
-			charts.WithLineStyleOpts(opts.LineStyle{Color: hex(d.color), Width: 2, Type: d.dash}),
-			charts.WithItemStyleOpts(opts.ItemStyle{Color: hex(d.color)}),
-		)
+		rows = append(rows, r)
 	}
-	if err := line.Render(w); err != nil {
+	err := page.Execute(w, htmlData{Timeline: tl, Figure: template.HTML(stripXMLHeader(fig.Bytes())), Rows: rows,
+		Outcomes: []string{outcomes[0].name, outcomes[1].name, outcomes[2].name, outcomes[3].name}, CacheName: cacheName, SpillName: spillName})
+	if err != nil {
 		return fmt.Errorf("render html: %w", err)
 	}
 	return nil
 }
 
-// outageAreas marks each outage as a shaded band across the plot.
-func outageAreas(outages []Span) []charts.SeriesOpts {
-	if len(outages) == 0 {
-		return nil
-	}
-	var areas [][]opts.MarkAreaData
-	for _, o := range outages {
-		areas = append(areas, []opts.MarkAreaData{{Name: o.Label, XAxis: round(o.From)}, {XAxis: round(o.To)}})
-	}
-	return []charts.SeriesOpts{
-		charts.WithMarkAreaData(areas...),
-		charts.WithMarkAreaStyleOpts(opts.MarkAreaStyle{
-			ItemStyle: &opts.ItemStyle{Color: "rgba(214,39,40,0.18)"},
-			Label:     &opts.Label{Show: opts.Bool(true), Color: "#a01010"},
-		}),
-	}
+type htmlRow struct {
+	Second
+	Outage       string
+	Cache, Spill string
 }
 
-func hex(c uint32) string { return fmt.Sprintf("#%06x", c) }
+type htmlData struct {
+	Timeline
+	Figure              template.HTML
+	Rows                []htmlRow
+	Outcomes            []string
+	CacheName, SpillName string
+}
 
-func round(v float64) float64 { return math.Round(v*100) / 100 }
+func inOutage(outages []Span, t float64) string {
+	for _, o := range outages {
+		if t+1 > o.From && t < o.To {
+			return o.Label
+		}
+	}
+	return ""
+}
+
+// stripXMLHeader drops the <?xml …?> declaration, which has no place
+// inside an HTML page.
+func stripXMLHeader(svg []byte) []byte {
+	if i := bytes.Index(svg, []byte("<svg")); i > 0 {
+		return svg[i:]
+	}
+	return svg
+}
+
+var page = template.Must(template.New("timeline").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:">
+<title>{{.Title}}</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1rem 1.5rem; color: #1d2330; }
+.figure { overflow-x: auto; border: 1px solid #dde1e8; }
+.figure svg { display: block; }
+table { border-collapse: collapse; margin-top: .5rem; }
+th, td { padding: .15rem .6rem; border-bottom: 1px solid #eceef2; text-align: right; font-variant-numeric: tabular-nums; }
+tr.outage td { background: #fbe3e3; }
+th { background: #eef0f4; }
+</style>
+</head>
+<body>
+<h1>{{.Title}}</h1>
+{{if .Subtitle}}<p>{{.Subtitle}}</p>{{end}}
+<div class="figure">{{.Figure}}</div>
+<details>
+<summary>Every second in numbers (placements completed in the second; the Redis depths sampled in it; outage rows shaded)</summary>
+<table>
+<thead><tr><th>second</th>{{range .Outcomes}}<th>{{.}}</th>{{end}}<th>{{.CacheName}}</th><th>{{.SpillName}}</th><th>outage</th></tr></thead>
+<tbody>
+{{range .Rows}}<tr{{if .Outage}} class="outage"{{end}}><td>{{.T}}</td><td>{{.C201}}</td><td>{{.C202}}</td><td>{{.C503}}</td><td>{{.Failed}}</td><td>{{.Cache}}</td><td>{{.Spill}}</td><td>{{.Outage}}</td></tr>
+{{end}}
+</tbody>
+</table>
+</details>
+</body>
+</html>
+`))

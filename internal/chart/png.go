@@ -18,6 +18,19 @@ import (
 // second y axis; a panel of its own keeps both scales readable). The
 // outages are shaded in both.
 func PNG(w io.Writer, tl Timeline, width, height vg.Length) error {
+	img := vgimg.New(width, height)
+	if err := drawFigure(tl, img); err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("write png: %w", err)
+	}
+	return nil
+}
+
+// drawFigure draws tl's two panels on c: the PNG and the HTML page (SVG)
+// show the same figure.
+func drawFigure(tl Timeline, c vg.CanvasSizer) error {
 	if err := tl.Validate(); err != nil {
 		return err
 	}
@@ -29,17 +42,13 @@ func PNG(w io.Writer, tl Timeline, width, height vg.Length) error {
 	if err != nil {
 		return err
 	}
-	img := vgimg.New(width, height)
-	dc := draw.New(img)
+	dc := draw.New(c)
 	// The heading is drawn on the top panel; give it a larger share.
 	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6),
 		PadLeft: vg.Points(6), PadRight: vg.Points(10), PadY: vg.Points(8)}
 	canvases := plot.Align([][]*plot.Plot{{top}, {bottom}}, tiles, dc)
 	top.Draw(canvases[0][0])
 	bottom.Draw(canvases[1][0])
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("write png: %w", err)
-	}
 	return nil
 }
 
