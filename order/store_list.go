@@ -79,9 +79,11 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 		if err != nil {
 			return Page{}, err
 		}
-		// Spelled out rather than a row comparison, which MariaDB does not
-		// turn into an index range.
-		query = cols + `WHERE status = ? AND (payment_deadline < ? OR (payment_deadline = ? AND id < ?))
+		// The range is payment_deadline <= the cursor's, read downwards and
+		// stopped by the LIMIT; the tie on the cursor's deadline is
+		// filtered. A page 20,000 rows deep still costs about 50 ms against
+		// 7 for the first (docs/console.md): to look into with EXPLAIN.
+		query = cols + `WHERE status = ? AND payment_deadline <= ? AND (payment_deadline < ? OR id < ?)
 			ORDER BY payment_deadline DESC, id DESC LIMIT ?`
 		args = []any{string(q.Status), deadline, deadline, id.String(), q.Limit + 1}
 	}

@@ -211,7 +211,7 @@ func payTxn(t *testing.T, addr, id, txn string) int {
 
 // consoleClient is an HTTP client with a cookie jar that does not follow
 // redirects, so that tests see each answer.
-func consoleClient(t *testing.T) *http.Client {
+func consoleClient(t testing.TB) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
@@ -220,7 +220,7 @@ func consoleClient(t *testing.T) *http.Client {
 
 // consoleLogin logs c in with key and returns the session cookie's value
 // ("" when refused) and the login POST's status.
-func consoleLogin(t *testing.T, c *http.Client, base, key string) (string, int) {
+func consoleLogin(t testing.TB, c *http.Client, base, key string) (string, int) {
 	t.Helper()
 	res, err := c.Get(base + "/login")
 	if err != nil {

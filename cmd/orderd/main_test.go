@@ -50,7 +50,7 @@ const (
 // ones, or private ones the test may kill), and the configuration orderd
 // loads through the same loader production uses.
 type stack struct {
-	t   *testing.T
+	t   testing.TB
 	mq  *rmqtest.Server
 	my  *testenv.MySQLServer
 	rd  *testenv.RedisServer
@@ -70,7 +70,7 @@ type stackOptions struct {
 	env []string
 }
 
-func newStack(t *testing.T, o stackOptions) *stack {
+func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{t: t, my: sharedMySQL, rd: sharedRedis}
 	if o.privateMySQL {

@@ -276,7 +276,7 @@ type burstResult struct {
 // quarter of them and heal after three quarters, and sorts the answers;
 // anything but 201, 202 or 503 fails the test.
 func (s *stack) burst(addr, prefix string, fault, heal func() error) burstResult {
-	t := s.t
+	t := s.t.(*testing.T)
 	t.Helper()
 	const workers, perWorker = 8, 40
 	results := make(chan placed, workers*perWorker)
