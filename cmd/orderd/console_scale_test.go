@@ -158,4 +158,3 @@ func seedSpill(b *testing.B, s *stack, n int) {
 		}
 	}
 }
-

@@ -59,9 +59,9 @@ type htmlRow struct {
 
 type htmlData struct {
 	Timeline
-	Figure              template.HTML
-	Rows                []htmlRow
-	Outcomes            []string
+	Figure               template.HTML
+	Rows                 []htmlRow
+	Outcomes             []string
 	CacheName, SpillName string
 }
 
