@@ -179,23 +179,14 @@ func runDLQReplay(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
-	store, err := listener.NewFulfillmentStore(db, cfg.Handler.Timeout)
-	if err != nil {
-		return err
-	}
-	dead, err := listener.NewDeadLetterStore(db, cfg.Handler.Timeout)
-	if err != nil {
-		return err
-	}
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h, err := listener.NewFulfillment(store, dead, nil, logger, listener.FulfillmentConfig{
-		Group: cfg.RocketMQ.Group, Timeout: cfg.Handler.Timeout,
-	})
+	// The same replay the console's Dead letters page runs.
+	dl, err := listener.NewDeadLetters(db, cfg.RocketMQ.Group, cfg.Handler.Timeout, logger)
 	if err != nil {
 		return err
 	}
 	if *all {
-		list, err := dead.List(ctx, cfg.RocketMQ.Group, true)
+		list, err := dl.List(ctx, true)
 		if err != nil {
 			return err
 		}
@@ -209,7 +200,7 @@ func runDLQReplay(ctx context.Context, env *environment, args []string) error {
 	}
 	var failed int
 	for _, id := range ids {
-		out, err := h.Replay(ctx, id)
+		out, err := dl.Replay(ctx, id)
 		if err != nil {
 			failed++
 			fmt.Fprintf(env.stdout, "dead letter %d: not replayed: %v\n", id, err)
