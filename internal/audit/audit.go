@@ -73,6 +73,11 @@ type Report struct {
 	Shipments int `json:"shipments"`
 	// RefundsRequired counts payments recorded as REFUND_REQUIRED.
 	RefundsRequired int `json:"refunds_required"`
+	// TxnReused counts notifications refused because they reused a
+	// recorded provider transaction id for another payment
+	// (payment_conflicts, one row per variant): a provider-side problem
+	// for a person to look at, not a failure of the promise.
+	TxnReused int `json:"provider_txn_reused"`
 
 	// Lost: PAID orders not applied by the group after settling.
 	Lost    int      `json:"lost"`
@@ -156,6 +161,9 @@ func once(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report,
 	}
 	if err := orders.QueryRowContext(ctx, `SELECT COUNT(*) FROM payments WHERE status = 'REFUND_REQUIRED'`).Scan(&r.RefundsRequired); err != nil {
 		return r, fmt.Errorf("audit: read payments: %w", err)
+	}
+	if err := orders.QueryRowContext(ctx, `SELECT COUNT(*) FROM payment_conflicts`).Scan(&r.TxnReused); err != nil {
+		return r, fmt.Errorf("audit: read payment_conflicts: %w", err)
 	}
 	shipments, err := countByOrder(ctx, fulfillment, `SELECT order_id, COUNT(*) FROM shipments GROUP BY order_id`)
 	if err != nil {
@@ -336,6 +344,7 @@ func (r Report) WriteTable(w io.Writer) error {
 	row("paid and applied", r.Applied)
 	row("shipments", r.Shipments)
 	row("refunds required", r.RefundsRequired)
+	row("provider txn ids reused", r.TxnReused)
 	row("LOST (paid, not applied)", r.Lost)
 	row("DUPLICATED (applied twice)", r.Duplicated)
 	row("PHANTOM (applied, not paid)", r.Phantom)
