@@ -26,7 +26,7 @@ func registerAdmin(r *gin.Engine, cfg Config) {
 	if len(cfg.Admins) == 0 || cfg.Spill == nil {
 		return
 	}
-	admin := r.Group("/v1/admin", newAuthenticator(cfg.Admins).middleware())
+	admin := r.Group("/v1/admin", newAuthenticator(nil, cfg.Admins).middleware())
 	admin.GET("/spill", func(c *gin.Context) {
 		switch state := c.DefaultQuery("state", "dead"); state {
 		case "dead":

@@ -17,7 +17,10 @@ import (
 // Keys of values the middleware stores in the gin context.
 const (
 	ctxRequestID = "request_id"
-	ctxClient    = "client"
+	// ctxClient is the name of the authenticated API client or admin.
+	ctxClient = "client"
+	// ctxAdmin is true when the key is an admin key.
+	ctxAdmin = "admin"
 )
 
 // HeaderRequestID carries the request id in both directions.
@@ -121,21 +124,31 @@ func observe(logger *slog.Logger, m *httpMetrics) gin.HandlerFunc {
 type authenticator struct {
 	digests [][sha256.Size]byte
 	names   []string
+	admin   []bool
 }
 
-func newAuthenticator(keys map[string]string) *authenticator {
+// newAuthenticator accepts the client keys and the admin keys (key → name);
+// either may be nil.
+func newAuthenticator(clients, admins map[string]string) *authenticator {
 	a := &authenticator{}
-	for key, name := range keys {
-		a.digests = append(a.digests, sha256.Sum256([]byte(key)))
-		a.names = append(a.names, name)
+	add := func(keys map[string]string, admin bool) {
+		for key, name := range keys {
+			a.digests = append(a.digests, sha256.Sum256([]byte(key)))
+			a.names = append(a.names, name)
+			a.admin = append(a.admin, admin)
+		}
 	}
+	add(clients, false)
+	add(admins, true)
 	return a
 }
 
-func (a *authenticator) client(header string) (string, bool) {
+// identify returns the name behind the header's key and whether it is an
+// admin key.
+func (a *authenticator) identify(header string) (name string, admin, ok bool) {
 	scheme, token, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", false
+		return "", false, false
 	}
 	d := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	match := -1
@@ -145,21 +158,22 @@ func (a *authenticator) client(header string) (string, bool) {
 		}
 	}
 	if match < 0 {
-		return "", false
+		return "", false, false
 	}
-	return a.names[match], true
+	return a.names[match], a.admin[match], true
 }
 
 func (a *authenticator) middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		client, ok := a.client(c.GetHeader("Authorization"))
+		name, admin, ok := a.identify(c.GetHeader("Authorization"))
 		if !ok {
 			c.Header("WWW-Authenticate", `Bearer realm="txorder"`)
 			abort(c, http.StatusUnauthorized, CodeUnauthorized, "Unauthorized",
 				"send Authorization: Bearer <api key>")
 			return
 		}
-		c.Set(ctxClient, client)
+		c.Set(ctxClient, name)
+		c.Set(ctxAdmin, admin)
 		c.Next()
 	}
 }

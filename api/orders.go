@@ -77,6 +77,11 @@ type orderHandlers struct {
 }
 
 func (h *orderHandlers) create(c *gin.Context) {
+	if c.GetBool(ctxAdmin) {
+		abort(c, http.StatusForbidden, CodeForbidden, "Admin keys cannot place orders",
+			"an order belongs to the API client that places it: use that client's key")
+		return
+	}
 	key := c.GetHeader(HeaderIdempotencyKey)
 	if key == "" {
 		abort(c, http.StatusBadRequest, CodeIdempotencyKeyMissing, "Idempotency-Key required",
@@ -117,6 +122,11 @@ func (h *orderHandlers) get(c *gin.Context) {
 		return
 	}
 	loc, err := h.orders.Get(c.Request.Context(), id)
+	if err == nil && !c.GetBool(ctxAdmin) && !loc.Order.OwnedBy(c.GetString(ctxClient)) {
+		// Another client's order is answered exactly like a missing one,
+		// so that ids cannot be probed.
+		err = order.ErrNotFound
+	}
 	if err != nil {
 		abortError(c, err)
 		return

@@ -26,6 +26,7 @@ type Problem struct {
 // Stable problem codes. Clients may rely on them; never rename one.
 const (
 	CodeUnauthorized          = "unauthorized"
+	CodeForbidden             = "forbidden"
 	CodeMalformedBody         = "malformed_body"
 	CodeBodyTooLarge          = "body_too_large"
 	CodeUnsupportedMediaType  = "unsupported_media_type"

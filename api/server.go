@@ -37,11 +37,13 @@ type Config struct {
 	// Payments serves the provider's webhook POST /v1/payments/notify;
 	// nil leaves the route out.
 	Payments Payments
-	// Admins maps admin key → name for /v1/admin; Spill is what those
-	// endpoints show. Both are needed for the routes to exist.
+	// Admins maps admin key → name. Admin keys may read every order
+	// (GET /v1/orders/{id}) but place none, and use /v1/admin, whose
+	// routes exist only with admin keys and a Spill to show.
 	Admins map[string]string
 	Spill  Spill
-	// Clients maps API key → client name.
+	// Clients maps API key → client name. An order belongs to the client
+	// that placed it: another client reading it gets 404.
 	Clients map[string]string
 	Checks  []Check
 	// Ready decides readiness from which checks are up. Default: every
@@ -87,7 +89,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPIDocument) })
 
 	h := &orderHandlers{orders: cfg.Orders, maxBodyBytes: cfg.MaxBodyBytes}
-	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients).middleware())
+	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients, cfg.Admins).middleware())
 	v1.POST("/orders", h.create)
 	v1.GET("/orders/:id", h.get)
 	registerPayments(r, cfg)

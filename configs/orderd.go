@@ -262,12 +262,33 @@ func parseKeys(list, field string) (map[string]string, error) {
 		if !ok || name == "" || len(key) < 16 {
 			return nil, fmt.Errorf("%s: entry %q is not name:key with a key of at least 16 characters", field, redact(pair))
 		}
+		if !validClientName(name) {
+			return nil, fmt.Errorf("%s: name %q must be 1 to %d of A-Z a-z 0-9 . _ - (it owns orders and scopes idempotency keys)",
+				field, name, maxClientNameLen)
+		}
 		if _, dup := out[key]; dup {
 			return nil, fmt.Errorf("%s: key of %q is listed twice", field, name)
 		}
 		out[key] = name
 	}
 	return out, nil
+}
+
+// maxClientNameLen matches orders.client_id and idempotency_keys.client_id.
+const maxClientNameLen = 64
+
+func validClientName(name string) bool {
+	if name == "" || len(name) > maxClientNameLen {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func redact(pair string) string {
@@ -380,7 +401,8 @@ func (c *Orderd) Check() []string {
 		msgs = append(msgs, fmt.Sprintf("closer.grace: %s must be more than two rocketmq.check_interval (%s): the check-back closes unpaid orders at their deadline, the closer only those whose check-back never came",
 			g, c.RocketMQ.CheckInterval))
 	}
-	if _, err := c.Auth.Admins(); err != nil {
+	admins, err := c.Auth.Admins()
+	if err != nil {
 		msgs = append(msgs, err.Error())
 	}
 	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
@@ -400,6 +422,9 @@ func (c *Orderd) Check() []string {
 		for key, name := range clients {
 			if c.Mode == "production" && key == DevAPIKey {
 				msgs = append(msgs, fmt.Sprintf("auth.api_keys: client %q uses the development key in production mode", name))
+			}
+			if admin, dup := admins[key]; dup {
+				msgs = append(msgs, fmt.Sprintf("auth.admin_keys: admin %q has the key of client %q; a key is a client's or an admin's", admin, name))
 			}
 		}
 	}

@@ -61,12 +61,23 @@ type Order struct {
 	PaidAt          *time.Time `json:"paid_at,omitempty"`
 	ClosedAt        *time.Time `json:"closed_at,omitempty"`
 
-	// IdempotencyKey and RequestHash travel with the order so that whoever
-	// finally writes it to MySQL (directly, from the Redis cache or from the
-	// spill queue) records the key in the same transaction.
+	// ClientID is the API client that placed the order: its owner, the
+	// only client that may read it (OwnedBy). It travels with the order
+	// through the Redis cache and the spill queue into MySQL
+	// (orders.client_id). IdempotencyKey and RequestHash travel with it so
+	// that whoever finally writes it to MySQL (directly, from the Redis
+	// cache or from the spill queue) records the key in the same
+	// transaction.
 	ClientID       string `json:"client_id"`
 	IdempotencyKey string `json:"idempotency_key"`
 	RequestHash    string `json:"request_hash"`
+}
+
+// OwnedBy reports whether client placed o. An order without a recorded
+// owner (stored before owners were, without an idempotency key) belongs to
+// no client; admin keys still see it.
+func (o *Order) OwnedBy(client string) bool {
+	return o.ClientID != "" && o.ClientID == client
 }
 
 // Pay moves a pending order to PAID. It fails with ErrInvalidTransition

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -111,4 +112,113 @@ func TestIdempotencyKeysAreCaseSensitive(t *testing.T) {
 	if err := s.db.QueryRow(`SELECT COUNT(*) FROM idempotency_keys WHERE idem_key IN ('K-CaseKey', 'k-casekey', 'K-CASEKEY')`).Scan(&stored); err != nil || stored != 3 {
 		t.Fatalf("idempotency keys stored = %d (%v), want 3", stored, err)
 	}
+}
+
+const (
+	otherKey = "orderd-other-key-0123456789"
+	adminKey = "orderd-admin-key-0123456789"
+)
+
+// ownerEnv configures a second client ("other") and an admin ("ops").
+var ownerEnv = []string{
+	"TXORDER_AUTH__API_KEYS=demo:" + testKey + ",other:" + otherKey,
+	"TXORDER_AUTH__ADMIN_KEYS=ops:" + adminKey,
+}
+
+// TestOrdersBelongToTheirClient (issue 12, finding 4): an order is read by
+// the client that placed it and by admin keys; any other client gets the
+// 404 of a missing order. That holds for orders stored in MySQL, cached
+// in Redis while MySQL is down, queued while RocketMQ is down, and for the
+// latter two after they reach MySQL: the owner travels with the order.
+func TestOrdersBelongToTheirClient(t *testing.T) {
+	s := newStack(t, stackOptions{privateMySQL: true, env: ownerEnv})
+	m := s.orderd()
+	base := "http://" + m.Addr() + "/v1/orders/"
+	missing, _, missingBody := call(t, http.MethodGet, base+"0190b7a4-1c2d-7e3f-8a4b-5c6d7e8f9a0b", otherKey, "")
+	if missing != http.StatusNotFound {
+		t.Fatalf("GET of a missing order = %d, want 404", missing)
+	}
+	// readable checks who may read id, and that another client's answer
+	// looks exactly like the one for a missing order.
+	readable := func(when, id, wantStatus string) {
+		t.Helper()
+		for _, who := range []struct {
+			name, key string
+			owner     bool
+		}{{"owner", testKey, true}, {"admin", adminKey, true}, {"other client", otherKey, false}} {
+			code, _, body := call(t, http.MethodGet, base+id, who.key, "")
+			var o struct{ ID, Status string }
+			_ = json.Unmarshal(body, &o)
+			switch {
+			case who.owner && (code != http.StatusOK || o.ID != id || o.Status != wantStatus):
+				t.Fatalf("%s: GET by the %s = %d %s, want 200 %s", when, who.name, code, body, wantStatus)
+			case !who.owner && code != http.StatusNotFound:
+				t.Fatalf("%s: GET by the %s = %d %s, want 404", when, who.name, code, body)
+			case !who.owner && stripRequestID(body) != stripRequestID(missingBody):
+				t.Fatalf("%s: another client's 404 %s differs from a missing order's %s", when, body, missingBody)
+			}
+		}
+	}
+	stored := place(t, m.Addr(), "own-stored")
+	if stored.code != http.StatusCreated {
+		t.Fatalf("place = %+v", stored)
+	}
+	readable("stored", stored.id, "PENDING_PAYMENT")
+
+	if err := s.my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cached := place(t, m.Addr(), "own-cached")
+	if cached.code != http.StatusAccepted || cached.status != "ACCEPTED" {
+		t.Fatalf("place with MySQL down = %+v, want 202 ACCEPTED", cached)
+	}
+	readable("cached", cached.id, "ACCEPTED")
+	if err := s.my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the cached order stored in MySQL", func() bool { return s.rowStatus(cached.id) != "" })
+
+	s.mq.StopNameServer()
+	s.mq.StopBroker()
+	queued := place(t, m.Addr(), "own-queued")
+	if queued.code != http.StatusAccepted || queued.status != "QUEUED" {
+		t.Fatalf("place with RocketMQ down = %+v, want 202 QUEUED", queued)
+	}
+	readable("queued", queued.id, "QUEUED")
+	if err := s.mq.StartNameServer(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.mq.StartBroker(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the queued order placed", func() bool { return s.rowStatus(queued.id) != "" })
+
+	for _, p := range []placed{stored, cached, queued} {
+		readable("in mysql", p.id, "PENDING_PAYMENT")
+		var owner string
+		if err := s.db.QueryRow(`SELECT client_id FROM orders WHERE id = ?`, p.id).Scan(&owner); err != nil || owner != "demo" {
+			t.Fatalf("owner of %s (%s) = %q (%v), want demo", p.id, p.key, owner, err)
+		}
+	}
+	// The other client cannot see an order through an idempotency key
+	// either: its keys are its own.
+	if code, id := placeAs(t, m.Addr(), otherKey, "own-stored", orderBody); code != http.StatusCreated || id == stored.id {
+		t.Fatalf("other client with the owner's key = %d %s, want its own new order", code, id)
+	}
+	// Admin keys read, they do not place.
+	if code, _, body := call(t, http.MethodPost, "http://"+m.Addr()+"/v1/orders", adminKey, orderBody, "Idempotency-Key", "admin-1"); code != http.StatusForbidden {
+		t.Fatalf("POST with an admin key = %d %s, want 403", code, body)
+	}
+}
+
+// stripRequestID drops the per-request fields of a problem body.
+func stripRequestID(body []byte) string {
+	var p map[string]any
+	if json.Unmarshal(body, &p) != nil {
+		return string(body)
+	}
+	delete(p, "request_id")
+	delete(p, "instance")
+	b, _ := json.Marshal(p)
+	return string(b)
 }
