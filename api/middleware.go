@@ -21,6 +21,8 @@ const (
 	ctxClient = "client"
 	// ctxAdmin is true when the key is an admin key.
 	ctxAdmin = "admin"
+	// ctxProblem is the code of the problem answered, if any.
+	ctxProblem = "problem"
 )
 
 // HeaderRequestID carries the request id in both directions.
@@ -57,6 +59,7 @@ func validToken(s string, max int) bool {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	problems *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -70,8 +73,12 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help:    "HTTP request latency by route and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
+		problems: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "txorder", Subsystem: "http", Name: "problems_total",
+			Help: "Problem answers by route and stable problem code (rate_limited, provider_txn_reused, …).",
+		}, []string{"route", "code"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.problems} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -92,6 +99,10 @@ func observe(logger *slog.Logger, m *httpMetrics) gin.HandlerFunc {
 		status := c.Writer.Status()
 		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 		m.duration.WithLabelValues(route, c.Request.Method).Observe(elapsed.Seconds())
+		problem := c.GetString(ctxProblem)
+		if problem != "" {
+			m.problems.WithLabelValues(route, problem).Inc()
+		}
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			return // probes would drown the log
 		}
@@ -105,6 +116,9 @@ func observe(logger *slog.Logger, m *httpMetrics) gin.HandlerFunc {
 		}
 		if client := c.GetString(ctxClient); client != "" {
 			attrs = append(attrs, slog.String("client", client))
+		}
+		if problem != "" {
+			attrs = append(attrs, slog.String("problem", problem))
 		}
 		level := slog.LevelInfo
 		if len(c.Errors) > 0 {

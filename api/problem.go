@@ -41,6 +41,7 @@ const (
 	CodeNotFound              = "not_found"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeUnavailable           = "service_unavailable"
+	CodeOverloaded            = "overloaded"
 	CodeInternal              = "internal_error"
 	CodeInvalidQuery          = "invalid_query"
 )
@@ -56,6 +57,7 @@ func abort(c *gin.Context, status int, code, title, detail string) {
 }
 
 func abortProblem(c *gin.Context, p Problem) {
+	c.Set(ctxProblem, p.Code) // counted by observe
 	p.Type = problemTypeBase + p.Code
 	p.Instance = c.Request.URL.Path
 	p.RequestID = c.GetString(ctxRequestID)

@@ -54,6 +54,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// ProbeTimeout bounds each readiness probe. Default 1s.
 	ProbeTimeout time.Duration
+	// Limits are the per-client rate limits and the in-flight bound; the
+	// zero value limits nothing.
+	Limits Limits
 }
 
 // NewHandler returns the HTTP handler of the order API.
@@ -74,10 +77,24 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	shed, err := newInFlight(cfg.Limits.MaxInFlight, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, keys := range []map[string]string{cfg.Clients, cfg.Admins} {
+		for _, name := range keys {
+			names = append(names, name)
+		}
+	}
+	limits, err := newLimiter(cfg.Limits, names, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(requestID(), observe(cfg.Logger, metrics), recovery(cfg.Logger))
+	r.Use(requestID(), observe(cfg.Logger, metrics), recovery(cfg.Logger), shed.middleware())
 	r.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, CodeNotFound, "Not found", "") })
 	r.NoMethod(func(c *gin.Context) {
 		abort(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Method not allowed", "")
@@ -89,11 +106,11 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPIDocument) })
 
 	h := &orderHandlers{orders: cfg.Orders, maxBodyBytes: cfg.MaxBodyBytes}
-	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients, cfg.Admins).middleware())
+	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients, cfg.Admins).middleware(), limits.middleware())
 	v1.POST("/orders", h.create)
 	v1.GET("/orders/:id", h.get)
 	registerPayments(r, cfg)
-	registerAdmin(r, cfg)
+	registerAdmin(r, cfg, limits)
 	return r, nil
 }
 

@@ -27,10 +27,46 @@ type Orderd struct {
 	// Reconciler tunes the republishing of paid orders the topic never saw.
 	Reconciler Reconciler `koanf:"reconciler"`
 	// Closer tunes the closing of unpaid orders whose check-back never came.
-	Closer  Closer  `koanf:"closer"`
-	Auth    Auth    `koanf:"auth"`
-	Payment Payment `koanf:"payment"`
-	Log     Log     `koanf:"log"`
+	Closer Closer `koanf:"closer"`
+	// Idempotency tunes the expiry of idempotency keys in MySQL.
+	Idempotency Idempotency `koanf:"idempotency"`
+	Auth        Auth        `koanf:"auth"`
+	Limits      Limits      `koanf:"limits"`
+	Payment     Payment     `koanf:"payment"`
+	Log         Log         `koanf:"log"`
+}
+
+// Limits bounds what API clients may ask of orderd (per replica).
+type Limits struct {
+	// Enabled turns the rate limits and the in-flight bound on. Turn it
+	// off only to measure what they cost.
+	Enabled bool `koanf:"enabled"`
+	// Rate is the sustained requests per second each API client (and
+	// admin) may send, Burst how many at once above it; beyond that 429
+	// with Retry-After.
+	Rate  float64 `koanf:"rate" validate:"gt=0"`
+	Burst int     `koanf:"burst" validate:"gte=1"`
+	// Clients overrides Rate and Burst by client name (a name of
+	// auth.api_keys or auth.admin_keys).
+	Clients map[string]ClientLimit `koanf:"clients" validate:"dive"`
+	// MaxInFlight bounds the requests handled at once; beyond it 503 with
+	// Retry-After at once, before queues build up.
+	MaxInFlight int `koanf:"max_in_flight" validate:"gte=1"`
+}
+
+// ClientLimit is one client's rate limit.
+type ClientLimit struct {
+	Rate  float64 `koanf:"rate" validate:"gt=0"`
+	Burst int     `koanf:"burst" validate:"gte=1"`
+}
+
+// Idempotency is the retention of idempotency keys in MySQL.
+type Idempotency struct {
+	// SweepInterval between rounds of the expiry of keys older than
+	// redis.idempotency_ttl.
+	SweepInterval time.Duration `koanf:"sweep_interval" validate:"gt=0"`
+	// SweepBatch bounds the keys deleted per statement (and lock held).
+	SweepBatch int `koanf:"sweep_batch" validate:"gte=1,lte=10000"`
 }
 
 // Payment is the payment provider's webhook.
@@ -350,10 +386,12 @@ func DefaultOrderd() Orderd {
 		Order: Order{PaymentWindow: 5 * time.Minute},
 		Spill: Spill{MaxAttempts: 240, ClaimIdle: 30 * time.Second, BackoffMin: 200 * time.Millisecond,
 			BackoffMax: 30 * time.Second, BreakerFailures: 3, BreakerOpenFor: 2 * time.Second},
-		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
-		Closer:     Closer{Interval: 30 * time.Second, Batch: 100},
-		Payment:    Payment{Tolerance: 5 * time.Minute},
-		Log:        Log{Level: "info", Format: "json"},
+		Reconciler:  Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
+		Closer:      Closer{Interval: 30 * time.Second, Batch: 100},
+		Idempotency: Idempotency{SweepInterval: time.Minute, SweepBatch: 500},
+		Limits:      Limits{Enabled: true, Rate: 100, Burst: 200, MaxInFlight: 256},
+		Payment:     Payment{Tolerance: 5 * time.Minute},
+		Log:         Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -418,6 +456,19 @@ func (c *Orderd) Check() []string {
 		clients, err := c.Auth.Clients()
 		if err != nil {
 			msgs = append(msgs, err.Error())
+		}
+		names := map[string]bool{}
+		for _, name := range admins {
+			names[name] = true
+		}
+		for _, name := range clients {
+			names[name] = true
+		}
+		for name := range c.Limits.Clients {
+			if !names[name] {
+				msgs = append(msgs, fmt.Sprintf("limits.clients.%s: no client or admin of that name (names are case-sensitive; %s lower-cases them, so set upper-case names in the file)",
+					name, EnvName("limits.clients.<name>.rate")))
+			}
 		}
 		for key, name := range clients {
 			if c.Mode == "production" && key == DevAPIKey {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +222,169 @@ func stripRequestID(body []byte) string {
 	delete(p, "instance")
 	b, _ := json.Marshal(p)
 	return string(b)
+}
+
+// metric returns the value of one sample line of orderd's /metrics ("" if
+// absent), e.g. metric(t, addr, `txorder_http_shed_total`).
+func metric(t *testing.T, addr, series string) string {
+	t.Helper()
+	_, _, body := call(t, http.MethodGet, "http://"+addr+"/metrics", "", "")
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestRateLimitPerClient (issue 12, finding 5): a client beyond its burst
+// gets 429 with Retry-After and a problem body, nothing of those requests
+// is recorded, and another client is not affected.
+func TestRateLimitPerClient(t *testing.T) {
+	// One token every 10 s: no request of this test can earn a second one.
+	s := newStack(t, stackOptions{env: append(ownerEnv, "TXORDER_LIMITS__RATE=0.1", "TXORDER_LIMITS__BURST=10")})
+	m := s.orderd()
+	const sent = 25
+	created, limited := 0, 0
+	for i := range sent {
+		key := "rl-" + strconv.Itoa(i)
+		code, hdr, body := call(t, http.MethodPost, "http://"+m.Addr()+"/v1/orders", testKey, orderBody, "Idempotency-Key", key)
+		switch code {
+		case http.StatusCreated:
+			created++
+		case http.StatusTooManyRequests:
+			limited++
+			var p struct{ Code, Type string }
+			_ = json.Unmarshal(body, &p)
+			// A token comes every 10 s: the wait is 1 to 10 whole seconds.
+			ra, err := strconv.Atoi(hdr.Get("Retry-After"))
+			if p.Code != "rate_limited" || hdr.Get("Content-Type") != "application/problem+json" || err != nil || ra < 1 || ra > 10 {
+				t.Fatalf("429 = %s %v, want a rate_limited problem with Retry-After in seconds", body, hdr)
+			}
+			// Nothing was claimed for a refused request: the key is free.
+			rdb := redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr, DB: s.cfg.Redis.DB})
+			n, err := rdb.Exists(context.Background(), s.cfg.Redis.KeyPrefix+"idem:demo:"+key).Result()
+			rdb.Close()
+			if err != nil || n != 0 {
+				t.Fatalf("refused request's key claimed in Redis (%d, %v)", n, err)
+			}
+		default:
+			t.Fatalf("request %d = %d %s", i, code, body)
+		}
+	}
+	if created < 10 || created > 11 || created+limited != sent {
+		t.Fatalf("%d created, %d limited of %d, want the burst of 10 created and the rest 429", created, limited, sent)
+	}
+	if got := s.rows(t); got != created {
+		t.Fatalf("orders = %d, want %d: a refused request records nothing", got, created)
+	}
+	// The other client has its own bucket.
+	for i := range 10 {
+		if code, _ := placeAs(t, m.Addr(), otherKey, "other-"+strconv.Itoa(i), orderBody); code != http.StatusCreated {
+			t.Fatalf("other client's request %d = %d, want 201", i, code)
+		}
+	}
+	if got, want := metric(t, m.Addr(), `txorder_http_rate_limited_total{client="demo"}`), strconv.Itoa(limited); got != want {
+		t.Fatalf("rate_limited_total{demo} = %q, want %s", got, want)
+	}
+	if got := metric(t, m.Addr(), `txorder_http_rate_limited_total{client="other"}`); got != "0" {
+		t.Fatalf("rate_limited_total{other} = %q, want 0", got)
+	}
+	if got := metric(t, m.Addr(), `txorder_http_problems_total{code="rate_limited",route="/v1/orders"}`); got != strconv.Itoa(limited) {
+		t.Fatalf("problems_total{rate_limited} = %q, want %d", got, limited)
+	}
+}
+
+// TestInFlightBound (issue 12, finding 5): with limits.max_in_flight
+// requests held up in MySQL, the next one is answered 503 overloaded with
+// Retry-After at once instead of queueing, probes still answer, and the
+// held requests complete.
+func TestInFlightBound(t *testing.T) {
+	s := newStack(t, stackOptions{env: []string{"TXORDER_LIMITS__MAX_IN_FLIGHT=2"}})
+	// Long enough for the held reads to outlast the check below.
+	s.cfg.MySQL.Timeout = 10 * time.Second
+	m := s.orderd()
+	p := place(t, m.Addr(), "held")
+	if p.code != http.StatusCreated {
+		t.Fatalf("place = %+v", p)
+	}
+	ctx := context.Background()
+	locker, err := s.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	if _, err := locker.ExecContext(ctx, `LOCK TABLES orders WRITE`); err != nil {
+		t.Fatal(err)
+	}
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			_, _ = locker.ExecContext(ctx, `UNLOCK TABLES`)
+		}
+	}()
+	held := make(chan int, 2)
+	for range 2 {
+		go func() {
+			code, _ := getOrder(t, m.Addr(), p.id)
+			held <- code
+		}()
+	}
+	waitFor(t, 10*time.Second, "two reads waiting on the table lock", func() bool {
+		return metric(t, m.Addr(), "txorder_http_in_flight") == "2"
+	})
+	code, hdr, body := call(t, http.MethodGet, "http://"+m.Addr()+"/v1/orders/"+p.id, testKey, "")
+	var prob struct{ Code string }
+	_ = json.Unmarshal(body, &prob)
+	if code != http.StatusServiceUnavailable || prob.Code != "overloaded" || hdr.Get("Retry-After") == "" {
+		t.Fatalf("third request = %d %s %v, want 503 overloaded with Retry-After", code, body, hdr)
+	}
+	if code, _, _ := call(t, http.MethodGet, "http://"+m.Addr()+"/healthz", "", ""); code != http.StatusOK {
+		t.Fatalf("/healthz while saturated = %d", code)
+	}
+	if _, err := locker.ExecContext(ctx, `UNLOCK TABLES`); err != nil {
+		t.Fatal(err)
+	}
+	unlocked = true
+	for range 2 {
+		if code := <-held; code != http.StatusOK {
+			t.Fatalf("held request = %d, want 200", code)
+		}
+	}
+	if got := metric(t, m.Addr(), "txorder_http_shed_total"); got != "1" {
+		t.Fatalf("shed_total = %q, want 1", got)
+	}
+}
+
+// TestIdempotencyKeysExpire (issue 12, finding 5): orderd deletes
+// idempotency keys older than redis.idempotency_ttl from MySQL, and keeps
+// the orders.
+func TestIdempotencyKeysExpire(t *testing.T) {
+	s := newStack(t, stackOptions{env: []string{"TXORDER_IDEMPOTENCY__SWEEP_INTERVAL=100ms"}})
+	m := s.orderd()
+	old, recent := place(t, m.Addr(), "old-key"), place(t, m.Addr(), "recent-key")
+	if old.code != http.StatusCreated || recent.code != http.StatusCreated {
+		t.Fatalf("place = %+v %+v", old, recent)
+	}
+	if _, err := s.db.Exec(`UPDATE idempotency_keys SET created_at = created_at - INTERVAL 25 HOUR WHERE order_id = ?`, old.id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the old key deleted", func() bool {
+		var n int
+		_ = s.db.QueryRow(`SELECT COUNT(*) FROM idempotency_keys WHERE order_id = ?`, old.id).Scan(&n)
+		return n == 0
+	})
+	var keys int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM idempotency_keys`).Scan(&keys); err != nil || keys != 1 {
+		t.Fatalf("keys = %d (%v), want the recent one kept", keys, err)
+	}
+	if s.rows(t) != 2 || s.rowStatus(old.id) != "PENDING_PAYMENT" {
+		t.Fatalf("orders changed by the expiry")
+	}
+	if code, _ := getOrder(t, m.Addr(), old.id); code != http.StatusOK {
+		t.Fatalf("GET of the order whose key expired = %d, want 200 (its owner is kept)", code)
+	}
+	if got := metric(t, m.Addr(), "txorder_idempotency_keys_expired_total"); got != "1" {
+		t.Fatalf("keys_expired_total = %q, want 1", got)
+	}
 }
