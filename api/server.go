@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -101,7 +102,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "alive"}) })
-	r.GET("/readyz", readiness(cfg.Checks, cfg.Ready, cfg.ProbeTimeout))
+	r.GET("/readyz", readiness(cfg.Checks, cfg.Ready, cfg.ProbeTimeout, newAuthenticator(nil, cfg.Admins), cfg.Logger))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPIDocument) })
 
@@ -133,9 +134,13 @@ type checkResult struct {
 }
 
 // readiness probes every dependency concurrently and answers 200 when ready
-// says so (default: all required ones are up). Each dependency is listed,
-// up or down.
-func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Duration) gin.HandlerFunc {
+// says so (default: all required ones are up). Each dependency is listed up
+// or down; why one is down (an error that names hosts, ports and
+// addresses) is shown only to admin keys, and logged when a dependency
+// goes down or comes back, so that the log has it without one line per
+// probe.
+func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Duration,
+	admins *authenticator, logger *slog.Logger) gin.HandlerFunc {
 	if ready == nil {
 		ready = func(up map[string]bool) bool {
 			for _, ch := range checks {
@@ -146,6 +151,8 @@ func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Du
 			return true
 		}
 	}
+	// last[i]: 0 not probed yet, 1 up, 2 down.
+	last := make([]atomic.Int32, len(checks))
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
 		defer cancel()
@@ -157,15 +164,25 @@ func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Du
 				defer wg.Done()
 				if err := ch.Probe(ctx); err != nil {
 					results[i] = checkResult{Status: "down", Error: err.Error()}
+					if last[i].Swap(2) != 2 {
+						logger.Warn("dependency down", "check", ch.Name, "error", err)
+					}
 					return
 				}
 				results[i] = checkResult{Status: "up"}
+				if last[i].Swap(1) == 2 {
+					logger.Info("dependency up again", "check", ch.Name)
+				}
 			}()
 		}
 		wg.Wait()
+		_, admin, _ := admins.identify(c.GetHeader("Authorization"))
 		byName := make(map[string]checkResult, len(checks))
 		up := make(map[string]bool, len(checks))
 		for i, ch := range checks {
+			if !admin {
+				results[i].Error = ""
+			}
 			byName[ch.Name] = results[i]
 			up[ch.Name] = results[i].Status == "up"
 		}
@@ -173,6 +190,7 @@ func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Du
 		if !ready(up) {
 			status, word = http.StatusServiceUnavailable, "not_ready"
 		}
+		c.Header("Cache-Control", "no-store")
 		c.JSON(status, gin.H{"status": word, "checks": byName})
 	}
 }

@@ -6,6 +6,7 @@
 package order
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -109,6 +110,22 @@ func (o *Order) transition(next Status, at time.Time) error {
 	o.Status = next
 	o.UpdatedAt = at.UTC()
 	return nil
+}
+
+// ErrInvalidID: an order id that is not in canonical form.
+var ErrInvalidID = errors.New("order ids are lower-case hyphenated UUIDs such as 0190b7a4-1c2d-7e3f-8a4b-5c6d7e8f9a0b")
+
+// ParseID parses an order id in its one canonical form, the 36-character
+// lower-case hyphenated UUID the API answers with. uuid.Parse also takes
+// upper case, braces, urn:uuid: and 32 hex digits; each spelling of one
+// order would be a different string to a cache, a log search or a
+// provider's records, so they are refused.
+func ParseID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil || id.String() != s {
+		return uuid.Nil, ErrInvalidID
+	}
+	return id, nil
 }
 
 // PastDeadline reports whether the payment window of o is over at now.

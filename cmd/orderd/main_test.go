@@ -126,6 +126,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_RECONCILER__GRACE=5s",
 		"TXORDER_RECONCILER__INTERVAL=200ms",
 		"TXORDER_LOG__LEVEL=debug",
+		// Bursts of hundreds of placements are what these tests make;
+		// TestRateLimitPerClient sets its own limits.
+		"TXORDER_LIMITS__RATE=100000",
+		"TXORDER_LIMITS__BURST=100000",
 	}
 	s.env = append(s.env, o.env...)
 	s.cfg, err = configs.LoadOrderd("../../configs/orderd.yaml", s.env)

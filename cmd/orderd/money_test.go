@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/txorder/txorder/payment"
 )
 
 // call sends one request with the given API key ("" = none) and returns
@@ -386,5 +388,148 @@ func TestIdempotencyKeysExpire(t *testing.T) {
 	}
 	if got := metric(t, m.Addr(), "txorder_idempotency_keys_expired_total"); got != "1" {
 		t.Fatalf("keys_expired_total = %q, want 1", got)
+	}
+}
+
+// TestHostileInput (issue 12, findings 6–10) sends what a careless or
+// hostile client or a forging provider would, through orderd on real
+// MariaDB, Redis and rmqtest: every request is refused with the documented
+// problem, and nothing is written anywhere — no order, no key claimed in
+// Redis, no half message, no payment.
+func TestHostileInput(t *testing.T) {
+	s := newStack(t, stackOptions{env: ownerEnv})
+	m := s.orderd()
+	base := "http://" + m.Addr()
+	paid := place(t, m.Addr(), "the-one-order")
+	if paid.code != http.StatusCreated {
+		t.Fatalf("place = %+v", paid)
+	}
+	type problem struct {
+		Code, Detail string
+		Errors       []struct{ Field, Rule string }
+	}
+	expect := func(t *testing.T, what string, code int, hdr http.Header, body []byte, status int, wantCode, wantInDetail string) problem {
+		t.Helper()
+		var p problem
+		_ = json.Unmarshal(body, &p)
+		if code != status || p.Code != wantCode || hdr.Get("Content-Type") != "application/problem+json" ||
+			!strings.Contains(p.Detail, wantInDetail) {
+			t.Fatalf("%s = %d %s, want %d %s mentioning %q", what, code, body, status, wantCode, wantInDetail)
+		}
+		return p
+	}
+	order := func(customer, sku, name, currency string) string {
+		b, _ := json.Marshal(map[string]any{"customer_id": customer, "currency": currency,
+			"items": []map[string]any{{"sku": sku, "name": name, "quantity": 1, "unit_price": 100}}})
+		return string(b)
+	}
+	notify := func(body string, signatures ...string) (int, http.Header, []byte) {
+		if signatures == nil {
+			signatures = []string{payment.Sign(webhookSecret, time.Now(), []byte(body))}
+		}
+		var hdrs []string
+		for _, sig := range signatures {
+			hdrs = append(hdrs, payment.HeaderSignature, sig)
+		}
+		return call(t, http.MethodPost, base+"/v1/payments/notify", "", body, hdrs...)
+	}
+	n := 0
+	post := func(body string, headers ...string) (int, http.Header, []byte) {
+		n++
+		if headers == nil {
+			headers = []string{"Idempotency-Key", "hostile-" + strconv.Itoa(n)}
+		}
+		return call(t, http.MethodPost, base+"/v1/orders", testKey, body, headers...)
+	}
+
+	t.Run("finding 6: invisible and bidirectional characters", func(t *testing.T) {
+		for _, tc := range []struct{ name, body, field string }{
+			{"right-to-left override", order("c-1", "SKU-1", "a\u202Egnp.exe", "EUR"), "items[0].name"},
+			{"line separator", order("a\u2028b", "SKU-1", "Widget", "EUR"), "customer_id"},
+			{"only a zero-width space", order("c-1", "\u200b", "Widget", "EUR"), "items[0].sku"},
+		} {
+			code, hdr, body := post(tc.body)
+			p := expect(t, tc.name, code, hdr, body, http.StatusUnprocessableEntity, "validation_failed", tc.field)
+			if len(p.Errors) != 1 || p.Errors[0].Field != tc.field || p.Errors[0].Rule != "printable" {
+				t.Fatalf("%s: errors %+v, want %s printable", tc.name, p.Errors, tc.field)
+			}
+		}
+	})
+	t.Run("finding 7: codes that are not money", func(t *testing.T) {
+		for _, cur := range []string{"XXX", "XTS", "XAU", "XDR"} {
+			code, hdr, body := post(order("c-1", "SKU-1", "Widget", cur))
+			expect(t, cur, code, hdr, body, http.StatusUnprocessableEntity, "validation_failed", "currency")
+			pay := `{"provider_txn_id":"tx-` + cur + `","order_id":"` + paid.id + `","amount":100,"currency":"` + cur + `"}`
+			code, hdr, body = notify(pay)
+			expect(t, "payment in "+cur, code, hdr, body, http.StatusBadRequest, "malformed_body", "currency")
+		}
+	})
+	t.Run("finding 8: readyz details for admins only", func(t *testing.T) {
+		s.mq.StopNameServer()
+		defer func() {
+			if err := s.mq.StartNameServer(); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		nameServer := s.cfg.RocketMQ.NameServers[0]
+		for _, key := range []string{"", testKey, adminKey} {
+			_, _, body := call(t, http.MethodGet, base+"/readyz", key, "")
+			var r struct {
+				Checks map[string]struct{ Status, Error string }
+			}
+			_ = json.Unmarshal(body, &r)
+			if r.Checks["rocketmq"].Status != "down" {
+				t.Fatalf("readyz (key %q) = %s, want rocketmq down", key, body)
+			}
+			if shows := strings.Contains(string(body), nameServer); shows != (key == adminKey) {
+				t.Fatalf("readyz (key %q) = %s: shows the NameServer address %v, want only for the admin", key, body, shows)
+			}
+		}
+	})
+	t.Run("finding 9: duplicate keys", func(t *testing.T) {
+		dup := strings.Replace(orderBody, `"currency"`, `"customer_id":"c-2","currency"`, 1)
+		code, hdr, body := post(dup)
+		expect(t, "order with customer_id twice", code, hdr, body, http.StatusBadRequest, "malformed_body", `duplicate key "customer_id"`)
+		nested := strings.Replace(orderBody, `"quantity":1`, `"quantity":1,"Quantity":1000`, 1)
+		code, hdr, body = post(nested)
+		expect(t, "item with quantity twice", code, hdr, body, http.StatusBadRequest, "malformed_body", `duplicate key "items[0].Quantity"`)
+		// Signed by the provider, order_id twice: the MAC covers the bytes,
+		// not one reading of them.
+		pay := `{"provider_txn_id":"tx-dup","order_id":"0190b7a4-1c2d-7e3f-8a4b-5c6d7e8f9a0b","amount":100,"currency":"EUR","order_id":"` + paid.id + `"}`
+		code, hdr, body = notify(pay)
+		expect(t, "payment with order_id twice", code, hdr, body, http.StatusBadRequest, "malformed_body", `duplicate key "order_id"`)
+	})
+	t.Run("finding 10: identifier forms and repeated headers", func(t *testing.T) {
+		for _, form := range []string{strings.ToUpper(paid.id), "urn:uuid:" + paid.id, "%7B" + paid.id + "%7D", strings.ReplaceAll(paid.id, "-", "")} {
+			code, hdr, body := call(t, http.MethodGet, base+"/v1/orders/"+form, testKey, "")
+			expect(t, "GET "+form, code, hdr, body, http.StatusBadRequest, "invalid_order_id", "lower-case")
+		}
+		code, hdr, body := post(orderBody, "Idempotency-Key", "first", "Idempotency-Key", "second")
+		expect(t, "two Idempotency-Key headers", code, hdr, body, http.StatusBadRequest, "idempotency_key_invalid", "exactly one")
+		pay := `{"provider_txn_id":"tx-two-sigs","order_id":"` + paid.id + `","amount":100,"currency":"EUR"}`
+		good := payment.Sign(webhookSecret, time.Now(), []byte(pay))
+		code, hdr, body = notify(pay, good, good)
+		expect(t, "two X-Signature headers", code, hdr, body, http.StatusUnauthorized, "bad_signature", "")
+		upper := strings.Replace(pay, paid.id, strings.ToUpper(paid.id), 1)
+		code, hdr, body = notify(upper)
+		expect(t, "payment for the upper-case id", code, hdr, body, http.StatusBadRequest, "malformed_body", "lower-case")
+	})
+
+	// Nothing of any refused request was written.
+	if got := s.rows(t); got != 1 {
+		t.Fatalf("orders = %d, want only the one placed", got)
+	}
+	var payments int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM payments`).Scan(&payments); err != nil || payments != 0 {
+		t.Fatalf("payments = %d (%v), want none", payments, err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr, DB: s.cfg.Redis.DB})
+	defer rdb.Close()
+	keys, err := rdb.Keys(context.Background(), s.cfg.Redis.KeyPrefix+"idem:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("idempotency keys in Redis = %v (%v), want only the placed order's", keys, err)
+	}
+	if c := s.orderTx(); c.Pending+c.Committed+c.RolledBack != 1 {
+		t.Fatalf("transactions %+v, want the one order's only", c)
 	}
 }
