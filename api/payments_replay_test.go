@@ -29,6 +29,25 @@ func (f *payFixture) placeTotal(t *testing.T, qty int) *order.Order {
 	return res.Order
 }
 
+// atOnce runs send(0..n-1) in n goroutines released together and returns
+// their answers by index.
+func atOnce(n int, send func(i int) payResponse) []payResponse {
+	answers := make([]payResponse, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			answers[i] = send(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return answers
+}
+
 // answer is what the provider sees of a notification's answer, without
 // what identifies the request itself (request_id) or says it was replayed.
 type answer struct {
@@ -206,19 +225,7 @@ func TestPaymentConcurrentReplays(t *testing.T) {
 			o := f.place(t)
 			body := notifyBody(o.ID, "tx-burst-"+o.ID.String(), tc.amount, "EUR")
 			const n = 20
-			answers := make([]payResponse, n)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					answers[i] = f.notify(t, body)
-				}()
-			}
-			close(start)
-			wg.Wait()
+			answers := atOnce(n, func(int) payResponse { return f.notify(t, body) })
 			fresh := 0
 			for i, a := range answers {
 				if a.status != tc.status {
@@ -261,19 +268,9 @@ func TestPaymentCaseVariantsConcurrent(t *testing.T) {
 		}
 		txns[i] = string(b)
 	}
-	answers := make([]payResponse, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			answers[i] = f.notify(t, notifyBody(orders[i].ID, txns[i], orders[i].Total, "EUR"))
-		}()
-	}
-	close(start)
-	wg.Wait()
+	answers := atOnce(n, func(i int) payResponse {
+		return f.notify(t, notifyBody(orders[i].ID, txns[i], orders[i].Total, "EUR"))
+	})
 	ids := map[int64]bool{}
 	for i, a := range answers {
 		v := a.view(t)

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/txorder/txorder/internal/rounds"
 )
 
 // ExpireIdempotencyKeys deletes up to limit idempotency keys created before
@@ -123,26 +125,16 @@ func NewKeyExpirer(store *Store, logger *slog.Logger, cfg KeyExpiryConfig) (*Key
 // Expired returns how many keys this expirer deleted since it started.
 func (e *KeyExpirer) Expired() int64 { return e.expired.Load() }
 
-// Run expires keys every Interval until ctx is done.
+// Run expires keys every Interval until ctx is done; a full batch is
+// followed at once by the next.
 func (e *KeyExpirer) Run(ctx context.Context) {
-	timer := time.NewTimer(e.cfg.Interval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		next := e.cfg.Interval
+	rounds.Run(ctx, e.cfg.Interval, e.cfg.Interval, func(ctx context.Context) bool {
 		n, err := e.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			e.logger.Warn("idempotency key expiry failed", "error", err)
 		}
-		if err == nil && n >= e.cfg.Batch {
-			next = 0
-		}
-		timer.Reset(next)
-	}
+		return err == nil && n >= e.cfg.Batch
+	})
 }
 
 // RunOnce deletes one batch of expired keys and returns how many.
