@@ -4,7 +4,20 @@
 -- transaction, one idempotency key, one client (issue 12, findings 1–2).
 -- Identifiers are opaque bytes: every one becomes ascii_bin. The free-text
 -- columns (customer_id, sku, name, dead_letters.msg_key) were utf8mb4_bin
--- already. Changing the collation of an indexed column rebuilds the table.
+-- already.
+--
+-- Cost on a live database (MariaDB 10.11, measured with ALGORITHM=INPLACE,
+-- LOCK=NONE): the new columns, the index and the collation of secondary
+-- and unique index columns (payments.provider_txn_id, orders.status,
+-- shipments, dead_letters) are changed in place with writes going on;
+-- primary key columns (orders, order_items, idempotency_keys,
+-- consumed_messages) and re-adding the foreign key need ALGORITHM=COPY,
+-- which blocks writes to that table until its copy is done. orderd takes
+-- MySQL that does not answer within mysql.timeout as down: placements are
+-- cached in Redis (202), payments answered 503 and retried by the
+-- provider; fulfillmentd's deliveries fail and are redelivered. On large
+-- tables run `ordertool migrate` in a quiet hour, or with an online schema
+-- change tool.
 --
 -- Identifier columns made binary here:
 --   orders.id, currency, status
