@@ -115,8 +115,9 @@ type PhantomEffect struct {
 }
 
 // Run audits until the system settled or cfg.Settle passed, and returns
-// the last report. An error means a database (or holder) could not be
-// read; the report is then incomplete and not returned.
+// the last report. A pass whose reads fail is retried until cfg.Settle has
+// passed; an error means a database (or holder) could still not be read,
+// and no report is returned.
 func Run(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report, error) {
 	if orders == nil || fulfillment == nil {
 		return Report{}, errors.New("audit: both the order and the fulfillment database are required")
@@ -135,7 +136,18 @@ func Run(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report, 
 	for pass := 1; ; pass++ {
 		r, err := once(ctx, orders, fulfillment, cfg)
 		if err != nil {
-			return Report{}, err
+			// A read that fails (a connection dropped or timed out on a
+			// loaded machine) is tried again while the settle time lasts;
+			// a verdict only ever comes from a complete read.
+			if ctx.Err() != nil || !time.Now().Add(cfg.Poll).Before(deadline) {
+				return Report{}, err
+			}
+			select {
+			case <-ctx.Done():
+				return Report{}, err
+			case <-time.After(cfg.Poll):
+			}
+			continue
 		}
 		r.Passes = pass
 		r.Waited = time.Since(start).Seconds()

@@ -129,3 +129,41 @@ func TestSettleGivesUp(t *testing.T) {
 		t.Fatalf("report = %+v after %s", r, time.Since(start))
 	}
 }
+
+// TestReadRetriedWhileSettling: with mariadbd SIGKILLed when the audit
+// starts, passes fail until it is back, and the audit then reports from a
+// complete read; a database that stays down past Settle is an error.
+func TestReadRetriedWhileSettling(t *testing.T) {
+	my := testenv.MySQL(t)
+	db, err := sql.Open("mysql", my.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := migrations.Up(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	ship(t, db, seedOrder(t, db, "PAID"), true)
+	if err := my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), db, db, Config{Settle: 300 * time.Millisecond, Poll: 100 * time.Millisecond}); err == nil {
+		t.Fatal("audit with MySQL down throughout reported")
+	}
+	type result struct {
+		r   Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := Run(context.Background(), db, db, Config{Settle: time.Minute, Poll: 100 * time.Millisecond})
+		done <- result{r, err}
+	}()
+	if err := my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || !res.r.OK || res.r.Paid != 1 || res.r.Applied != 1 || res.r.Passes < 2 {
+		t.Fatalf("audit across the restart = %+v, %v; want OK from a later pass", res.r, res.err)
+	}
+}
