@@ -4,7 +4,8 @@
 // encoding/json keeps the last of duplicate keys and matches field names
 // case-insensitively, so {"order_id":A,"ORDER_ID":B} is order B to the
 // decoder while a proxy, a log line or the signer's own parser may read A.
-// Decode refuses such a body before decoding it, naming the key.
+// Decode refuses such a body before decoding it, naming the key, and takes
+// struct field names only as their json tags spell them.
 package strictjson
 
 import (
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode"
@@ -22,12 +24,18 @@ import (
 // object (compared as encoding/json matches field names: case-folded).
 var ErrDuplicateKey = errors.New("duplicate key")
 
+// ErrKeyCase is wrapped by the error for a key that names a struct field
+// in another case ("Amount" for "amount"): encoding/json would take it,
+// the contract does not.
+var ErrKeyCase = errors.New("key in the wrong case")
+
 // Decode decodes body, which must hold exactly one JSON value, into v,
-// refusing unknown fields (when v is a struct), trailing data and
-// duplicate keys at any depth. A duplicate-key error names the key by its
-// path, e.g. `duplicate key "items[0].sku"`.
+// refusing unknown fields (when v is a struct), field names in another
+// case than their json tag, trailing data and duplicate keys at any
+// depth. A key error names the key by its path, e.g.
+// `duplicate key "items[0].sku"`.
 func Decode(body []byte, v any) error {
-	if err := checkKeys(body); err != nil {
+	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -42,9 +50,11 @@ func Decode(body []byte, v any) error {
 }
 
 // checkKeys walks the tokens of body and reports the first key given twice
-// in one object. Syntax errors are left to the decoder, which words them
+// in one object, and, where the decoding target t (nil: none) says the
+// object is a struct, the first key that names one of its fields in
+// another case. Syntax errors are left to the decoder, which words them
 // better; checkKeys then returns nil.
-func checkKeys(body []byte) error {
+func checkKeys(body []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // no float conversion of numbers we only skip
 	type frame struct {
@@ -53,8 +63,27 @@ func checkKeys(body []byte) error {
 		path   string
 		index  int    // next element index (arrays)
 		key    string // pending key (objects)
+		typ    reflect.Type
+		fields map[string]field // folded name → field, when typ is a struct
 	}
 	var stack []*frame
+	// childType is the target type of the value about to be read.
+	childType := func() reflect.Type {
+		if len(stack) == 0 {
+			return t
+		}
+		f := stack[len(stack)-1]
+		if f.object {
+			if fl, ok := f.fields[fold(f.key)]; ok {
+				return fl.typ
+			}
+			return nil
+		}
+		if e := elem(f.typ); e != nil && (e.Kind() == reflect.Slice || e.Kind() == reflect.Array) {
+			return e.Elem()
+		}
+		return nil
+	}
 	// child returns the path of the value about to be read in the top frame.
 	child := func() string {
 		if len(stack) == 0 {
@@ -94,16 +123,25 @@ func checkKeys(body []byte) error {
 				return fmt.Errorf("%w %q", ErrDuplicateKey, p)
 			}
 			f.seen[folded] = true
+			if fl, ok := f.fields[folded]; ok && fl.name != name {
+				p := name
+				if f.path != "" {
+					p = f.path + "." + name
+				}
+				return fmt.Errorf("%w: %q, the field is %q", ErrKeyCase, p, fl.name)
+			}
 			f.key = name
 			expectKey = false
 			continue
 		}
 		switch tok {
 		case json.Delim('{'):
-			stack = append(stack, &frame{object: true, seen: map[string]bool{}, path: child()})
+			typ := childType()
+			stack = append(stack, &frame{object: true, seen: map[string]bool{}, path: child(), typ: typ, fields: fieldsOf(typ)})
 			expectKey = true
 		case json.Delim('['):
-			stack = append(stack, &frame{path: child()})
+			typ := childType()
+			stack = append(stack, &frame{path: child(), typ: typ})
 		case json.Delim(']'):
 			stack = stack[:len(stack)-1]
 			expectKey = len(stack) > 0 && stack[len(stack)-1].object
@@ -119,6 +157,46 @@ func checkKeys(body []byte) error {
 			}
 		}
 	}
+}
+
+// field is a struct field as encoding/json names it.
+type field struct {
+	name string
+	typ  reflect.Type
+}
+
+// elem is t without pointers; nil stays nil.
+func elem(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
+// fieldsOf lists the JSON names of t's exported fields by folded name, or
+// nil when t is not a struct. Embedded structs are not flattened: the
+// bodies decoded here have none.
+func fieldsOf(t reflect.Type) map[string]field {
+	t = elem(t)
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	out := map[string]field{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[fold(name)] = field{name: name, typ: f.Type}
+	}
+	return out
 }
 
 // fold maps a key to the form encoding/json compares field names in: it

@@ -40,6 +40,8 @@ func TestDecode(t *testing.T) {
 		{"duplicate after nested values", `{"items":[[1,{"a":1}],{"b":2}],"x":{"y":[]},"items":[]}`, "items", false},
 		{"escaped duplicate", `{"amount":1,"\u0061mount":2}`, "amount", false},
 
+		{"field in another case", `{"order_id":"a","Amount":1}`, "", false},
+		{"nested field in another case", `{"items":[{"sku":"s"},{"SKU":"t"}]}`, "", false},
 		{"unknown field", `{"order_id":"a","extra":1}`, "", false},
 		{"trailing data", `{"order_id":"a"} {}`, "", false},
 		{"syntax error", `{"order_id":`, "", false},
@@ -56,6 +58,8 @@ func TestDecode(t *testing.T) {
 				t.Fatalf("decoded %+v, want an error", b)
 			case tc.dup != "" && (!errors.Is(err, ErrDuplicateKey) || !strings.Contains(err.Error(), `"`+tc.dup+`"`)):
 				t.Fatalf("got %v, want a duplicate key error naming %q", err, tc.dup)
+			case strings.Contains(tc.name, "another case") && (!errors.Is(err, ErrKeyCase) || !strings.Contains(err.Error(), `"items[1].SKU"`) && !strings.Contains(err.Error(), `"Amount"`)):
+				t.Fatalf("got %v, want a key case error naming the key", err)
 			}
 		})
 	}
@@ -69,7 +73,7 @@ func FuzzCheckKeys(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if checkKeys(b) != nil {
+		if checkKeys(b, nil) != nil {
 			return
 		}
 		var v map[string]json.RawMessage
