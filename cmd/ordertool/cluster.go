@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/nsresolve"
 	"github.com/txorder/txorder/internal/remoting"
 )
 
@@ -93,22 +95,34 @@ func runCluster(ctx context.Context, env *environment, args []string) error {
 	}
 }
 
-// clusterInfo asks each NameServer in turn and returns the first answer.
+// clusterInfo asks each NameServer in turn and returns the first answer,
+// naming the one that answered as given (a host name is resolved through
+// nsresolve, as the services resolve it, and each of its addresses tried).
 func clusterInfo(ctx context.Context, addrs []string, timeout time.Duration) (string, remoting.ClusterInfo, error) {
+	ns, err := nsresolve.New(addrs, slog.New(slog.DiscardHandler), nsresolve.Options{Timeout: timeout})
+	if err != nil {
+		return "", remoting.ClusterInfo{}, err
+	}
 	var errs []error
-	for _, addr := range addrs {
-		callCtx, cancel := context.WithTimeout(ctx, timeout)
-		ci, err := remoting.GetClusterInfo(callCtx, addr)
-		cancel()
-		if err == nil {
-			return addr, ci, nil
+	for _, target := range ns.Targets(ctx) {
+		if target.Err != nil {
+			errs = append(errs, target.Err)
+			continue
 		}
-		if !strings.Contains(err.Error(), addr) {
-			err = fmt.Errorf("%s: %w", addr, err)
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
+		for _, addr := range target.IPs {
+			callCtx, cancel := context.WithTimeout(ctx, timeout)
+			ci, err := remoting.GetClusterInfo(callCtx, addr)
+			cancel()
+			if err == nil {
+				return target.Addr, ci, nil
+			}
+			if !strings.Contains(err.Error(), addr) {
+				err = fmt.Errorf("%s: %w", addr, err)
+			}
+			errs = append(errs, target.Wrap(addr, err))
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
 	return "", remoting.ClusterInfo{}, fmt.Errorf("no NameServer answered: %w", errors.Join(errs...))
