@@ -121,7 +121,8 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.registry = prometheus.NewRegistry()
-	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newDeadLetterCollector(dead, cfg.RocketMQ.Group))
 	metrics := listener.NewFulfillmentMetrics(m.registry)
 	m.handler, err = listener.NewFulfillment(store, dead, metrics, m.Logger, listener.FulfillmentConfig{
 		Group: cfg.RocketMQ.Group, Timeout: cfg.Handler.Timeout, BeforeApply: m.BeforeApply,
