@@ -12,15 +12,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestRedisFullRefusesOrders: Redis at its maxmemory (noeviction) while
-// RocketMQ is down, so every order needs the spill queue. orderd answers
-// a plain 503 (not recorded, not "may have been recorded"), records
-// nothing anywhere, reports Redis full in readiness and its memory in
-// /metrics; once Redis has room the same request is queued.
+// TestRedisFullRefusesOrders: Redis at its maxmemory (noeviction). While
+// MySQL and RocketMQ work, orders are stored as usual (201), their keys
+// unclaimed. Once RocketMQ is down every order needs the spill queue:
+// orderd answers a plain 503 (not recorded, not "may have been
+// recorded"), records nothing anywhere, reports Redis full in readiness
+// and its memory in /metrics; once Redis has room the same request is
+// queued.
 func TestRedisFullRefusesOrders(t *testing.T) {
 	s := newStack(t, stackOptions{privateRedis: true})
-	s.mq.StopNameServer()
-	s.mq.StopBroker()
 	m := s.orderd()
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr})
@@ -54,6 +54,16 @@ func TestRedisFullRefusesOrders(t *testing.T) {
 		t.Errorf("metrics when full: used %v of %v", usedBytes, maxBytes)
 	}
 
+	stored := place(t, m.Addr(), "full-stored")
+	if stored.code != http.StatusCreated || s.rowStatus(stored.id) != "PENDING_PAYMENT" {
+		t.Fatalf("place with Redis full and MySQL, RocketMQ up = %+v, want 201 stored", stored)
+	}
+	if again := place(t, m.Addr(), "full-stored"); again.code != http.StatusOK || again.id != stored.id {
+		t.Errorf("retry with Redis full = %+v, want 200 with %s (MySQL's key)", again, stored.id)
+	}
+
+	s.mq.StopNameServer()
+	s.mq.StopBroker()
 	r := getReadyz(t, m.Addr())
 	t.Logf("readyz when full: %d %s redis=%+v", r.code, r.Status, r.Checks["redis"])
 	if rc := r.Checks["redis"]; rc.Status != "down" || !strings.Contains(rc.Error, "redis is full") {
@@ -72,8 +82,8 @@ func TestRedisFullRefusesOrders(t *testing.T) {
 	if strings.Contains(problem.Detail, "may or may not") {
 		t.Errorf("detail %q: an OOM refusal wrote nothing, the outcome is known", problem.Detail)
 	}
-	if pending, dead := s.spillDepth(t); pending != 0 || dead != 0 || s.rows(t) != 0 {
-		t.Fatalf("after the refusal: spill %d/%d, rows %d; want nothing recorded", pending, dead, s.rows(t))
+	if pending, dead := s.spillDepth(t); pending != 0 || dead != 0 || s.rows(t) != 1 {
+		t.Fatalf("after the refusal: spill %d/%d, rows %d; want nothing recorded (only the first order's row)", pending, dead, s.rows(t))
 	}
 
 	if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
