@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/internal/rmqtest"
@@ -86,16 +85,7 @@ func TestAlertRules(t *testing.T) {
 	}
 
 	// prometheus.yml loads the file where compose mounts it.
-	b, err := os.ReadFile("prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg struct {
-		RuleFiles []string `yaml:"rule_files"`
-	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := readPrometheusConfig(t)
 	mounted := ""
 	for _, v := range service(t, project(t), "prometheus").Volumes {
 		if strings.HasSuffix(v.Source, "/deploy/prometheus/alerts.yml") && v.ReadOnly {
@@ -128,7 +118,8 @@ type series map[string][]map[string]string
 var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? `)
 var labelPair = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
 
-func scrape(t *testing.T, addr string, into series) {
+// metricsText is the service's /metrics page.
+func metricsText(t *testing.T, addr string) string {
 	t.Helper()
 	res, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -136,7 +127,12 @@ func scrape(t *testing.T, addr string, into series) {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	for _, line := range strings.Split(string(b), "\n") {
+	return string(b)
+}
+
+func scrape(t *testing.T, addr string, into series) {
+	t.Helper()
+	for _, line := range strings.Split(metricsText(t, addr), "\n") {
 		m := sampleLine.FindStringSubmatch(line)
 		if m == nil {
 			continue
@@ -206,20 +202,8 @@ func TestAlertMetricsExported(t *testing.T) {
 
 func prometheusJobs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg struct {
-		ScrapeConfigs []struct {
-			JobName string `yaml:"job_name"`
-		} `yaml:"scrape_configs"`
-	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, sc := range cfg.ScrapeConfigs {
+	for _, sc := range readPrometheusConfig(t).ScrapeConfigs {
 		out = append(out, sc.JobName)
 	}
 	return out
@@ -274,7 +258,7 @@ func runServices(t *testing.T) series {
 	payOrder(t, orderd.Addr, id)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if appliedOne(t, fulfillmentd.Addr) {
+		if strings.Contains(metricsText(t, fulfillmentd.Addr), "\ntxorder_fulfillment_applied_total 1\n") {
 			got := series{}
 			scrape(t, fulfillmentd.Addr, got)
 			scrape(t, orderd.Addr, got)
@@ -285,17 +269,6 @@ func runServices(t *testing.T) series {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func appliedOne(t *testing.T, addr string) bool {
-	t.Helper()
-	res, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return strings.Contains(string(b), "\ntxorder_fulfillment_applied_total 1\n")
 }
 
 func placeOrder(t *testing.T, addr string) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -95,20 +94,4 @@ func TestRedisFullRefusesOrders(t *testing.T) {
 	if r := getReadyz(t, m.Addr()); r.Checks["redis"].Status != "up" || r.code != http.StatusOK {
 		t.Errorf("readyz after = %d %+v", r.code, r.Checks["redis"])
 	}
-}
-
-// placeRaw posts orderBody with key and returns the status and body.
-func placeRaw(t *testing.T, addr, key string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(orderBody))
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
 }
