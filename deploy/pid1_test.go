@@ -71,7 +71,14 @@ func namespaceInit(t *testing.T, dir, shell string, args ...string) (*exec.Cmd, 
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("unshare: %v", err)
 	}
+	// Killing unshare leaves its child, the namespace's PID 1, running (a
+	// shell that ignores TERM loops forever): SIGKILL PID 1 first, which
+	// takes every process of the namespace with it.
+	var pid1 int
 	t.Cleanup(func() {
+		if pid1 > 0 {
+			_ = syscall.Kill(pid1, syscall.SIGKILL)
+		}
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 	})
@@ -79,6 +86,7 @@ func namespaceInit(t *testing.T, dir, shell string, args ...string) (*exec.Cmd, 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if pid := childOf(cmd.Process.Pid); pid > 0 {
+			pid1 = pid
 			return cmd, pid, &out
 		}
 		if time.Now().After(deadline) {
