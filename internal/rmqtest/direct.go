@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/txorder/txorder/internal/remoting"
 )
 
 // Test hooks: inspect and steer the server directly, like miniredis's
@@ -109,6 +112,39 @@ func (s *Server) PendingHalfMessages() []Message {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CommitLogOffset < out[j].CommitLogOffset })
 	return out
+}
+
+// CheckHalf sends one CHECK_TRANSACTION_STATE for the half message whose
+// KEYS property is key, now and whatever its transaction's state, and
+// reports whether there was one and a producer connection to send it on.
+// It reproduces a race of the real broker: its check service reads a
+// batch of half messages and checks each one unless an op message (the
+// trace of a COMMIT or ROLLBACK) was written before the read, so a check
+// can reach the producer after the transaction was ended. The producer's
+// answer is applied as any END_TRANSACTION: a second COMMIT writes a
+// second copy.
+func (s *Server) CheckHalf(key string) bool {
+	b := s.mustBroker()
+	b.mu.Lock()
+	var tx *halfTx
+	for _, t := range b.txs {
+		if t.half.props[propKeys] == key && (tx == nil || t.half.commitLogOffset > tx.half.commitLogOffset) {
+			tx = t
+		}
+	}
+	var c *conn
+	var cmd *remoting.Command
+	if tx != nil {
+		c = b.producerConnLocked(tx.group)
+	}
+	if c != nil {
+		tx.checks++
+		tx.half.props[propCheckTimes] = strconv.Itoa(tx.checks)
+		tx.half.enc = nil
+		cmd = b.checkCommandLocked(tx.half)
+	}
+	b.mu.Unlock()
+	return c != nil && c.send(cmd) == nil
 }
 
 // CheckNow runs one transaction check round immediately: every pending
@@ -302,6 +338,10 @@ func (s *Server) mustBroker() *broker {
 // TransactionStats counts transactions by outcome.
 type TransactionStats struct {
 	Pending, Committed, RolledBack, Discarded int
+	// ExtraCommits counts COMMITs accepted for a transaction already
+	// committed, rolled back or discarded: each wrote one more copy of the
+	// message to its topic, as a real broker does.
+	ExtraCommits int
 }
 
 // Transactions counts the transactions the broker remembers, by outcome;
@@ -323,6 +363,11 @@ func (s *Server) Transactions() TransactionStats {
 			st.RolledBack++
 		case txDiscarded:
 			st.Discarded++
+		}
+		if tx.state == txCommitted {
+			st.ExtraCommits += tx.commits - 1
+		} else {
+			st.ExtraCommits += tx.commits
 		}
 	}
 	return st
