@@ -72,6 +72,18 @@ func (p *Pool) Invoke(ctx context.Context, addr string, req *Command) (*Command,
 	return resp, err
 }
 
+// To returns an Invoker that sends to addr through the pool.
+func (p *Pool) To(addr string) Invoker { return poolInvoker{p, addr} }
+
+type poolInvoker struct {
+	p    *Pool
+	addr string
+}
+
+func (i poolInvoker) Invoke(ctx context.Context, req *Command) (*Command, error) {
+	return i.p.Invoke(ctx, i.addr, req)
+}
+
 // get returns the next slot's connection for addr, dialling it when it is
 // missing or failed; fresh reports a connection dialled by this call.
 func (p *Pool) get(ctx context.Context, addr string) (c *Client, fresh bool, err error) {

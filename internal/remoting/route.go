@@ -53,9 +53,15 @@ func DecodeTopicRoute(body []byte) (TopicRoute, error) {
 // no route for the topic (TOPIC_NOT_EXIST).
 var ErrTopicNotExist = errors.New("remoting: no route for the topic")
 
-// GetRouteInfo asks a NameServer, over c, for the route of topic.
-func GetRouteInfo(ctx context.Context, c *Client, topic string) (TopicRoute, error) {
-	resp, err := c.Invoke(ctx, NewRequest(GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+// Invoker sends a request and waits for its answer: a *Client, or a Pool
+// bound to one address (Pool.To).
+type Invoker interface {
+	Invoke(ctx context.Context, req *Command) (*Command, error)
+}
+
+// GetRouteInfo asks a NameServer, through inv, for the route of topic.
+func GetRouteInfo(ctx context.Context, inv Invoker, topic string) (TopicRoute, error) {
+	resp, err := inv.Invoke(ctx, NewRequest(GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
 	if err != nil {
 		return TopicRoute{}, err
 	}
@@ -65,5 +71,5 @@ func GetRouteInfo(ctx context.Context, c *Client, topic string) (TopicRoute, err
 	case TopicNotExist:
 		return TopicRoute{}, fmt.Errorf("%w: %s: %s", ErrTopicNotExist, topic, resp.Remark)
 	}
-	return TopicRoute{}, fmt.Errorf("get route of %s from %s: code %d: %s", topic, c.Addr(), resp.Code, resp.Remark)
+	return TopicRoute{}, fmt.Errorf("get route of %s: code %d: %s", topic, resp.Code, resp.Remark)
 }

@@ -74,8 +74,8 @@ type broker struct {
 	topics     map[string]*topic
 	commitLog  map[int64]*message
 	nextOffset int64
-	txs        map[int64]*halfTx // every transaction, by the half's commit log offset
-	pending    map[int64]*halfTx // the open ones, which check rounds visit
+	txs        map[int64]*halfTx              // every transaction, by the half's commit log offset
+	pending    map[int64]*halfTx              // the open ones, which check rounds visit
 	producers  map[string]map[*conn]time.Time // group -> connections
 	groups     map[string]*consumerGroup
 	offsets    map[offsetKey]int64

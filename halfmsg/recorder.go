@@ -1,0 +1,130 @@
+package halfmsg
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RecorderConfig tunes a Recorder.
+type RecorderConfig struct {
+	// ProducerGroup is the transactional producer's group. Required.
+	ProducerGroup string
+	// Queue bounds the coordinates waiting to be written (default 4096);
+	// beyond it they are dropped, and those orders' events wait for their
+	// check-back.
+	Queue int
+	// Batch bounds the coordinates written in one pipelined round trip
+	// (default 256).
+	Batch int
+}
+
+// Recorder writes placements' coordinates to the Store off the placement's
+// path: Record only queues them, and Run writes whatever is queued in one
+// pipelined round trip, then the next batch. A placement never waits on
+// Redis for it; what cannot be written is counted and left to the
+// check-back.
+type Recorder struct {
+	store  *Store
+	cfg    RecorderConfig
+	ch     chan Record
+	logger *slog.Logger
+
+	recorded *prometheus.CounterVec
+	downLog  bool // Run's: a failure was logged, the next success is too
+}
+
+// NewRecorder returns a Recorder; reg may be nil.
+func NewRecorder(store *Store, reg prometheus.Registerer, logger *slog.Logger, cfg RecorderConfig) (*Recorder, error) {
+	if store == nil || logger == nil || cfg.ProducerGroup == "" {
+		return nil, errors.New("halfmsg: recorder needs a store, a logger and the producer group")
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 4096
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	r := &Recorder{store: store, cfg: cfg, ch: make(chan Record, cfg.Queue), logger: logger.With("component", "halfmsg_recorder"),
+		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "fastcommit",
+			Name: "coordinates_total",
+			Help: "Half-message coordinates of placements by outcome: written to Redis, dropped (queue full), failed (Redis error), invalid (unusable send result)."},
+			[]string{"outcome"}),
+	}
+	if reg != nil {
+		if err := reg.Register(r.recorded); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Record queues the coordinates of the half message res describes, for
+// order id. It never blocks.
+func (r *Recorder) Record(id uuid.UUID, res *primitive.SendResult) {
+	c, err := FromSendResult(r.cfg.ProducerGroup, res)
+	if err != nil {
+		r.recorded.WithLabelValues("invalid").Inc()
+		r.logger.Warn("half message coordinates not recorded", "order_id", id.String(), "error", err)
+		return
+	}
+	select {
+	case r.ch <- Record{OrderID: id, Coordinates: c}:
+	default:
+		r.recorded.WithLabelValues("dropped").Inc()
+	}
+}
+
+// Run writes queued coordinates until ctx is done, then writes what is
+// still queued (one batch, bounded by the store's timeout) and returns nil.
+func (r *Recorder) Run(ctx context.Context) error {
+	batch := make([]Record, 0, r.cfg.Batch)
+	for {
+		select {
+		case <-ctx.Done():
+			r.write(r.fill(batch[:0]))
+			return nil
+		case rec := <-r.ch:
+			r.write(r.fill(append(batch[:0], rec)))
+		}
+	}
+}
+
+// fill adds what is queued to batch, up to the batch size, without waiting.
+func (r *Recorder) fill(batch []Record) []Record {
+	for len(batch) < r.cfg.Batch {
+		select {
+		case rec := <-r.ch:
+			batch = append(batch, rec)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (r *Recorder) write(batch []Record) {
+	if len(batch) == 0 {
+		return
+	}
+	// Not Run's context: a batch already taken is written even while
+	// orderd shuts down, within the store's timeout.
+	if err := r.store.Put(context.Background(), batch); err != nil {
+		r.recorded.WithLabelValues("failed").Add(float64(len(batch)))
+		if !r.downLog {
+			r.logger.Warn("half message coordinates not written; those orders are released by their check-back",
+				"count", len(batch), "error", err)
+			r.downLog = true
+		}
+		return
+	}
+	if r.downLog {
+		r.logger.Info("half message coordinates written again")
+		r.downLog = false
+	}
+	r.recorded.WithLabelValues("written").Add(float64(len(batch)))
+}
