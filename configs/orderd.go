@@ -244,20 +244,23 @@ type FastCommit struct {
 	DialTimeout time.Duration `koanf:"dial_timeout" validate:"gt=0"`
 	// CoordinatesTTL is how long Redis keeps a placement's half-message
 	// coordinates; 0 means order.payment_window + closer.grace +
-	// rocketmq.check_interval (a payment can still win until the closer).
+	// closer.interval + rocketmq.check_interval: a payment can still win
+	// until the closer's round, which rolls the order back.
 	CoordinatesTTL time.Duration `koanf:"coordinates_ttl" validate:"gte=0"`
 	// RecordQueue bounds the coordinates waiting to be written to Redis;
 	// beyond it they are dropped (those events wait for their check-back).
 	RecordQueue int `koanf:"record_queue" validate:"gte=1,lte=1000000"`
 }
 
-// CoordinatesTTLOr returns CoordinatesTTL, or the payment window plus the
-// closer's grace and one check interval when it is 0.
-func (f FastCommit) CoordinatesTTLOr(window, closerGrace, checkInterval time.Duration) time.Duration {
+// CoordinatesTTLOr returns CoordinatesTTL, or when it is 0 the time until
+// the closer's round after an unpaid order's deadline plus a check
+// interval: c's payment window, closer grace and interval, and check
+// interval.
+func (f FastCommit) CoordinatesTTLOr(c Orderd) time.Duration {
 	if f.CoordinatesTTL > 0 {
 		return f.CoordinatesTTL
 	}
-	return window + closerGrace + checkInterval
+	return c.Order.PaymentWindow + c.Closer.GraceOr(c.RocketMQ.CheckInterval) + c.Closer.Interval + c.RocketMQ.CheckInterval
 }
 
 // Auth holds API credentials.

@@ -30,7 +30,7 @@ func newFastCommit(cfg configs.Orderd, rdb *redis.Client, reg prometheus.Registe
 		return fc, nil
 	}
 	store, err := halfmsg.NewStore(rdb, halfmsg.StoreConfig{Prefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout,
-		TTL: f.CoordinatesTTLOr(cfg.Order.PaymentWindow, cfg.Closer.GraceOr(cfg.RocketMQ.CheckInterval), cfg.RocketMQ.CheckInterval)})
+		TTL: f.CoordinatesTTLOr(cfg)})
 	if err != nil {
 		return nil, err
 	}
