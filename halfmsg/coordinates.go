@@ -16,9 +16,9 @@
 package halfmsg
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
@@ -33,19 +33,19 @@ type Coordinates struct {
 	// BrokerName is the broker group that stored the half message; END_
 	// TRANSACTION goes to its master (brokerId 0) as the route names it
 	// at commit time, since a DLedger leader change moves it.
-	BrokerName string `json:"b"`
+	BrokerName string
 	// CommitLogOffset is bytes 8–15 of the send result's OffsetMsgID.
-	CommitLogOffset int64 `json:"c"`
+	CommitLogOffset int64
 	// QueueOffset is the send result's QueueOffset: the half message's
 	// offset in RMQ_SYS_TRANS_HALF_TOPIC (tranStateTableOffset).
-	QueueOffset int64 `json:"q"`
+	QueueOffset int64
 	// MsgID is the send result's MsgID (the client's UNIQ_KEY).
-	MsgID string `json:"m"`
+	MsgID string
 	// ProducerGroup is the transactional producer's group.
-	ProducerGroup string `json:"g"`
+	ProducerGroup string
 	// TransactionID is the send result's TransactionID (empty with
 	// rocketmq-client-go v2.1.2; the broker accepts that).
-	TransactionID string `json:"t,omitempty"`
+	TransactionID string
 }
 
 // FromSendResult takes the coordinates of the half message res describes,
@@ -91,12 +91,20 @@ func (c Coordinates) header(decision int) remoting.EndTransactionHeader {
 	}
 }
 
-func (c Coordinates) encode() ([]byte, error) { return json.Marshal(c) }
+// fields are the coordinates as the Redis hash stores them.
+func (c Coordinates) fields() []string {
+	return []string{"b", c.BrokerName, "c", strconv.FormatInt(c.CommitLogOffset, 10), "q", strconv.FormatInt(c.QueueOffset, 10),
+		"m", c.MsgID, "g", c.ProducerGroup, "t", c.TransactionID}
+}
 
-func decodeCoordinates(b []byte) (Coordinates, error) {
-	var c Coordinates
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("halfmsg: decode coordinates: %w", err)
+// coordinatesOf reads the hash fields back.
+func coordinatesOf(m map[string]string) (Coordinates, error) {
+	c := Coordinates{BrokerName: m["b"], MsgID: m["m"], ProducerGroup: m["g"], TransactionID: m["t"]}
+	var err1, err2 error
+	c.CommitLogOffset, err1 = strconv.ParseInt(m["c"], 10, 64)
+	c.QueueOffset, err2 = strconv.ParseInt(m["q"], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return c, fmt.Errorf("halfmsg: recorded coordinates %v: %w", m, err)
 	}
 	return c, c.validate()
 }

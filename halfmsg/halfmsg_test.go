@@ -58,7 +58,12 @@ func (u unknownTx) ExecuteLocalTransaction(*primitive.Message) primitive.LocalTr
 	return primitive.UnknowState
 }
 
-func (u unknownTx) CheckLocalTransaction(*primitive.MessageExt) primitive.LocalTransactionState {
+// CheckLocalTransaction answers UNKNOWN and, as listener.Transaction
+// does, moves the order's coordinates to the copy the check names.
+func (u unknownTx) CheckLocalTransaction(msg *primitive.MessageExt) primitive.LocalTransactionState {
+	if id, err := uuid.Parse(msg.GetKeys()); err == nil {
+		u.w.recorder.Moved(id, msg)
+	}
 	u.w.checks.Add(1)
 	return primitive.UnknowState
 }
@@ -211,6 +216,72 @@ func TestCommitReleasesTheHalfMessage(t *testing.T) {
 	}
 }
 
+// TestCommitAfterCheckBacks: every check re-puts the half message and only
+// an END_TRANSACTION naming the latest copy ends the transaction. With the
+// coordinates moved by each check-back, the fast commit ends it: no
+// further check, no second copy of the event.
+func TestCommitAfterCheckBacks(t *testing.T) {
+	w := newWorld(t, rmqtest.Options{TransactionTimeout: time.Millisecond, CheckInterval: time.Hour}, halfmsg.CommitterConfig{})
+	id := w.place()
+	placed, err := w.store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		w.mq.CheckNow()
+		waitFor(t, 5*time.Second, "the check answered and the coordinates moved", func() bool {
+			c, err := w.store.Get(context.Background(), id)
+			return w.checks.Load() == int64(i) && err == nil && c.QueueOffset > placed.QueueOffset+int64(i-1)
+		})
+	}
+	moved, _ := w.store.Get(context.Background(), id)
+	live := w.mq.PendingHalfMessages()[0]
+	if moved.QueueOffset != live.QueueOffset || moved.CommitLogOffset != live.CommitLogOffset ||
+		moved.MsgID != placed.MsgID || moved.BrokerName != placed.BrokerName {
+		t.Fatalf("coordinates %+v after two checks, want the live copy's offsets (%d, %d) and the rest unchanged (%+v)",
+			moved, live.QueueOffset, live.CommitLogOffset, placed)
+	}
+	w.committer.Commit(id)
+	waitFor(t, 5*time.Second, "the event on the topic", func() bool { return w.published(id) == 1 })
+	if st := w.mq.Transactions(); st != (rmqtest.TransactionStats{Committed: 1}) {
+		t.Fatalf("broker transactions %+v, want the transaction ended by the fast commit", st)
+	}
+	w.mq.CheckNow()
+	if w.checks.Load() != 2 || w.published(id) != 1 {
+		t.Fatalf("%d checks, %d copies of the event: want no check after the commit and one event", w.checks.Load(), w.published(id))
+	}
+}
+
+func TestMoveNeverCreatesOrGoesBack(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: sharedRedis.Addr(), DB: sharedRedis.NewDB(t)})
+	defer rdb.Close()
+	store, err := halfmsg.NewStore(rdb, halfmsg.StoreConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	known, unknown := uuid.New(), uuid.New()
+	c := halfmsg.Coordinates{BrokerName: "b", CommitLogOffset: 100, QueueOffset: 5, MsgID: "m", ProducerGroup: group}
+	move := func(id uuid.UUID, q, off int64) halfmsg.Record {
+		return halfmsg.Record{OrderID: id, Moved: true, Coordinates: halfmsg.Coordinates{QueueOffset: q, CommitLogOffset: off}}
+	}
+	if err := store.Put(ctx, []halfmsg.Record{{OrderID: known, Coordinates: c}, move(unknown, 9, 900), move(known, 7, 700), move(known, 6, 600)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Get(ctx, unknown); !errors.Is(err, halfmsg.ErrNotFound) {
+		t.Fatalf("a move created coordinates for an unrecorded order: %v", err)
+	}
+	got, err := store.Get(ctx, known)
+	want := c
+	want.QueueOffset, want.CommitLogOffset = 7, 700
+	if err != nil || got != want {
+		t.Fatalf("after moves to 7 then 6: %+v, %v; want %+v", got, err, want)
+	}
+	if ttl := rdb.PTTL(ctx, "txorder:halfmsg:"+known.String()).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("TTL after the moves = %s, want the placement's", ttl)
+	}
+}
+
 func TestRollbackEndsTheHalfMessage(t *testing.T) {
 	w := newWorld(t, rmqtest.Options{}, halfmsg.CommitterConfig{})
 	id := w.place()
@@ -256,11 +327,11 @@ func TestLeaderChangeIsFollowed(t *testing.T) {
 	}
 	w.committer.Commit(id)
 	waitFor(t, 5*time.Second, "the commit on the new master", func() bool { return w.published(id) == 1 })
+	waitFor(t, 5*time.Second, "both commits accepted", func() bool {
+		return w.counter("txorder_fastcommit_accepted_total", "action", "commit") == 2
+	})
 	if got := w.counter("txorder_fastcommit_refused_total", "reason", "slave_not_available"); got != 1 {
 		t.Errorf("slave refusals = %v, want 1 (the stale route)", got)
-	}
-	if got := w.counter("txorder_fastcommit_accepted_total", "action", "commit"); got != 2 {
-		t.Errorf("accepted = %v, want 2", got)
 	}
 }
 

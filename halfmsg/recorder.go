@@ -24,10 +24,11 @@ type RecorderConfig struct {
 }
 
 // Recorder writes placements' coordinates to the Store off the placement's
-// path: Record only queues them, and Run writes whatever is queued in one
-// pipelined round trip, then the next batch. A placement never waits on
-// Redis for it; what cannot be written is counted and left to the
-// check-back.
+// path, and moves them to the copy each check-back names: Record and
+// Moved only queue, and Run writes whatever is queued in one pipelined
+// round trip, then the next batch. Neither a placement nor a check-back
+// ever waits on Redis for it; what cannot be written is counted and left
+// to the check-back.
 type Recorder struct {
 	store  *Store
 	cfg    RecorderConfig
@@ -52,7 +53,7 @@ func NewRecorder(store *Store, reg prometheus.Registerer, logger *slog.Logger, c
 	r := &Recorder{store: store, cfg: cfg, ch: make(chan Record, cfg.Queue), logger: logger.With("component", "halfmsg_recorder"),
 		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "fastcommit",
 			Name: "coordinates_total",
-			Help: "Half-message coordinates of placements by outcome: written to Redis, dropped (queue full), failed (Redis error), invalid (unusable send result)."},
+			Help: "Half-message coordinates by outcome: written (a placement's), moved (to the copy a check-back named), dropped (queue full), failed (Redis error), invalid (unusable send result)."},
 			[]string{"outcome"}),
 	}
 	if reg != nil {
@@ -74,6 +75,20 @@ func (r *Recorder) Record(id uuid.UUID, res *primitive.SendResult) {
 	}
 	select {
 	case r.ch <- Record{OrderID: id, Coordinates: c}:
+	default:
+		r.recorded.WithLabelValues("dropped").Inc()
+	}
+}
+
+// Moved queues a move of the order's coordinates to the copy of its half
+// message that the check-back msg names: each check re-puts the half
+// message and only the copy it names can end the transaction. Call it for
+// a check answered UNKNOWN (a COMMIT or ROLLBACK ends the transaction
+// anyway). It never blocks.
+func (r *Recorder) Moved(id uuid.UUID, msg *primitive.MessageExt) {
+	rec := Record{OrderID: id, Moved: true, Coordinates: Coordinates{QueueOffset: msg.QueueOffset, CommitLogOffset: msg.CommitLogOffset}}
+	select {
+	case r.ch <- rec:
 	default:
 		r.recorded.WithLabelValues("dropped").Inc()
 	}
@@ -126,5 +141,12 @@ func (r *Recorder) write(batch []Record) {
 		r.logger.Info("half message coordinates written again")
 		r.downLog = false
 	}
-	r.recorded.WithLabelValues("written").Add(float64(len(batch)))
+	moved := 0
+	for _, rec := range batch {
+		if rec.Moved {
+			moved++
+		}
+	}
+	r.recorded.WithLabelValues("written").Add(float64(len(batch) - moved))
+	r.recorded.WithLabelValues("moved").Add(float64(moved))
 }

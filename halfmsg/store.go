@@ -29,10 +29,16 @@ type StoreConfig struct {
 // Store keeps Coordinates in Redis, where every orderd replica finds
 // them, and remembers which orders a fast COMMIT released.
 //
-// Keys, under the configured prefix, all with the TTL:
+// Keys, under the configured prefix, all with the TTL set at placement:
 //
-//	<prefix>halfmsg:<order id>        the coordinates (JSON)
+//	<prefix>halfmsg:<order id>        hash b, c, q, m, g, t: the coordinates
 //	<prefix>halfmsg:ended:<order id>  "commit" once a fast COMMIT was accepted
+//
+// Every check-back moves the half message: the broker re-puts a copy and
+// names it, and only an END_TRANSACTION for that copy ends the transaction
+// (rocketmq-all-4.9.4 TransactionalMessageServiceImpl.check, lines
+// 151-230: the op message marks the queue offset it names). So c and q
+// follow the latest copy a check-back named (Move).
 type Store struct {
 	rdb     redis.UniversalClient
 	prefix  string
@@ -60,13 +66,27 @@ func NewStore(rdb redis.UniversalClient, cfg StoreConfig) (*Store, error) {
 func (s *Store) key(id uuid.UUID) string      { return s.prefix + "halfmsg:" + id.String() }
 func (s *Store) endedKey(id uuid.UUID) string { return s.prefix + "halfmsg:ended:" + id.String() }
 
-// Record is one placement's coordinates.
+// Record is one write: a placement's coordinates, or (Moved) the copy a
+// check-back named, of which only the offsets are used.
 type Record struct {
 	OrderID     uuid.UUID
 	Coordinates Coordinates
+	Moved       bool
 }
 
-// Put writes records in one pipelined round trip.
+// moveScript points recorded coordinates at a newer copy of the half
+// message; nothing is created for an order without coordinates, and an
+// older copy never replaces a newer one.
+var moveScript = redis.NewScript(`
+local q = redis.call('HGET', KEYS[1], 'q')
+if q and tonumber(q) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'q', ARGV[1], 'c', ARGV[2])
+  return 1
+end
+return 0`)
+
+// Put writes records in one pipelined round trip: new coordinates with the
+// TTL, and moves.
 func (s *Store) Put(ctx context.Context, records []Record) error {
 	if len(records) == 0 {
 		return nil
@@ -75,11 +95,13 @@ func (s *Store) Put(ctx context.Context, records []Record) error {
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	for _, r := range records {
-		b, err := r.Coordinates.encode()
-		if err != nil {
-			return err
+		key := s.key(r.OrderID)
+		if r.Moved {
+			moveScript.Eval(ctx, pipe, []string{key}, r.Coordinates.QueueOffset, r.Coordinates.CommitLogOffset)
+			continue
 		}
-		pipe.Set(ctx, s.key(r.OrderID), b, s.ttl)
+		pipe.HSet(ctx, key, r.Coordinates.fields())
+		pipe.PExpire(ctx, key, s.ttl)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("halfmsg: record %d coordinates: %w", len(records), err)
@@ -92,14 +114,14 @@ func (s *Store) Put(ctx context.Context, records []Record) error {
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (Coordinates, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	b, err := s.rdb.Get(ctx, s.key(id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return Coordinates{}, ErrNotFound
-	}
+	m, err := s.rdb.HGetAll(ctx, s.key(id)).Result()
 	if err != nil {
 		return Coordinates{}, fmt.Errorf("halfmsg: read coordinates: %w", err)
 	}
-	return decodeCoordinates(b)
+	if len(m) == 0 {
+		return Coordinates{}, ErrNotFound
+	}
+	return coordinatesOf(m)
 }
 
 // Delete forgets the order's coordinates.

@@ -64,6 +64,13 @@ type TransactionConfig struct {
 	FastCommits interface {
 		Committed(ctx context.Context, id uuid.UUID) (bool, error)
 	}
+	// HalfMessages, if set, is told the copy of the half message each
+	// check-back answered UNKNOWN names (halfmsg.Recorder): the broker
+	// re-puts the half message at every check, and only an END_TRANSACTION
+	// naming the latest copy ends it. Moved must not block.
+	HalfMessages interface {
+		Moved(id uuid.UUID, msg *primitive.MessageExt)
+	}
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -235,6 +242,10 @@ func (t *Transaction) CheckLocalTransaction(msg *primitive.MessageExt) primitive
 	if state != primitive.UnknowState {
 		t.logger.Info("check-back decided", "order_id", msg.GetKeys(), "msg_id", msg.MsgId,
 			"answer", stateName(state), "reason", reason)
+	} else if t.cfg.HalfMessages != nil {
+		if id, err := uuid.Parse(msg.GetKeys()); err == nil {
+			t.cfg.HalfMessages.Moved(id, msg)
+		}
 	}
 	return state
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -45,6 +46,15 @@ func newFastCommit(cfg configs.Orderd, rdb *redis.Client, reg prometheus.Registe
 }
 
 func (fc *fastCommit) halves() listener.HalfMessages {
+	if fc.recorder == nil {
+		return nil
+	}
+	return fc.recorder
+}
+
+func (fc *fastCommit) moves() interface {
+	Moved(id uuid.UUID, msg *primitive.MessageExt)
+} {
 	if fc.recorder == nil {
 		return nil
 	}

@@ -151,6 +151,49 @@ func TestPaymentReleasesEventAtOnce(t *testing.T) {
 	}
 }
 
+// TestPaymentAfterCheckBacks: the broker re-puts the half message at
+// every check and only a COMMIT naming the latest copy ends the
+// transaction. Each check-back orderd answers UNKNOWN moves the recorded
+// coordinates to that copy, so the payment's fast commit ends the
+// transaction: no further check, no second copy of the event.
+func TestPaymentAfterCheckBacks(t *testing.T) {
+	s := newStack(t, stackOptions{brokerTxTimeout: 100 * time.Millisecond, brokerCheckInterval: time.Hour})
+	m := s.orderd()
+	rdb := s.redis()
+	p := place(t, m.Addr(), "paid-after-checks")
+	if p.code != http.StatusCreated {
+		t.Fatalf("place = %+v", p)
+	}
+	s.waitCoordinates(rdb, p.id)
+	waitFor(t, 5*time.Second, "the half message older than the broker's transaction timeout", func() bool {
+		live := s.mq.PendingHalfMessages()
+		return len(live) == 1 && time.Since(live[0].BornTimestamp) > 300*time.Millisecond
+	})
+	for i := 1; i <= 3; i++ {
+		s.mq.CheckNow()
+		waitFor(t, 5*time.Second, "the check-back to move the coordinates to the live copy", func() bool {
+			live := s.mq.PendingHalfMessages()
+			q, err := rdb.HGet(context.Background(), s.coordinatesKey(p.id), "q").Int64()
+			return len(live) == 1 && live[0].Properties["TRANSACTION_CHECK_TIMES"] == fmt.Sprint(i) && err == nil && q == live[0].QueueOffset
+		})
+	}
+	if !s.pay(m.Addr(), p.id) {
+		t.Fatal("payment refused")
+	}
+	waitFor(t, 5*time.Second, "the fast commit to end the transaction", func() bool {
+		return s.mq.Transactions().Committed == 1 && s.orderTx().Pending == 0
+	})
+	for range 3 {
+		s.mq.CheckNow() // nothing left to check
+	}
+	if got := counterValue(t, m.Addr(), `txorder_tx_check_total{answer="commit",reason="paid"}`); got != 0 {
+		t.Fatalf("%v check-back COMMITs after the fast commit, want none", got)
+	}
+	if k := s.published()[p.id]; k != 1 || s.mq.Transactions().ExtraCommits != 0 {
+		t.Fatalf("%d events, %d extra commits; want one event", k, s.mq.Transactions().ExtraCommits)
+	}
+}
+
 // TestCoordinatesMissing: the placement's coordinates are gone from Redis
 // (expired, or Redis lost them); the payment's fast commit is skipped and
 // the check-back releases the event, once.

@@ -155,6 +155,7 @@ func (m *Main) Open(ctx context.Context) error {
 		BreakerFailures: cfg.Transaction.BreakerFailures,
 		BreakerOpenFor:  cfg.Transaction.BreakerOpenFor,
 		FastCommits:     m.fast.commits(),
+		HalfMessages:    m.fast.moves(),
 	})
 	if err != nil {
 		return err

@@ -66,6 +66,9 @@ type stackOptions struct {
 	brokerTxTimeout time.Duration
 	// brokerCheckMax is rmqtest's CheckMax (default 1000, what orderd is told).
 	brokerCheckMax int
+	// brokerCheckInterval is rmqtest's CheckInterval (default checkInterval,
+	// what orderd is told); an hour leaves the rounds to CheckNow.
+	brokerCheckInterval time.Duration
 	// env overrides orderd's environment.
 	env []string
 }
@@ -88,8 +91,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.brokerCheckMax == 0 {
 		o.brokerCheckMax = 1000
 	}
+	if o.brokerCheckInterval == 0 {
+		o.brokerCheckInterval = checkInterval
+	}
 	s.mq = rmqtest.RunT(t, rmqtest.Options{
-		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: o.brokerCheckMax,
+		TransactionTimeout: o.brokerTxTimeout, CheckInterval: o.brokerCheckInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},
 	})
 	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))

@@ -2,6 +2,7 @@ package rmqtest_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,5 +277,83 @@ func TestCheckAfterCommitWritesDuplicate(t *testing.T) {
 	// The committer's connection is not a producer's: checks never go there.
 	if n := l.checks.Load(); n != 1 {
 		t.Fatalf("%d checks answered, want 1", n)
+	}
+}
+
+// TestEndTransactionNamesACopy: each check re-puts the half message and
+// names the copy, as Java does. A COMMIT with the original's coordinates
+// after a check writes the message but ends only that copy: the live copy
+// is checked again, and a COMMIT answer writes a second message. A COMMIT
+// with the live copy's coordinates ends the transaction.
+func TestEndTransactionNamesACopy(t *testing.T) {
+	const topic = "copies"
+	s := rmqtest.RunT(t, rmqtest.Options{Topics: map[string]int{topic: 4}, TransactionTimeout: time.Millisecond, CheckInterval: time.Hour})
+	group := uniq(t, "txg")
+	var answer atomic.Int32 // primitive.LocalTransactionState for checks
+	answer.Store(int32(primitive.UnknowState))
+	l := &txListener{
+		exec: func(*primitive.Message) primitive.LocalTransactionState { return primitive.UnknowState },
+		check: func(*primitive.MessageExt) primitive.LocalTransactionState {
+			return primitive.LocalTransactionState(answer.Load())
+		},
+	}
+	p := startTxProducer(t, s, l, group)
+	checkOnce := func() {
+		t.Helper()
+		before := l.checks.Load()
+		s.CheckNow()
+		eventually(t, 5*time.Second, "the check answered", func() bool { return l.checks.Load() > before })
+	}
+	send := func(body string) *primitive.TransactionSendResult {
+		t.Helper()
+		res, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte(body)))
+		if err != nil || res.Status != primitive.SendOK {
+			t.Fatalf("send: %v %v", res, err)
+		}
+		eventually(t, time.Second, "older than the transaction timeout", func() bool {
+			for _, h := range s.PendingHalfMessages() {
+				if h.MsgID == res.MsgID {
+					return time.Since(h.BornTimestamp) > 5*time.Millisecond
+				}
+			}
+			return false
+		})
+		return res
+	}
+
+	// The original's coordinates after one check.
+	first := send("original")
+	checkOnce() // UNKNOWN: the copy is live now
+	if resp := endTx(t, s.BrokerAddr(), headerOf(t, group, first, remoting.TransactionCommitType), 3*time.Second); resp == nil || resp.Code != remoting.Success {
+		t.Fatalf("COMMIT on the original: %v", resp)
+	}
+	if n, st := len(s.Messages(topic)), s.Transactions(); n != 1 || st.Pending != 1 {
+		t.Fatalf("after COMMIT on the original: %d messages, %+v; want the message written and the live copy still pending", n, st)
+	}
+	answer.Store(int32(primitive.CommitMessageState))
+	checkOnce()
+	eventually(t, 5*time.Second, "the check's COMMIT applied", func() bool { return s.Transactions().Pending == 0 })
+	if n, st := len(s.Messages(topic)), s.Transactions(); n != 2 || st != (rmqtest.TransactionStats{Committed: 1, ExtraCommits: 1}) {
+		t.Fatalf("after the check's COMMIT: %d messages, %+v; want a second copy", n, st)
+	}
+
+	// The live copy's coordinates after one check.
+	answer.Store(int32(primitive.UnknowState))
+	second := send("live")
+	checkOnce()
+	live := s.PendingHalfMessages()
+	if len(live) != 1 || live[0].MsgID != second.MsgID || live[0].QueueOffset == second.QueueOffset {
+		t.Fatalf("pending %+v, want the live copy of %s at a new queue offset", live, second.MsgID)
+	}
+	h := remoting.EndTransactionHeader{ProducerGroup: group, TranStateTableOffset: live[0].QueueOffset,
+		CommitLogOffset: live[0].CommitLogOffset, CommitOrRollback: remoting.TransactionCommitType, MsgID: second.MsgID}
+	if resp := endTx(t, s.BrokerAddr(), h, 3*time.Second); resp == nil || resp.Code != remoting.Success {
+		t.Fatalf("COMMIT on the live copy: %v", resp)
+	}
+	checks := l.checks.Load()
+	s.CheckNow()
+	never(t, 200*time.Millisecond, "a check after the live copy was committed", func() bool { return l.checks.Load() != checks })
+	if n, st := len(s.Messages(topic)), s.Transactions(); n != 3 || st != (rmqtest.TransactionStats{Committed: 2, ExtraCommits: 1}) {
+		t.Fatalf("after COMMIT on the live copy: %d messages, %+v; want one more message and no other change", n, st)
 	}
 }

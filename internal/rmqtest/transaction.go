@@ -38,12 +38,21 @@ func (s txState) String() string {
 	return "unknown"
 }
 
-// halfTx is one transaction: its half message (stored in HalfTopic) and
-// what became of it. The record stays in place across checks: Java re-puts
-// a copy per check, which the client cannot observe, so every check names
-// the same offsets.
+// halfTx is one transaction: its half message (stored in HalfTopic), the
+// copy the next check names, and what became of it.
+//
+// Like Java, every check re-puts a copy of the half message at the end of
+// HalfTopic and names the copy's offsets (TransactionalMessageServiceImpl
+// .check → putBackHalfMsgQueue, rocketmq-all-4.9.4
+// broker/src/main/java/org/apache/rocketmq/broker/transaction/queue/TransactionalMessageServiceImpl.java:226-230,
+// 100-108). Only an END_TRANSACTION for the live copy ends the
+// transaction; one for an earlier copy (the original's offsets, say) is
+// applied to that copy — a COMMIT writes the message — while the live copy
+// stays pending and is checked again, exactly as a Java broker's op
+// message marks only the queue offset it names.
 type halfTx struct {
 	half   *message
+	live   *message // the latest copy: half until the first check
 	group  string
 	state  txState
 	checks int
@@ -68,19 +77,39 @@ func (b *broker) storeHalfLocked(m *message) {
 	m.queueID = 0
 	m.enc = nil
 	_ = b.putLocked(m) // HalfTopic always exists
-	tx := &halfTx{half: m, group: m.props[propPGroup]}
+	tx := &halfTx{half: m, live: m, group: m.props[propPGroup]}
 	b.txs[m.commitLogOffset] = tx
 	b.pending[m.commitLogOffset] = tx
 }
 
-// forgetResolvedTxLocked drops the record of a finished transaction whose
-// half message retention forgot; open transactions stay.
+// forgetResolvedTxLocked drops the record of a half message (or one of
+// its copies) that retention forgot; an open transaction keeps its first
+// and live copies.
 func (b *broker) forgetResolvedTxLocked(off int64) {
 	tx := b.txs[off]
-	if tx == nil || tx.state == txPending {
+	if tx == nil || tx.state == txPending && (off == tx.half.commitLogOffset || off == tx.live.commitLogOffset) {
 		return
 	}
 	delete(b.txs, off)
+}
+
+// recheckLocked does what a Java check does to a transaction: counts the
+// check, re-puts the live copy at the end of HalfTopic (the copy becomes
+// live) and returns the CHECK_TRANSACTION_STATE naming it, or nil when no
+// producer of the group is connected to the master (the copy is made
+// anyway, as in Java).
+func (b *broker) recheckLocked(tx *halfTx) (*conn, *remoting.Command) {
+	tx.checks++
+	cp := tx.live.clone()
+	cp.props[propCheckTimes] = strconv.Itoa(tx.checks)
+	_ = b.putLocked(cp) // HalfTopic always exists
+	b.txs[cp.commitLogOffset] = tx
+	tx.live = cp
+	c := b.producerConnLocked(tx.group)
+	if c == nil {
+		return nil, nil
+	}
+	return c, b.checkCommandLocked(cp)
 }
 
 // endTxHeader is END_TRANSACTION's header as a Java broker decodes it: a
@@ -167,7 +196,17 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 		return nil
 	}
 	tx := b.txs[h.logOff]
-	if tx == nil {
+	var half *message // the copy at that offset
+	switch {
+	case tx == nil:
+	case tx.live.commitLogOffset == h.logOff:
+		half = tx.live
+	case tx.half.commitLogOffset == h.logOff:
+		half = tx.half
+	default:
+		half = b.commitLog[h.logOff]
+	}
+	if half == nil {
 		m := b.commitLog[h.logOff]
 		b.mu.Unlock()
 		if m == nil {
@@ -182,7 +221,7 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 		}
 		return remoting.NewResponse(req, remoting.SystemError, "rmqtest: the message at that commit log offset is not a half message")
 	}
-	half := tx.half
+	live := half == tx.live
 	switch {
 	case !h.hasGroup || tx.group != h.group:
 		b.mu.Unlock()
@@ -203,13 +242,14 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 	log = log.With("topic", topic, "key", half.props[propKeys])
 	if h.decision == txRollback {
 		// Java writes an op message and nothing else: a rollback after a
-		// commit leaves the committed message where it is.
-		if tx.state == txPending {
+		// commit leaves the committed message where it is, and one for an
+		// earlier copy leaves the live copy to its next check.
+		if tx.state == txPending && live {
 			tx.state = txRolledBack
-			delete(b.pending, half.commitLogOffset)
+			delete(b.pending, tx.half.commitLogOffset)
 		}
 		b.mu.Unlock()
-		log.Info("transaction rolled back")
+		log.Info("transaction rolled back", "live_copy", live)
 		return remoting.NewResponse(req, remoting.Success, "")
 	}
 	m := half.clone()
@@ -221,6 +261,7 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 	delete(m.props, propTranMsg)
 	m.sysFlag = m.sysFlag&^sysFlagTxMask | sysFlagTxCommit
 	m.preparedTxOffset = half.commitLogOffset
+	delete(m.props, propCheckTimes)
 	if err := b.putLocked(m); err != nil {
 		b.mu.Unlock()
 		log.Warn("transaction commit failed", "err", err)
@@ -229,16 +270,20 @@ func (b *broker) handleEndTransaction(c *conn, req *remoting.Command) *remoting.
 	prior := tx.state
 	tx.commits++
 	commits, qoff := tx.commits, m.queueOffset
-	if tx.state == txPending {
+	if tx.state == txPending && live {
 		tx.state = txCommitted
-		delete(b.pending, half.commitLogOffset)
+		delete(b.pending, tx.half.commitLogOffset)
 	}
 	b.mu.Unlock()
-	if prior == txPending {
-		log.Info("transaction committed", "queue_id", qid, "queue_offset", qoff)
-	} else {
+	switch {
+	case commits > 1:
 		log.Warn("transaction committed again: another copy written", "queue_id", qid, "queue_offset", qoff,
-			"commits", commits, "state_before", prior)
+			"commits", commits, "state_before", prior, "live_copy", live)
+	case !live && prior == txPending:
+		log.Info("transaction committed on an earlier copy of its half message; the live copy will be checked again",
+			"queue_id", qid, "queue_offset", qoff)
+	default:
+		log.Info("transaction committed", "queue_id", qid, "queue_offset", qoff)
 	}
 	return remoting.NewResponse(req, remoting.Success, "")
 }
@@ -282,12 +327,13 @@ func (s *Server) checkRound() {
 	slices.Sort(offs)
 	for _, off := range offs {
 		tx := b.pending[off]
-		h := tx.half
+		h := tx.live
 		immunity := s.opts.TransactionTimeout.Milliseconds()
 		if v, err := strconv.ParseInt(h.props[propCheckImmunity], 10, 64); err == nil && v >= 0 {
 			immunity = v * 1000
 		}
-		if now-h.storeTimestamp < immunity {
+		// Java measures from the birth, which every copy keeps.
+		if now-h.bornTimestamp < immunity {
 			continue
 		}
 		if tx.checks >= s.opts.CheckMax {
@@ -296,21 +342,19 @@ func (s *Server) checkRound() {
 			d.queueID = 0
 			_ = b.putLocked(d) // CheckMaxTopic always exists
 			tx.state = txDiscarded
-			delete(b.pending, h.commitLogOffset)
+			delete(b.pending, off)
 			s.log.Info("transaction discarded after check max", "group", tx.group, "msg_id", h.props[propUniqKey],
 				"topic", h.props[propRealTopic], "checks", tx.checks)
 			continue
 		}
-		// Java counts the check even when no producer is connected.
-		tx.checks++
-		h.props[propCheckTimes] = strconv.Itoa(tx.checks)
-		h.enc = nil
-		c := b.producerConnLocked(tx.group)
+		// Java counts the check (and re-puts the copy) even when no
+		// producer is connected.
+		c, cmd := b.recheckLocked(tx)
 		if c == nil {
 			s.log.Debug("no producer connection for check", "group", tx.group, "msg_id", h.props[propUniqKey])
 			continue
 		}
-		out = append(out, checkRequest{c: c, cmd: b.checkCommandLocked(h)})
+		out = append(out, checkRequest{c: c, cmd: cmd})
 	}
 	b.mu.Unlock()
 	for _, r := range out {
