@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
@@ -91,20 +92,40 @@ func (c Coordinates) header(decision int) remoting.EndTransactionHeader {
 	}
 }
 
-// fields are the coordinates as the Redis hash stores them.
-func (c Coordinates) fields() []string {
-	return []string{"b", c.BrokerName, "c", strconv.FormatInt(c.CommitLogOffset, 10), "q", strconv.FormatInt(c.QueueOffset, 10),
-		"m", c.MsgID, "g", c.ProducerGroup, "t", c.TransactionID}
+// encode is the Store's form: version, then the fields one per line
+// (RocketMQ names may contain '|' and ',', never a newline).
+func (c Coordinates) encode() string {
+	return strings.Join([]string{"1", c.BrokerName, strconv.FormatInt(c.CommitLogOffset, 10), strconv.FormatInt(c.QueueOffset, 10),
+		c.MsgID, c.ProducerGroup, c.TransactionID}, "\n")
 }
 
-// coordinatesOf reads the hash fields back.
-func coordinatesOf(m map[string]string) (Coordinates, error) {
-	c := Coordinates{BrokerName: m["b"], MsgID: m["m"], ProducerGroup: m["g"], TransactionID: m["t"]}
-	var err1, err2 error
-	c.CommitLogOffset, err1 = strconv.ParseInt(m["c"], 10, 64)
-	c.QueueOffset, err2 = strconv.ParseInt(m["q"], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return c, fmt.Errorf("halfmsg: recorded coordinates %v: %w", m, err)
+func decodeCoordinates(s string) (Coordinates, error) {
+	f := strings.Split(s, "\n")
+	if len(f) != 7 || f[0] != "1" {
+		return Coordinates{}, fmt.Errorf("halfmsg: recorded coordinates %q: unknown form", s)
 	}
-	return c, c.validate()
+	c := Coordinates{BrokerName: f[1], MsgID: f[4], ProducerGroup: f[5], TransactionID: f[6]}
+	var err1, err2 error
+	c.CommitLogOffset, err1 = strconv.ParseInt(f[2], 10, 64)
+	c.QueueOffset, err2 = strconv.ParseInt(f[3], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return c, fmt.Errorf("halfmsg: recorded coordinates %q: %w", s, err)
+	}
+	return c, nil
+}
+
+// encodeOffsets is the live copy's queue and commit-log offset.
+func (c Coordinates) encodeOffsets() string {
+	return strconv.FormatInt(c.QueueOffset, 10) + "\n" + strconv.FormatInt(c.CommitLogOffset, 10)
+}
+
+func (c *Coordinates) decodeOffsets(s string) error {
+	q, off, ok := strings.Cut(s, "\n")
+	var err1, err2 error
+	c.QueueOffset, err1 = strconv.ParseInt(q, 10, 64)
+	c.CommitLogOffset, err2 = strconv.ParseInt(off, 10, 64)
+	if err := errors.Join(err1, err2); err != nil || !ok {
+		return fmt.Errorf("halfmsg: recorded live copy %q: unreadable", s)
+	}
+	return nil
 }

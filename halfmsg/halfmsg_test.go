@@ -252,7 +252,7 @@ func TestCommitAfterCheckBacks(t *testing.T) {
 	}
 }
 
-func TestMoveNeverCreatesOrGoesBack(t *testing.T) {
+func TestMoveFollowsTheLatestCopy(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: sharedRedis.Addr(), DB: sharedRedis.NewDB(t)})
 	defer rdb.Close()
 	store, err := halfmsg.NewStore(rdb, halfmsg.StoreConfig{TTL: time.Minute})
@@ -261,24 +261,32 @@ func TestMoveNeverCreatesOrGoesBack(t *testing.T) {
 	}
 	ctx := context.Background()
 	known, unknown := uuid.New(), uuid.New()
-	c := halfmsg.Coordinates{BrokerName: "b", CommitLogOffset: 100, QueueOffset: 5, MsgID: "m", ProducerGroup: group}
+	c := halfmsg.Coordinates{BrokerName: "b|with,odd-chars", CommitLogOffset: 100, QueueOffset: 5, MsgID: "m", ProducerGroup: group}
 	move := func(id uuid.UUID, q, off int64) halfmsg.Record {
 		return halfmsg.Record{OrderID: id, Moved: true, Coordinates: halfmsg.Coordinates{QueueOffset: q, CommitLogOffset: off}}
 	}
-	if err := store.Put(ctx, []halfmsg.Record{{OrderID: known, Coordinates: c}, move(unknown, 9, 900), move(known, 7, 700), move(known, 6, 600)}); err != nil {
+	if err := store.Put(ctx, []halfmsg.Record{{OrderID: known, Coordinates: c}, move(unknown, 9, 900), move(known, 6, 600), move(known, 7, 700)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Get(ctx, unknown); !errors.Is(err, halfmsg.ErrNotFound) {
-		t.Fatalf("a move created coordinates for an unrecorded order: %v", err)
+		t.Fatalf("a move alone made coordinates for an unrecorded order: %v", err)
 	}
 	got, err := store.Get(ctx, known)
 	want := c
 	want.QueueOffset, want.CommitLogOffset = 7, 700
 	if err != nil || got != want {
-		t.Fatalf("after moves to 7 then 6: %+v, %v; want %+v", got, err, want)
+		t.Fatalf("after moves to 6 then 7: %+v, %v; want %+v", got, err, want)
 	}
-	if ttl := rdb.PTTL(ctx, "txorder:halfmsg:"+known.String()).Val(); ttl <= 0 || ttl > time.Minute {
-		t.Fatalf("TTL after the moves = %s, want the placement's", ttl)
+	for _, key := range []string{"txorder:halfmsg:" + known.String(), "txorder:halfmsg:live:" + known.String()} {
+		if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("TTL of %s = %s, want at most a minute", key, ttl)
+		}
+	}
+	if err := store.Delete(ctx, known); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Get(ctx, known); !errors.Is(err, halfmsg.ErrNotFound) {
+		t.Fatalf("after Delete: %v, want ErrNotFound", err)
 	}
 }
 

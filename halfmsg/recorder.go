@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/google/uuid"
@@ -21,6 +23,8 @@ type RecorderConfig struct {
 	// Batch bounds the coordinates written in one pipelined round trip
 	// (default 256).
 	Batch int
+	// Writers is the number of round trips in flight (default 2).
+	Writers int
 }
 
 // Recorder writes placements' coordinates to the Store off the placement's
@@ -36,7 +40,7 @@ type Recorder struct {
 	logger *slog.Logger
 
 	recorded *prometheus.CounterVec
-	downLog  bool // Run's: a failure was logged, the next success is too
+	downLog  atomic.Bool // a failure was logged, the next success is too
 }
 
 // NewRecorder returns a Recorder; reg may be nil.
@@ -49,6 +53,9 @@ func NewRecorder(store *Store, reg prometheus.Registerer, logger *slog.Logger, c
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 2
 	}
 	r := &Recorder{store: store, cfg: cfg, ch: make(chan Record, cfg.Queue), logger: logger.With("component", "halfmsg_recorder"),
 		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "fastcommit",
@@ -94,19 +101,29 @@ func (r *Recorder) Moved(id uuid.UUID, msg *primitive.MessageExt) {
 	}
 }
 
-// Run writes queued coordinates until ctx is done, then writes what is
-// still queued (one batch, bounded by the store's timeout) and returns nil.
+// Run writes queued coordinates with Writers round trips in flight until
+// ctx is done, then writes what is still queued (a batch per writer,
+// bounded by the store's timeout) and returns nil.
 func (r *Recorder) Run(ctx context.Context) error {
-	batch := make([]Record, 0, r.cfg.Batch)
-	for {
-		select {
-		case <-ctx.Done():
-			r.write(r.fill(batch[:0]))
-			return nil
-		case rec := <-r.ch:
-			r.write(r.fill(append(batch[:0], rec)))
-		}
+	var wg sync.WaitGroup
+	for range r.cfg.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := make([]Record, 0, r.cfg.Batch)
+			for {
+				select {
+				case <-ctx.Done():
+					r.write(r.fill(batch[:0]))
+					return
+				case rec := <-r.ch:
+					r.write(r.fill(append(batch[:0], rec)))
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	return nil
 }
 
 // fill adds what is queued to batch, up to the batch size, without waiting.
@@ -130,16 +147,14 @@ func (r *Recorder) write(batch []Record) {
 	// orderd shuts down, within the store's timeout.
 	if err := r.store.Put(context.Background(), batch); err != nil {
 		r.recorded.WithLabelValues("failed").Add(float64(len(batch)))
-		if !r.downLog {
+		if r.downLog.CompareAndSwap(false, true) {
 			r.logger.Warn("half message coordinates not written; those orders are released by their check-back",
 				"count", len(batch), "error", err)
-			r.downLog = true
 		}
 		return
 	}
-	if r.downLog {
+	if r.downLog.CompareAndSwap(true, false) {
 		r.logger.Info("half message coordinates written again")
-		r.downLog = false
 	}
 	moved := 0
 	for _, rec := range batch {

@@ -173,8 +173,9 @@ func TestPaymentAfterCheckBacks(t *testing.T) {
 		s.mq.CheckNow()
 		waitFor(t, 5*time.Second, "the check-back to move the coordinates to the live copy", func() bool {
 			live := s.mq.PendingHalfMessages()
-			q, err := rdb.HGet(context.Background(), s.coordinatesKey(p.id), "q").Int64()
-			return len(live) == 1 && live[0].Properties["TRANSACTION_CHECK_TIMES"] == fmt.Sprint(i) && err == nil && q == live[0].QueueOffset
+			moved, err := rdb.Get(context.Background(), s.cfg.Redis.KeyPrefix+"halfmsg:live:"+p.id).Result()
+			return len(live) == 1 && live[0].Properties["TRANSACTION_CHECK_TIMES"] == fmt.Sprint(i) && err == nil &&
+				moved == fmt.Sprintf("%d\n%d", live[0].QueueOffset, live[0].CommitLogOffset)
 		})
 	}
 	if !s.pay(m.Addr(), p.id) {
