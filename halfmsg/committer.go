@@ -105,6 +105,10 @@ type Committer struct {
 
 	routeMu sync.Mutex
 	routes  map[string]cachedMaster
+	// lastKnown is each broker name's master as the last route named it,
+	// used only while no NameServer answers (the producer keeps sending on
+	// its cached routes then too).
+	lastKnown map[string]string
 
 	m committerMetrics
 }
@@ -130,7 +134,7 @@ func NewCommitter(store *Store, reg prometheus.Registerer, logger *slog.Logger, 
 	}
 	c := &Committer{store: store, cfg: cfg, logger: logger.With("component", "fast_commit"),
 		pool: remoting.NewPool(remoting.PoolOptions{Size: cfg.ConnsPerAddr, DialTimeout: cfg.DialTimeout}),
-		jobs: make(chan job, cfg.Queue), routes: map[string]cachedMaster{}, m: newCommitterMetrics()}
+		jobs: make(chan job, cfg.Queue), routes: map[string]cachedMaster{}, lastKnown: map[string]string{}, m: newCommitterMetrics()}
 	if reg != nil {
 		if err := c.m.register(reg); err != nil {
 			return nil, err
@@ -284,7 +288,10 @@ func refusalReason(resp *remoting.Command) string {
 
 // master returns the address of brokerName's master: from the cache
 // within RouteTTL unless fresh, else from the first NameServer that
-// answers, starting with a different one each time.
+// answers, starting with a different one each time; when none answers,
+// the master the last route named (a NameServer outage must not stop the
+// fast commit, as it does not stop the producer). A stale address costs
+// at most a refusal or a failed call.
 func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (string, error) {
 	now := c.cfg.Now()
 	if !fresh && c.cfg.RouteTTL > 0 {
@@ -314,11 +321,19 @@ func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (
 			// NameServer would not know better.
 			return "", errors.New("the route names no master for broker " + brokerName)
 		}
+		c.routeMu.Lock()
 		if c.cfg.RouteTTL > 0 {
-			c.routeMu.Lock()
 			c.routes[brokerName] = cachedMaster{addr: addr, until: now.Add(c.cfg.RouteTTL)}
-			c.routeMu.Unlock()
 		}
+		c.lastKnown[brokerName] = addr
+		c.routeMu.Unlock()
+		return addr, nil
+	}
+	c.routeMu.Lock()
+	addr, ok := c.lastKnown[brokerName]
+	c.routeMu.Unlock()
+	if ok && !fresh {
+		c.m.staleRoutes.Inc()
 		return addr, nil
 	}
 	return "", errors.Join(errs...)
@@ -334,6 +349,7 @@ type committerMetrics struct {
 	sent, accepted           *prometheus.CounterVec
 	refused, failed, skipped *prometheus.CounterVec
 	latency                  *prometheus.HistogramVec
+	staleRoutes              prometheus.Counter
 }
 
 func newCommitterMetrics() committerMetrics {
@@ -357,11 +373,13 @@ func newCommitterMetrics() committerMetrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "txorder", Subsystem: "fastcommit",
 			Name: "latency_seconds", Help: "From the payment (or close) to the broker's acceptance of the fast commit (or rollback).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"action"}),
+		staleRoutes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "fastcommit",
+			Name: "stale_routes_total", Help: "Releases sent to the last known master because no NameServer answered."}),
 	}
 }
 
 func (m committerMetrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.sent, m.accepted, m.refused, m.failed, m.skipped, m.latency} {
+	for _, c := range []prometheus.Collector{m.sent, m.accepted, m.refused, m.failed, m.skipped, m.latency, m.staleRoutes} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -343,6 +343,23 @@ func TestLeaderChangeIsFollowed(t *testing.T) {
 	}
 }
 
+// TestNameServerDownUsesLastKnownMaster: with every NameServer down the
+// producer keeps sending on its cached routes, and the fast commit keeps
+// going to the master the last route named.
+func TestNameServerDownUsesLastKnownMaster(t *testing.T) {
+	w := newWorld(t, rmqtest.Options{}, halfmsg.CommitterConfig{})
+	warm := w.place()
+	w.committer.Commit(warm)
+	waitFor(t, 5*time.Second, "the first commit", func() bool { return w.published(warm) == 1 })
+	w.mq.StopNameServer()
+	id := w.place()
+	w.committer.Commit(id)
+	waitFor(t, 10*time.Second, "the commit during the NameServer outage", func() bool { return w.published(id) == 1 })
+	if got := w.counter("txorder_fastcommit_stale_routes_total"); got < 1 {
+		t.Errorf("stale routes = %v, want the last known master used", got)
+	}
+}
+
 // TestHungBrokerStaysBounded: the broker answers nothing in time. Each
 // release gives up after its timeout, and the queue sheds what does not
 // fit instead of growing.
