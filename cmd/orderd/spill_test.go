@@ -235,7 +235,9 @@ func TestRedisKilledWhileQueued(t *testing.T) {
 // after CheckMax checks the broker discards it. When orderd returns, the
 // reconciler publishes ORDER_PAID once.
 func TestBrokerGivesUp(t *testing.T) {
-	s := newStack(t, stackOptions{brokerTxTimeout: 2 * time.Second, brokerCheckMax: 3,
+	// The broker's first check comes 4 s after the placement: orderd must
+	// be down by then, the lost fast commit's timeout included.
+	s := newStack(t, stackOptions{brokerTxTimeout: 4 * time.Second, brokerCheckMax: 3,
 		env: []string{"TXORDER_RECONCILER__GRACE=600ms", "TXORDER_FAST_COMMIT__TIMEOUT=300ms"}})
 	m := s.orderd()
 	p := place(t, m.Addr(), "given-up")
@@ -246,10 +248,10 @@ func TestBrokerGivesUp(t *testing.T) {
 	if !s.pay(m.Addr(), p.id) {
 		t.Fatalf("pay %s refused", p.id)
 	}
-	waitFor(t, 5*time.Second, "the fast commit to time out", func() bool {
+	waitFor(t, 3*time.Second, "the fast commit to time out", func() bool {
 		return metricValue(t, m.Addr(), `txorder_fastcommit_failed_total{action="commit",reason="timeout"}`) == 1
 	})
-	if err := m.Close(); err != nil { // before the first check (2s)
+	if err := m.Close(); err != nil { // before the first check (4s)
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "the broker to discard the half message", func() bool {
