@@ -33,9 +33,11 @@ func (a Action) decision() int {
 
 // CommitterConfig tunes a Committer.
 type CommitterConfig struct {
-	// NameServers ("host:port") the master of a broker name is asked from
-	// (GET_ROUTEINFO_BY_TOPIC). Required.
-	NameServers []string
+	// NameServers returns the NameServers ("ip:port") the master of a
+	// broker name is asked from (GET_ROUTEINFO_BY_TOPIC), at each lookup:
+	// orderd passes the resolver its RocketMQ clients use
+	// (nsresolve.Resolver.Resolve), so host names follow DNS. Required.
+	NameServers func() []string
 	// Topic is the event topic: its route lists the brokers that hold its
 	// half messages. Required.
 	Topic string
@@ -61,7 +63,7 @@ type CommitterConfig struct {
 }
 
 func (c *CommitterConfig) defaults() error {
-	if len(c.NameServers) == 0 || c.Topic == "" {
+	if c.NameServers == nil || c.Topic == "" {
 		return errors.New("halfmsg: committer needs name servers and the topic")
 	}
 	if c.Workers <= 0 {
@@ -303,9 +305,13 @@ func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (
 		}
 	}
 	var errs []error
+	nameServers := c.cfg.NameServers()
+	if len(nameServers) == 0 {
+		errs = append(errs, errors.New("no NameServer address"))
+	}
 	start := int(c.nsNext.Add(1))
-	for i := range c.cfg.NameServers {
-		ns := c.cfg.NameServers[(start+i)%len(c.cfg.NameServers)]
+	for i := range nameServers {
+		ns := nameServers[(start+i)%len(nameServers)]
 		r, err := remoting.GetRouteInfo(ctx, c.pool.To(ns), c.cfg.Topic)
 		if err != nil {
 			errs = append(errs, err)

@@ -86,7 +86,8 @@ func newWorld(t *testing.T, mqOpts rmqtest.Options, cfg halfmsg.CommitterConfig)
 	if w.recorder, err = halfmsg.NewRecorder(w.store, w.reg, quiet(), halfmsg.RecorderConfig{ProducerGroup: group}); err != nil {
 		t.Fatal(err)
 	}
-	cfg.NameServers, cfg.Topic = []string{w.mq.NameServerAddr()}, topic
+	ns := w.mq.NameServerAddr()
+	cfg.NameServers, cfg.Topic = func() []string { return []string{ns} }, topic
 	if w.committer, err = halfmsg.NewCommitter(w.store, w.reg, quiet(), cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,10 @@ type fastCommit struct {
 	committer *halfmsg.Committer
 }
 
-func newFastCommit(cfg configs.Orderd, rdb *redis.Client, reg prometheus.Registerer, logger *slog.Logger) (*fastCommit, error) {
+// newFastCommit builds the recorder and the committer; nameServers is the
+// resolver every RocketMQ client of orderd uses (host names allowed).
+func newFastCommit(cfg configs.Orderd, rdb *redis.Client, nameServers func() []string, reg prometheus.Registerer,
+	logger *slog.Logger) (*fastCommit, error) {
 	fc := &fastCommit{}
 	f := cfg.FastCommit
 	if !f.Enabled {
@@ -40,7 +43,7 @@ func newFastCommit(cfg configs.Orderd, rdb *redis.Client, reg prometheus.Registe
 		return nil, err
 	}
 	fc.committer, err = halfmsg.NewCommitter(store, reg, logger, halfmsg.CommitterConfig{
-		NameServers: cfg.RocketMQ.NameServers, Topic: cfg.RocketMQ.Topic, Workers: f.Workers, Queue: f.Queue,
+		NameServers: nameServers, Topic: cfg.RocketMQ.Topic, Workers: f.Workers, Queue: f.Queue,
 		Timeout: f.Timeout, RouteTTL: f.RouteTTL, ConnsPerAddr: f.ConnsPerBroker, DialTimeout: f.DialTimeout})
 	return fc, err
 }
