@@ -258,17 +258,22 @@ func runServices(t *testing.T) series {
 		configs.FulfillmentEnvPrefix+"ROCKETMQ__INSTANCE_NAME=fulfillmentd-"+uuid.NewString()[:8],
 	), "fulfillmentd ready", nil)
 
-	payOrder(t, orderd.Addr, placeOrder(t, orderd.Addr, "alerts-1"))
-	id := placeOrder(t, orderd.Addr, "alerts-2")
 	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr()})
 	defer rdb.Close()
-	key := "txorder:halfmsg:" + id
-	for deadline := time.Now().Add(10 * time.Second); rdb.Exists(t.Context(), key).Val() == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no coordinates recorded for %s", id)
+	recorded := func(id string) string {
+		key := "txorder:halfmsg:" + id
+		for deadline := time.Now().Add(10 * time.Second); rdb.Exists(t.Context(), key).Val() == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no coordinates recorded for %s", id)
+			}
 		}
+		return key
 	}
-	if err := rdb.Del(t.Context(), key).Err(); err != nil {
+	first := placeOrder(t, orderd.Addr, "alerts-1")
+	recorded(first)
+	payOrder(t, orderd.Addr, first)
+	id := placeOrder(t, orderd.Addr, "alerts-2")
+	if err := rdb.Del(t.Context(), recorded(id)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	payOrder(t, orderd.Addr, id)

@@ -90,6 +90,10 @@ func (c *CommitterConfig) defaults() error {
 	return nil
 }
 
+// notFoundRetry is how long a release waits before it looks for missing
+// coordinates a second time.
+const notFoundRetry = 250 * time.Millisecond
+
 // Committer ends half messages directly: Commit and Rollback queue a
 // release and return at once; Run's workers send END_TRANSACTION, on
 // connections of their own, to the current master of the half message's
@@ -199,6 +203,15 @@ func (c *Committer) release(j job) {
 	action := string(j.action)
 	log := c.logger.With("order_id", j.id.String(), "action", action)
 	coords, err := c.store.Get(ctx, j.id)
+	if errors.Is(err, ErrNotFound) {
+		// The placement queued them before it answered, but a payment sent
+		// right after the answer can overtake their write: look once more.
+		select {
+		case <-time.After(notFoundRetry):
+			coords, err = c.store.Get(ctx, j.id)
+		case <-ctx.Done():
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		c.m.skipped.WithLabelValues(action, "no_coordinates").Inc()
