@@ -22,13 +22,18 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
+# test: vet, every test with -race, then every fuzz target for
+# TEST_FUZZTIME (10s) each, so that CI fuzzes the decoders on every run.
+TEST_FUZZTIME ?= 10s
 test: deps vet
 	$(GO) test $(GOTEST_FLAGS) ./...
+	FUZZTIME=$(TEST_FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
-# fuzz runs each fuzz target for FUZZTIME (default 30s).
+# fuzz runs every fuzz target (scripts/fuzz.sh finds them) for FUZZTIME
+# each (default 30s); e.g. make fuzz FUZZTIME=10m.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) ./api
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 # bench starts its own MariaDB, Redis (free ports), RocketMQ (in-process),
 # orderd and fulfillmentd, and measures placement, check-backs, degraded
@@ -50,8 +55,9 @@ run: deps build
 	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
 	@echo "    -H 'Authorization: Bearer $${TXO_API_KEY:-dev-key-change-me}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\"
 	@echo "    -d '{\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"items\":[{\"sku\":\"SKU-1\",\"name\":\"Widget\",\"quantity\":2,\"unit_price\":1250}]}'"
-	@echo "Pay it (signs with the local webhook secret):"
-	@echo "  TXORDER_PAYMENT__WEBHOOK_SECRET=$${TXO_WEBHOOK_SECRET:-dev-webhook-secret-change-me-0123456789} bin/ordertool pay <order-id>"
+	@echo "Pay it, then check the promise (ordertool reads .run/orderd.yaml and .run/fulfillmentd.yaml):"
+	@echo "  bin/ordertool pay <order-id>"
+	@echo "  bin/ordertool audit --settle 30s"
 	@echo "Stop everything with: make stop"
 
 # chaos-local runs chaos/kill-mysql.sh and chaos/kill-namesrv.sh on the local

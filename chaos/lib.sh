@@ -315,9 +315,10 @@ audit() {
 	local accepted=$1 out=$2
 	case $CHAOS_MODE in
 	local)
-		TXORDER_MYSQL__PASSWORD=txorder TXORDER_FULFILLMENT__MYSQL__PASSWORD=txorder \
-			"$ORDERTOOL" audit --config "$CHAOS_ROOT/configs/orderd.yaml" \
-			--fulfillment-config "$CHAOS_ROOT/configs/fulfillmentd.yaml" \
+		# The configuration devstack.sh wrote for this stack (its ports and
+		# secrets), as orderd and fulfillmentd run with it.
+		"$ORDERTOOL" audit --config "${RUN_DIR:-$CHAOS_ROOT/.run}/orderd.yaml" \
+			--fulfillment-config "${RUN_DIR:-$CHAOS_ROOT/.run}/fulfillmentd.yaml" \
 			--accepted "$accepted" --settle "$CHAOS_SETTLE" --json >"$out"
 		;;
 	compose)
@@ -504,6 +505,9 @@ chaos_main() {
 		echo "audit: paid $(json_num "$a" paid) applied $(json_num "$a" applied)" \
 			"lost $(json_num "$a" lost) duplicated $(json_num "$a" duplicated)" \
 			"phantom $(json_num "$a" phantom) absent $(json_num "$a" absent) (exit $rc)"
+		echo "payment → shipment over $(json_num "$a" payment_to_shipment_count) orders:" \
+			"p50 $(json_num "$a" payment_to_shipment_p50_ms) ms, p99 $(json_num "$a" payment_to_shipment_p99_ms) ms," \
+			"max $(json_num "$a" payment_to_shipment_max_ms) ms (from the payment's record to the first shipment row)"
 		echo "report: $dir/timeline.png  $dir/timeline.html"
 	} | tee "$dir/summary.txt"
 	if ((rc != 0)); then

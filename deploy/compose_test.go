@@ -598,26 +598,36 @@ func brokerCluster(t *testing.T, p *types.Project) string {
 	return v
 }
 
-// TestPrometheusScrapesBothServices checks deploy/prometheus.yml against the
-// services' listen ports.
-func TestPrometheusScrapesBothServices(t *testing.T) {
-	p := project(t)
+// prometheusConfig is what the tests read of deploy/prometheus.yml.
+type prometheusConfig struct {
+	RuleFiles     []string `yaml:"rule_files"`
+	ScrapeConfigs []struct {
+		JobName       string `yaml:"job_name"`
+		MetricsPath   string `yaml:"metrics_path"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+func readPrometheusConfig(t *testing.T) prometheusConfig {
+	t.Helper()
 	b, err := os.ReadFile("prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
-		ScrapeConfigs []struct {
-			JobName       string `yaml:"job_name"`
-			MetricsPath   string `yaml:"metrics_path"`
-			StaticConfigs []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
+	var cfg prometheusConfig
 	if err := yaml.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// TestPrometheusScrapesBothServices checks deploy/prometheus.yml against the
+// services' listen ports.
+func TestPrometheusScrapesBothServices(t *testing.T) {
+	p := project(t)
+	cfg := readPrometheusConfig(t)
 	targets := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
 		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {

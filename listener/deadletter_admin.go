@@ -57,7 +57,7 @@ func (d *DeadLetters) List(ctx context.Context, pendingOnly bool) ([]DeadLetter,
 // Page returns up to limit dead letters of the group with ids above
 // afterID, oldest first, bodies left out, and the id to continue after (0
 // on the last page). Pending ones are read through the (consumer_group,
-// replayed_at, id) index (migration 00004).
+// replayed_at, id) index (migration 00003).
 func (d *DeadLetters) Page(ctx context.Context, pendingOnly bool, afterID int64, limit int) ([]DeadLetter, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.store.timeout)
 	defer cancel()

@@ -25,7 +25,10 @@ type ListQuery struct {
 
 // Summary is one order of a listing: the row without its items.
 type Summary struct {
-	ID              uuid.UUID
+	ID uuid.UUID
+	// ClientID is the API client that placed it (its owner); empty for
+	// orders stored before migration 00002 without a recorded key.
+	ClientID        string
 	CustomerID      string
 	Currency        string
 	Total           int64
@@ -57,7 +60,7 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 	if q.Status != "" && !q.Status.Valid() {
 		return Page{}, fmt.Errorf("%w: status %q", ErrInvalidCursor, q.Status)
 	}
-	const cols = `SELECT id, customer_id, currency, total_amount, status, payment_deadline, created_at, paid_at, closed_at FROM orders `
+	const cols = `SELECT id, client_id, customer_id, currency, total_amount, status, payment_deadline, created_at, paid_at, closed_at FROM orders `
 	var (
 		query string
 		args  []any
@@ -99,15 +102,16 @@ func (s *Store) List(ctx context.Context, q ListQuery) (Page, error) {
 		var (
 			sm       Summary
 			id, st   string
+			client   sql.NullString
 			paid, cl sql.NullTime
 		)
-		if err := rows.Scan(&id, &sm.CustomerID, &sm.Currency, &sm.Total, &st, &sm.PaymentDeadline, &sm.CreatedAt, &paid, &cl); err != nil {
+		if err := rows.Scan(&id, &client, &sm.CustomerID, &sm.Currency, &sm.Total, &st, &sm.PaymentDeadline, &sm.CreatedAt, &paid, &cl); err != nil {
 			return Page{}, translate(err)
 		}
 		if sm.ID, err = uuid.Parse(id); err != nil {
 			return Page{}, fmt.Errorf("stored order id %q: %w", id, err)
 		}
-		sm.Status, sm.PaidAt, sm.ClosedAt = Status(st), timePtr(paid), timePtr(cl)
+		sm.Status, sm.PaidAt, sm.ClosedAt, sm.ClientID = Status(st), timePtr(paid), timePtr(cl), client.String
 		sm.PaymentDeadline, sm.CreatedAt = sm.PaymentDeadline.UTC(), sm.CreatedAt.UTC()
 		page.Orders = append(page.Orders, sm)
 	}

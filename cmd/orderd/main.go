@@ -17,7 +17,6 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
-	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/gin-gonic/gin"
 	"github.com/go-sql-driver/mysql"
@@ -33,6 +32,7 @@ import (
 	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
+	"github.com/txorder/txorder/internal/nsresolve"
 	"github.com/txorder/txorder/listener"
 	"github.com/txorder/txorder/order"
 	"github.com/txorder/txorder/payment"
@@ -76,9 +76,11 @@ type Main struct {
 
 	db       *sql.DB
 	rdb      *redis.Client
+	ns       *nsresolve.Resolver
 	producer rocketmq.TransactionProducer
 	plain    rocketmq.Producer
 	registry *prometheus.Registry
+	fast     *fastCommit
 	srv      *http.Server
 	ln       net.Listener
 	served   chan error
@@ -89,6 +91,9 @@ type Main struct {
 	// afterDrainPlace is a test hook: the drainer calls it between placing
 	// a spilled order and acknowledging its entry.
 	afterDrainPlace func(id uuid.UUID)
+	// lookupHost is a test hook: how NameServer names are resolved
+	// (default: DNS).
+	lookupHost nsresolve.LookupFunc
 }
 
 // NewMain returns an unopened Main.
@@ -145,12 +150,20 @@ func (m *Main) Open(ctx context.Context) error {
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateCollector(store, cache))
+	if err := m.resolveNameServers(); err != nil {
+		return err
+	}
+	if m.fast, err = newFastCommit(cfg, m.rdb, m.ns.Resolve, m.registry, m.Logger); err != nil {
+		return err
+	}
 
 	txl, err := listener.NewTransaction(store, cache, listener.NewMetrics(m.registry), m.Logger, listener.TransactionConfig{
 		ExecuteTimeout:  cfg.Transaction.ExecuteTimeout,
 		CheckTimeout:    cfg.Transaction.CheckTimeout,
 		BreakerFailures: cfg.Transaction.BreakerFailures,
 		BreakerOpenFor:  cfg.Transaction.BreakerOpenFor,
+		FastCommits:     m.fast.commits(),
+		HalfMessages:    m.fast.moves(),
 	})
 	if err != nil {
 		return err
@@ -160,7 +173,7 @@ func (m *Main) Open(ctx context.Context) error {
 	// would receive (and drop) this producer's check-backs.
 	mqlog.Install(m.Logger)
 	m.producer, err = rocketmq.NewTransactionProducer(txl,
-		producer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		producer.WithNsResolver(m.ns),
 		producer.WithGroupName(cfg.RocketMQ.ProducerGroup),
 		producer.WithInstanceName(cfg.RocketMQ.InstanceName),
 		producer.WithSendMsgTimeout(cfg.RocketMQ.SendTimeout),
@@ -173,7 +186,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.producer = nil
 		return fmt.Errorf("start rocketmq producer: %w", err)
 	}
-	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic, cfg.RocketMQ.SendTimeout)
+	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic, cfg.RocketMQ.SendTimeout, m.fast.halves())
 	if err != nil {
 		return err
 	}
@@ -212,7 +225,7 @@ func (m *Main) Open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		payments = ps
+		payments = m.fast.payments(ps)
 	} else {
 		m.Logger.Warn("payment webhook disabled: set TXORDER_PAYMENT__WEBHOOK_SECRET")
 	}
@@ -223,7 +236,7 @@ func (m *Main) Open(ctx context.Context) error {
 	checks := []api.Check{
 		{Name: "mysql", Probe: store.Ping},
 		{Name: "redis", Probe: cache.Ping},
-		{Name: "rocketmq", Probe: func(ctx context.Context) error { return dialAny(ctx, cfg.RocketMQ.NameServers) }},
+		{Name: "rocketmq", Probe: m.ns.DialAny},
 	}
 	consoleChecks := make([]console.Check, len(checks))
 	for i, ch := range checks {
@@ -247,6 +260,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Registry:     m.registry,
 		Logger:       m.Logger,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+		Limits:       apiLimits(cfg.Limits),
 		Console:      mounted,
 		Checks:       checks,
 		// An order is accepted durably when MySQL or Redis can hold it
@@ -305,6 +319,10 @@ func (m *Main) Close() error {
 		m.background.Wait()
 		m.stopBackground = nil
 	}
+	if m.fast != nil {
+		m.fast.close()
+		m.fast = nil
+	}
 	// After the HTTP drain no placement is in flight; the producer goes
 	// next (check-backs for its pending half messages will reach another
 	// replica, or this one after a restart).
@@ -351,7 +369,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	}
 	// A plain producer of its own group republishes what the broker gave up on.
 	m.plain, err = rocketmq.NewProducer(
-		producer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		producer.WithNsResolver(m.ns),
 		producer.WithGroupName(cfg.Reconciler.ProducerGroup),
 		producer.WithInstanceName(cfg.RocketMQ.InstanceName+"-reconciler"),
 		producer.WithSendMsgTimeout(cfg.RocketMQ.SendTimeout),
@@ -374,11 +392,23 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	// Closes unpaid orders whose half message is gone (no check-back will).
 	closer, err := listener.NewCloser(store, m.registry, m.Logger, listener.CloserConfig{
 		Grace: cfg.Closer.GraceOr(cfg.RocketMQ.CheckInterval), Interval: cfg.Closer.Interval, Batch: cfg.Closer.Batch,
+		Releaser: m.fast.rollbacks(),
 	})
 	if err != nil {
 		return err
 	}
 	tracker := listener.NewTracker(store, cfg.MySQL.Timeout*2, m.Logger)
+	// MySQL forgets idempotency keys when Redis does.
+	keys, err := order.NewKeyExpirer(store, m.Logger, order.KeyExpiryConfig{
+		TTL: cfg.Redis.IdempotencyTTL, Interval: cfg.Idempotency.SweepInterval, Batch: cfg.Idempotency.SweepBatch,
+	})
+	if err != nil {
+		return err
+	}
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "txorder", Subsystem: "idempotency", Name: "keys_expired_total",
+		Help: "Idempotency keys deleted from MySQL after redis.idempotency_ttl.",
+	}, func() float64 { return float64(keys.Expired()) }))
 
 	bg, stop := context.WithCancel(context.Background())
 	m.stopBackground = stop
@@ -392,7 +422,9 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	run(func() { _ = drainer.Run(bg) })
 	run(func() { reconciler.Run(bg) })
 	run(func() { closer.Run(bg) })
+	run(func() { keys.Run(bg) })
 	run(func() { m.runTracker(bg, tracker) })
+	m.fast.run(bg, run)
 	return nil
 }
 
@@ -403,7 +435,7 @@ func (m *Main) runTracker(ctx context.Context, tracker *listener.Tracker) {
 	cfg := m.Config
 	for attempt := 0; ; attempt++ {
 		c, err := rocketmq.NewPushConsumer(
-			consumer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+			consumer.WithNsResolver(m.ns),
 			consumer.WithGroupName(listener.TrackerGroup),
 			// Never the producer's instance: one client per instance name.
 			consumer.WithInstance(cfg.RocketMQ.InstanceName+"-tracker"),
@@ -518,16 +550,31 @@ func sweepCache(ctx context.Context, txl *listener.Transaction, cache *fallback.
 	}
 }
 
-// dialAny reports whether any NameServer accepts a TCP connection.
-func dialAny(ctx context.Context, addrs []string) error {
-	var d net.Dialer
-	var errs []error
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err == nil {
-			return c.Close()
-		}
-		errs = append(errs, err)
+// apiLimits turns the limits configuration into the API's; disabled, it
+// limits nothing.
+func apiLimits(l configs.Limits) api.Limits {
+	if !l.Enabled {
+		return api.Limits{}
 	}
-	return errors.Join(errs...)
+	per := make(map[string]api.ClientLimit, len(l.Clients))
+	for name, cl := range l.Clients {
+		per[name] = api.ClientLimit{Rate: cl.Rate, Burst: cl.Burst}
+	}
+	return api.Limits{Rate: l.Rate, Burst: l.Burst, PerClient: per, MaxInFlight: l.MaxInFlight}
+}
+
+// resolveNameServers builds the resolver every RocketMQ client of orderd
+// uses (names such as namesrv-1:9876 are looked up on each of the client's
+// refreshes). A name that does not resolve does not stop orderd: it starts
+// as with every NameServer down (orders are spilled to Redis), readiness
+// reports rocketmq down naming it, and the clients pick its address up
+// within 2 minutes of it resolving (10 s after start at the earliest).
+// The resolver logs each name that does not resolve, and when it does.
+func (m *Main) resolveNameServers() error {
+	var err error
+	m.ns, err = nsresolve.New(m.Config.RocketMQ.NameServers, m.Logger, nsresolve.Options{Lookup: m.lookupHost})
+	if err != nil {
+		return fmt.Errorf("rocketmq.name_servers: %w", err)
+	}
+	return nil
 }

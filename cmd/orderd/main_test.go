@@ -66,6 +66,9 @@ type stackOptions struct {
 	brokerTxTimeout time.Duration
 	// brokerCheckMax is rmqtest's CheckMax (default 1000, what orderd is told).
 	brokerCheckMax int
+	// brokerCheckInterval is rmqtest's CheckInterval (default checkInterval,
+	// what orderd is told); an hour leaves the rounds to CheckNow.
+	brokerCheckInterval time.Duration
 	// env overrides orderd's environment.
 	env []string
 }
@@ -88,8 +91,11 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.brokerCheckMax == 0 {
 		o.brokerCheckMax = 1000
 	}
+	if o.brokerCheckInterval == 0 {
+		o.brokerCheckInterval = checkInterval
+	}
 	s.mq = rmqtest.RunT(t, rmqtest.Options{
-		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: o.brokerCheckMax,
+		TransactionTimeout: o.brokerTxTimeout, CheckInterval: o.brokerCheckInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},
 	})
 	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))
@@ -117,6 +123,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		"TXORDER_TRANSACTION__CACHE_SWEEP_INTERVAL=200ms",
 		"TXORDER_ORDER__PAYMENT_WINDOW=" + o.paymentWindow.String(),
 		"TXORDER_AUTH__API_KEYS=demo:" + testKey,
+		"TXORDER_AUTH__ADMIN_KEYS=ops:" + adminKey,
 		"TXORDER_PAYMENT__WEBHOOK_SECRET=" + webhookSecret,
 		"TXORDER_ROCKETMQ__SEND_TIMEOUT=1s",
 		"TXORDER_SPILL__CLAIM_IDLE=2s",
@@ -126,6 +133,10 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		"TXORDER_RECONCILER__GRACE=5s",
 		"TXORDER_RECONCILER__INTERVAL=200ms",
 		"TXORDER_LOG__LEVEL=debug",
+		// Bursts of hundreds of placements are what these tests make;
+		// TestRateLimitPerClient sets its own limits.
+		"TXORDER_LIMITS__RATE=100000",
+		"TXORDER_LIMITS__BURST=100000",
 	}
 	s.env = append(s.env, o.env...)
 	s.cfg, err = configs.LoadOrderd("../../configs/orderd.yaml", s.env)
@@ -163,6 +174,15 @@ type placed struct {
 
 func place(t *testing.T, addr, key string) placed {
 	t.Helper()
+	code, raw := placeRaw(t, addr, key)
+	var body struct{ ID, Status string }
+	_ = json.Unmarshal([]byte(raw), &body)
+	return placed{code: code, id: body.ID, status: body.Status, key: key}
+}
+
+// placeRaw posts orderBody with key and returns the status and body.
+func placeRaw(t *testing.T, addr, key string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(orderBody))
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -172,9 +192,8 @@ func place(t *testing.T, addr, key string) placed {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var body struct{ ID, Status string }
-	_ = json.NewDecoder(res.Body).Decode(&body)
-	return placed{code: res.StatusCode, id: body.ID, status: body.Status, key: key}
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }
 
 func getOrder(t *testing.T, addr, id string) (int, string) {
@@ -241,20 +260,48 @@ type txCounts struct{ Pending, Committed, RolledBack int }
 func (s *stack) orderTx() txCounts {
 	isOrder := func(key string) bool { return !strings.HasPrefix(key, "txorder-warmup-") }
 	var c txCounts
-	all := 0
+	// Every check re-puts a copy of the half message, with the same id.
+	halves := map[string]bool{}
 	for _, m := range s.mq.Messages(rmqtest.HalfTopic) {
 		if isOrder(m.Keys) {
-			all++
+			halves[m.MsgID] = true
 		}
 	}
+	all := len(halves)
 	for _, m := range s.mq.PendingHalfMessages() {
 		if isOrder(m.Keys) {
 			c.Pending++
 		}
 	}
-	c.Committed = len(s.mq.Messages(topic))
+	c.Committed = len(s.published()) // a second COMMIT writes a second copy: count orders
 	c.RolledBack = all - c.Pending - c.Committed
 	return c
+}
+
+// announcedOnce checks that every id was announced, and that each second
+// copy of an event was written by the broker for a second COMMIT of the
+// same half message (a check-back racing the fast commit: rmqtest's
+// ExtraCommits), never by a second half message or a republish. It
+// returns the number of duplicates, which consumers absorb.
+func (s *stack) announcedOnce(t *testing.T, ids []string) int {
+	t.Helper()
+	pub := s.published()
+	dups := 0
+	for _, k := range pub {
+		dups += k - 1
+	}
+	for _, id := range ids {
+		if pub[id] == 0 {
+			t.Errorf("order %s was never announced", id)
+		}
+	}
+	if extra := s.mq.Transactions().ExtraCommits; dups != extra {
+		t.Errorf("%d duplicate events, but the broker accepted %d second COMMITs: something else announced twice", dups, extra)
+	}
+	if dups > 0 {
+		t.Logf("%d duplicate events from a check-back COMMIT racing the fast commit", dups)
+	}
+	return dups
 }
 
 // published counts committed ORDER_PAID messages per key.
@@ -266,7 +313,7 @@ func (s *stack) published() map[string]int {
 	return out
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -129,3 +129,87 @@ func TestSettleGivesUp(t *testing.T) {
 		t.Fatalf("report = %+v after %s", r, time.Since(start))
 	}
 }
+
+// TestReadRetriedWhileSettling: with mariadbd SIGKILLed when the audit
+// starts, passes fail until it is back, and the audit then reports from a
+// complete read; a database that stays down past Settle is an error.
+func TestReadRetriedWhileSettling(t *testing.T) {
+	my := testenv.MySQL(t)
+	db, err := sql.Open("mysql", my.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := migrations.Up(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	ship(t, db, seedOrder(t, db, "PAID"), true)
+	if err := my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), db, db, Config{Settle: 300 * time.Millisecond, Poll: 100 * time.Millisecond}); err == nil {
+		t.Fatal("audit with MySQL down throughout reported")
+	}
+	type result struct {
+		r   Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := Run(context.Background(), db, db, Config{Settle: time.Minute, Poll: 100 * time.Millisecond})
+		done <- result{r, err}
+	}()
+	if err := my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || !res.r.OK || res.r.Paid != 1 || res.r.Applied != 1 || res.r.Passes < 2 {
+		t.Fatalf("audit across the restart = %+v, %v; want OK from a later pass", res.r, res.err)
+	}
+}
+
+// TestPaymentToShipment: the latency from an APPLIED payment's record to
+// the order's first shipment, over the orders that have both.
+func TestPaymentToShipment(t *testing.T) {
+	db := newDB(t)
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	pay := func(id, txn, status string, at time.Time) {
+		t.Helper()
+		outcome := status // APPLIED
+		if status == "REFUND_REQUIRED" {
+			outcome = "ALREADY_PAID"
+		}
+		if _, err := db.Exec(`INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, outcome, received_at) VALUES (?, ?, 1, 'EUR', ?, ?, ?)`,
+			txn, id, status, outcome, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shipAt := func(id string, at time.Time) {
+		t.Helper()
+		if _, err := db.Exec(`INSERT INTO shipments (order_id, msg_id, status, created_at) VALUES (?, 'm', 'CREATED', ?)`, id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast, slow, unshipped := seedOrder(t, db, "PAID"), seedOrder(t, db, "PAID"), seedOrder(t, db, "PAID")
+	pay(fast, "t1", "APPLIED", t0)
+	shipAt(fast, t0.Add(100*time.Millisecond))
+	pay(slow, "t2", "APPLIED", t0)
+	shipAt(slow, t0.Add(300*time.Millisecond))
+	pay(slow, "t3", "REFUND_REQUIRED", t0.Add(-time.Hour)) // a second payment: not the one that paid
+	pay(unshipped, "t4", "APPLIED", t0)
+	r, err := Run(context.Background(), db, db, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PaymentToShipmentCount != 2 || r.PaymentToShipmentP50 != 100 || r.PaymentToShipmentP99 != 300 || r.PaymentToShipmentMax != 300 {
+		t.Fatalf("payment → shipment: count %d p50 %v p99 %v max %v; want 2, 100, 300, 300 ms",
+			r.PaymentToShipmentCount, r.PaymentToShipmentP50, r.PaymentToShipmentP99, r.PaymentToShipmentMax)
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "payment → shipment p50 / p99 / max  100 / 300 / 300 ms") {
+		t.Errorf("table lacks the latency line:\n%s", b.String())
+	}
+}
