@@ -87,6 +87,8 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"zero burst override", "", []string{testKeys, "TXORDER_LIMITS__CLIENTS__DEMO__RATE=5"}, "limits.clients[demo].burst"},
 		{"zero in-flight", "limits:\n  max_in_flight: 0\n", []string{testKeys}, "limits.max_in_flight"},
 		{"sweep batch too big", "idempotency:\n  sweep_batch: 20000\n", []string{testKeys}, "idempotency.sweep_batch"},
+		{"console trusted proxy not an address", "console:\n  logins:\n    trusted_proxies: [lb.internal]\n", []string{testKeys}, "console.logins.trusted_proxies[0]"},
+		{"console zero login burst", "console:\n  logins:\n    burst: 0\n", []string{testKeys}, "console.logins.burst"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,5 +156,16 @@ func TestLogLogger(t *testing.T) {
 	Log{Level: "debug", Format: "text"}.Logger(&buf).Debug("shown")
 	if got := buf.String(); !strings.Contains(got, "level=DEBUG msg=shown") {
 		t.Fatalf("text logger wrote %q", got)
+	}
+}
+
+func TestConsoleLoginsConfig(t *testing.T) {
+	cfg, err := LoadOrderd("orderd.yaml", []string{testKeys, "TXORDER_CONSOLE__LOGINS__TRUSTED_PROXIES=10.0.0.0/8,192.168.1.7,fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Console.Logins
+	if l.Burst != 10 || l.Every != 10*time.Second || len(l.TrustedProxies) != 3 || l.TrustedProxies[1] != "192.168.1.7" {
+		t.Errorf("console.logins = %+v", l)
 	}
 }

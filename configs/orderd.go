@@ -92,6 +92,21 @@ type Console struct {
 	// orderd's own database: turn it off when the fulfillment tables live
 	// in another database (ordertool dlq still works there).
 	DeadLetters ConsoleDeadLetters `koanf:"dead_letters"`
+	// Logins bounds failed logins per client address.
+	Logins ConsoleLogins `koanf:"logins"`
+}
+
+// ConsoleLogins is the bound on failed console logins, per client address
+// and replica: Burst at once, then one more every Every; beyond, 429 with
+// Retry-After, whatever the key.
+type ConsoleLogins struct {
+	Burst int           `koanf:"burst" validate:"gte=1"`
+	Every time.Duration `koanf:"every" validate:"gt=0"`
+	// TrustedProxies (CIDRs or addresses) are the load balancers whose
+	// X-Forwarded-For names the client; from any other peer the header is
+	// ignored. Empty: every login counts against its TCP peer (behind a
+	// load balancer, then, all logins share the balancer's bucket).
+	TrustedProxies []string `koanf:"trusted_proxies" validate:"dive,cidr|ip"`
 }
 
 // ConsoleDeadLetters is the console's view of fulfillment's dead letters.
@@ -472,7 +487,8 @@ func DefaultOrderd() Orderd {
 		Limits:  Limits{Enabled: true, Rate: 100, Burst: 200, MaxInFlight: 256},
 		Payment: Payment{Tolerance: 5 * time.Minute},
 		Console: Console{Enabled: true, SessionTTL: 8 * time.Hour,
-			DeadLetters: ConsoleDeadLetters{Enabled: true, Group: "fulfillment"}},
+			DeadLetters: ConsoleDeadLetters{Enabled: true, Group: "fulfillment"},
+			Logins:      ConsoleLogins{Burst: 10, Every: 10 * time.Second}},
 		Log: Log{Level: "info", Format: "json"},
 	}
 }

@@ -99,12 +99,19 @@ type Breaker struct {
 	State func() string
 }
 
-// Rate is a counter of the registry shown per minute. An empty Metric
-// shows the rate as not available yet, with Note saying why.
+// Rate is the sum of some counters of the registry, shown per minute.
+// No Counters shows the rate as not available, with Note saying why.
 type Rate struct {
-	Name   string
+	Name     string
+	Counters []Counter
+	Note     string
+}
+
+// Counter is one metric of the Gatherer: the sum of its series, or with
+// Labels of those series only that carry every one of these label values.
+type Counter struct {
 	Metric string
-	Note   string
+	Labels map[string]string
 }
 
 // Config is what New needs. Orders, OrderRows, Spill, Cache, Payments,
@@ -137,6 +144,12 @@ type Config struct {
 	// Revocations shares logouts between replicas; nil keeps them in this
 	// process only.
 	Revocations Revocations
+	// Logins bounds failed logins per client address (defaults: bursts of
+	// 10, then one every 10s).
+	Logins LoginLimit
+	// Registerer gets the console's own metrics (logins by outcome); nil
+	// registers none.
+	Registerer prometheus.Registerer
 
 	// PageSize is the rows per listing page. Default 50.
 	PageSize int
@@ -155,6 +168,8 @@ type Console struct {
 	sessions *sessions
 	pages    *pages
 	rates    *rateSampler
+	limiter  *loginLimiter
+	logins   *prometheus.CounterVec
 	logger   *slog.Logger
 }
 
@@ -188,11 +203,24 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	logins := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "console", Name: "logins_total",
+		Help: "Console login attempts by outcome: ok, wrong_key, limited (refused with 429: too many failed logins from the address)."},
+		[]string{"outcome"})
+	for _, o := range []string{"ok", "wrong_key", "limited"} {
+		logins.WithLabelValues(o) // exported at 0 from the start
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(logins); err != nil {
+			return nil, err
+		}
+	}
 	return &Console{
 		cfg:      cfg,
 		sessions: newSessions(cfg.SessionSecret, cfg.SessionTTL, cfg.Admins, cfg.Revocations, cfg.Now),
 		pages:    p,
 		rates:    newRateSampler(cfg.Gatherer, cfg.Rates, cfg.Now),
+		limiter:  newLoginLimiter(cfg.Logins, cfg.Now),
+		logins:   logins,
 		logger:   cfg.Logger.With("component", "console"),
 	}, nil
 }

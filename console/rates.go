@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // rateSampler reads counters from the registry at a fixed interval and
@@ -22,7 +23,7 @@ type rateSampler struct {
 
 type rateSample struct {
 	at     time.Time
-	values map[string]float64 // metric → sum over its label sets
+	values []float64 // by rate: the sum of its counters
 }
 
 func newRateSampler(g prometheus.Gatherer, rates []Rate, now func() time.Time) *rateSampler {
@@ -51,22 +52,15 @@ func (r *rateSampler) sample() {
 	if err != nil && len(families) == 0 {
 		return
 	}
-	want := map[string]bool{}
-	for _, rt := range r.rates {
-		if rt.Metric != "" {
-			want[rt.Metric] = true
-		}
-	}
-	values := map[string]float64{}
+	byName := make(map[string]*dto.MetricFamily, len(families))
 	for _, f := range families {
-		if !want[f.GetName()] {
-			continue
+		byName[f.GetName()] = f
+	}
+	values := make([]float64, len(r.rates))
+	for i, rt := range r.rates {
+		for _, c := range rt.Counters {
+			values[i] += c.sum(byName[c.Metric])
 		}
-		var sum float64
-		for _, m := range f.GetMetric() {
-			sum += m.GetCounter().GetValue()
-		}
-		values[f.GetName()] = sum
 	}
 	now := r.now()
 	r.mu.Lock()
@@ -82,7 +76,7 @@ func (r *rateSampler) sample() {
 type rateView struct {
 	Name      string  `json:"name"`
 	PerMinute float64 `json:"per_minute"`
-	// Known is false until two samples exist, or for a rate without metric.
+	// Known is false until two samples exist, or for a rate without counters.
 	Known bool   `json:"known"`
 	Note  string `json:"note,omitempty"`
 }
@@ -93,12 +87,12 @@ func (r *rateSampler) perMinute() []rateView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]rateView, 0, len(r.rates))
-	for _, rt := range r.rates {
+	for i, rt := range r.rates {
 		v := rateView{Name: rt.Name, Note: rt.Note}
-		if rt.Metric != "" && len(r.samples) >= 2 {
+		if len(rt.Counters) > 0 && len(r.samples) >= 2 {
 			first, last := r.samples[0], r.samples[len(r.samples)-1]
 			if span := last.at.Sub(first.at); span > 0 {
-				delta := last.values[rt.Metric] - first.values[rt.Metric]
+				delta := last.values[i] - first.values[i]
 				if delta >= 0 { // a reset (restart) shows nothing rather than a negative rate
 					v.PerMinute, v.Known = delta*float64(time.Minute)/float64(span), true
 				}
@@ -107,4 +101,27 @@ func (r *rateSampler) perMinute() []rateView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// sum adds the values of f's series that carry c.Labels. A family not
+// registered yet (or a vector without series) counts 0.
+func (c Counter) sum(f *dto.MetricFamily) float64 {
+	var sum float64
+series:
+	for _, m := range f.GetMetric() {
+		for name, want := range c.Labels {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == name {
+					found = l.GetValue() == want
+					break
+				}
+			}
+			if !found {
+				continue series
+			}
+		}
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
 }

@@ -3,8 +3,11 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -141,20 +144,38 @@ func (c *Console) login(g *gin.Context) {
 		g.Redirect(http.StatusSeeOther, cookiePath+"/login?m=expired")
 		return
 	}
-	name, keyHash, ok := c.sessions.login(g.PostForm("key"))
+	addr := c.limiter.clientAddr(g.Request)
+	attempt, wait, ok := c.limiter.take(addr)
 	if !ok {
-		c.logger.Warn("console login refused: unknown admin key", "remote", g.ClientIP())
-		newNonce := randomToken(18)
-		c.setCookie(g, loginCookie, newNonce, 600)
-		c.render(g, http.StatusUnauthorized, "login", view{Title: "Log in", Problem: "That admin key is not valid.",
-			Data: loginData{Nonce: newNonce, Next: safeNext(g.PostForm("next"))}})
+		c.logins.WithLabelValues("limited").Inc()
+		c.logger.Warn("console login refused: too many failed logins from this address", "remote", addr.String(), "retry_after", wait.String())
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		g.Header("Retry-After", strconv.Itoa(secs))
+		c.renderLogin(g, http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins from your address; try again in %d s.", secs))
 		return
 	}
+	name, keyHash, ok := c.sessions.login(g.PostForm("key"))
+	if !ok {
+		c.logins.WithLabelValues("wrong_key").Inc()
+		c.logger.Warn("console login refused: unknown admin key", "remote", addr.String())
+		c.renderLogin(g, http.StatusUnauthorized, "That admin key is not valid.")
+		return
+	}
+	attempt.succeeded()
+	c.logins.WithLabelValues("ok").Inc()
 	sess, value := c.sessions.issue(name, keyHash)
 	c.clearCookie(g, loginCookie)
 	c.setCookie(g, sessionCookie, value, int(c.cfg.SessionTTL/time.Second))
-	c.logger.Info("console login", "admin", name, "session", sess.ID[:8], "remote", g.ClientIP())
+	c.logger.Info("console login", "admin", name, "session", sess.ID[:8], "remote", addr.String())
 	g.Redirect(http.StatusSeeOther, safeNext(g.PostForm("next")))
+}
+
+// renderLogin shows the login form again, with a fresh nonce and problem.
+func (c *Console) renderLogin(g *gin.Context, status int, problem string) {
+	nonce := randomToken(18)
+	c.setCookie(g, loginCookie, nonce, 600)
+	c.render(g, status, "login", view{Title: "Log in", Problem: problem,
+		Data: loginData{Nonce: nonce, Next: safeNext(g.PostForm("next"))}})
 }
 
 // safeNext keeps a post-login redirect inside the console.

@@ -35,6 +35,10 @@ func (m *Main) newConsole(admins map[string]string, svc *order.Service, store *o
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := console.ParseProxies(cfg.Console.Logins.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	ccfg := console.Config{
 		Orders: svc, OrderRows: store, Spill: spill, Cache: cache, Payments: payments, Checks: checks,
 		Breakers: []console.Breaker{
@@ -42,15 +46,13 @@ func (m *Main) newConsole(admins map[string]string, svc *order.Service, store *o
 			{Name: "rocketmq (spill)", State: spilling.BreakerState},
 			// Issue 14 adds the Redis breaker here.
 		},
-		Rates: []console.Rate{
-			{Name: "check-back answers", Metric: "txorder_tx_check_total"},
-			// Issue 13 (fast commits) names its counter; put it in Metric.
-			{Name: "fast commits", Note: "not measured yet: the fast-commit path (issue 13) adds its counter"},
-		},
+		Rates:    m.consoleRates(),
 		Gatherer: m.registry,
 		Admins:   admins, SessionSecret: secret, SessionTTL: cfg.Console.SessionTTL,
 		SecureCookies: cfg.Console.SecureCookies, Revocations: revocations,
-		Logger: m.Logger,
+		Logins:     console.LoginLimit{Burst: cfg.Console.Logins.Burst, Every: cfg.Console.Logins.Every, TrustedProxies: proxies},
+		Registerer: m.registry,
+		Logger:     m.Logger,
 	}
 	if cfg.Console.DeadLetters.Enabled {
 		dl, err := listener.NewDeadLetters(m.db, cfg.Console.DeadLetters.Group, cfg.MySQL.Timeout, m.Logger)
@@ -74,4 +76,28 @@ func (m *Main) newConsole(admins map[string]string, svc *order.Service, store *o
 	m.background.Add(1)
 	go func() { defer m.background.Done(); c.Run(ctx) }()
 	return c, nil
+}
+
+// consoleRates are the overview's per-minute rates: the check-backs
+// answered, and the paid orders' events the fast commit released at once
+// (the broker accepted the COMMIT) or left to the check-back (refused,
+// failed or not sent). Rollbacks (the closer's) are not counted.
+func (m *Main) consoleRates() []console.Rate {
+	rates := []console.Rate{
+		{Name: "check-back answers", Counters: []console.Counter{{Metric: "txorder_tx_check_total"}}},
+	}
+	if !m.Config.FastCommit.Enabled {
+		note := "fast_commit.enabled is false: paid orders wait for their check-back"
+		return append(rates, console.Rate{Name: "fast commits", Note: note},
+			console.Rate{Name: "fast commits left to the check-back", Note: note})
+	}
+	commit := map[string]string{"action": "commit"}
+	return append(rates,
+		console.Rate{Name: "fast commits", Counters: []console.Counter{
+			{Metric: "txorder_fastcommit_accepted_total", Labels: commit}}},
+		console.Rate{Name: "fast commits left to the check-back", Counters: []console.Counter{
+			{Metric: "txorder_fastcommit_refused_total", Labels: commit},
+			{Metric: "txorder_fastcommit_failed_total", Labels: commit},
+			{Metric: "txorder_fastcommit_skipped_total", Labels: commit}}},
+	)
 }

@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +22,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/txorder/txorder/internal/browser"
+	"github.com/txorder/txorder/internal/testenv"
 	"github.com/txorder/txorder/payment"
 )
 
@@ -222,6 +228,23 @@ func consoleClient(t testing.TB) *http.Client {
 // ("" when refused) and the login POST's status.
 func consoleLogin(t testing.TB, c *http.Client, base, key string) (string, int) {
 	t.Helper()
+	res := consoleLoginAs(t, c, base, key, "")
+	for _, ck := range res.Cookies() {
+		if ck.Name == "txo_console" && ck.Value != "" {
+			if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+				t.Errorf("session cookie %+v: want HttpOnly and SameSite=Strict", ck)
+			}
+			return ck.Value, res.StatusCode
+		}
+	}
+	return "", res.StatusCode
+}
+
+// consoleLoginAs posts the login form as a browser would (nonce cookie
+// first), with an X-Forwarded-For header when xff is set, and returns the
+// POST's answer (body closed).
+func consoleLoginAs(t testing.TB, c *http.Client, base, key, xff string) *http.Response {
+	t.Helper()
 	res, err := c.Get(base + "/login")
 	if err != nil {
 		t.Fatal(err)
@@ -234,20 +257,159 @@ func consoleLogin(t testing.TB, c *http.Client, base, key string) (string, int) 
 			nonce = ck.Value
 		}
 	}
-	res, err = c.PostForm(base+"/login", url.Values{"key": {key}, "nonce": {nonce}})
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"key": {key}, "nonce": {nonce}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	res, err = c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	for _, ck := range res.Cookies() {
-		if ck.Name == "txo_console" && ck.Value != "" {
-			if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
-				t.Errorf("session cookie %+v: want HttpOnly and SameSite=Strict", ck)
-			}
-			return ck.Value, res.StatusCode
+	return res
+}
+
+// TestConsoleLoginLimit: failed logins from one address are bounded
+// (burst 3, then one an hour here): beyond, every login from it, even with
+// the right key, is answered 429 with Retry-After before the key is
+// checked, and logged. Successful logins do not count; an X-Forwarded-For
+// from a peer that is not a trusted proxy changes nothing.
+func TestConsoleLoginLimit(t *testing.T) {
+	s := newStack(t, stackOptions{env: append(append([]string{}, consoleEnv...),
+		"TXORDER_CONSOLE__LOGINS__BURST=3", "TXORDER_CONSOLE__LOGINS__EVERY=1h")})
+	var logs lockedBuffer
+	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(io.MultiWriter(testenv.LogWriter(t), &logs), nil)))
+	if err := m.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	base := "http://" + m.Addr() + "/console"
+	const wrong = "wrong-key-0123456789abcdef"
+
+	for i := range 5 {
+		if cookie, code := consoleLogin(t, consoleClient(t), base, consoleAdminKey); cookie == "" || code != http.StatusSeeOther {
+			t.Fatalf("login %d with the right key = %d", i, code)
 		}
 	}
-	return "", res.StatusCode
+	for i := range 3 {
+		// A client's own X-Forwarded-For: 127.0.0.1 is no trusted proxy.
+		res := consoleLoginAs(t, consoleClient(t), base, wrong, fmt.Sprintf("198.51.100.%d", i))
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong key %d = %d, want 401 (within the burst)", i, res.StatusCode)
+		}
+	}
+	for _, key := range []string{wrong, consoleAdminKey} {
+		res := consoleLoginAs(t, consoleClient(t), base, key, "198.51.100.77")
+		secs, err := strconv.Atoi(res.Header.Get("Retry-After"))
+		if res.StatusCode != http.StatusTooManyRequests || err != nil || secs < 1 || secs > 3600 {
+			t.Fatalf("login after 3 failures = %d, Retry-After %q; want 429 with up to 3600 s", res.StatusCode, res.Header.Get("Retry-After"))
+		}
+		for _, ck := range res.Cookies() {
+			if ck.Name == "txo_console" && ck.Value != "" {
+				t.Fatal("a refused login set a session cookie")
+			}
+		}
+	}
+	if got := metricValue(t, m.Addr(), `txorder_console_logins_total{outcome="limited"}`); got != 2 {
+		t.Errorf("limited logins counted = %v, want 2", got)
+	}
+	if got := metricValue(t, m.Addr(), `txorder_console_logins_total{outcome="wrong_key"}`); got != 3 {
+		t.Errorf("wrong keys counted = %v, want 3", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "too many failed logins") || !strings.Contains(l, "remote=127.0.0.1") {
+		t.Errorf("no log line for the refused logins naming the address:\n%s", l)
+	}
+}
+
+// lockedBuffer collects log lines written from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestConsoleFastCommitRate: the overview counts the paid orders the fast
+// commit released per minute (the broker's first check-back is a minute
+// away, so only the fast commit can have ended them), and none left to
+// the check-back.
+func TestConsoleFastCommitRate(t *testing.T) {
+	s := newStack(t, stackOptions{brokerTxTimeout: time.Minute, env: consoleEnv})
+	m := s.orderd()
+	const n = 3
+	var ids []string
+	for i := range n {
+		p := place(t, m.Addr(), fmt.Sprintf("console-fast-%d", i))
+		if p.code != http.StatusCreated {
+			t.Fatalf("place = %+v", p)
+		}
+		ids = append(ids, p.id)
+	}
+	rdb := s.redis()
+	for _, id := range ids {
+		s.waitCoordinates(rdb, id)
+	}
+	for _, id := range ids {
+		if !s.pay(m.Addr(), id) {
+			t.Fatalf("pay %s refused", id)
+		}
+	}
+	waitFor(t, 20*time.Second, "the fast commits accepted", func() bool {
+		return metricValue(t, m.Addr(), `txorder_fastcommit_accepted_total{action="commit"}`) == n
+	})
+	base := "http://" + m.Addr() + "/console"
+	cookie, code := consoleLogin(t, consoleClient(t), base, consoleAdminKey)
+	if cookie == "" {
+		t.Fatalf("login = %d", code)
+	}
+	type rate struct {
+		Name      string  `json:"name"`
+		PerMinute float64 `json:"per_minute"`
+		Known     bool    `json:"known"`
+	}
+	rates := func() map[string]rate {
+		req, _ := http.NewRequest(http.MethodGet, base+"/overview.json", nil)
+		req.AddCookie(&http.Cookie{Name: "txo_console", Value: cookie})
+		res, err := consoleClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var ov struct {
+			Rates []rate `json:"rates"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&ov); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]rate{}
+		for _, r := range ov.Rates {
+			out[r.Name] = r
+		}
+		return out
+	}
+	// The sampler reads the counters every 5 s; the first sample after
+	// the payments shows them.
+	waitFor(t, 30*time.Second, "fast commits per minute on the overview", func() bool {
+		return rates()["fast commits"].PerMinute >= n
+	})
+	r := rates()
+	if left := r["fast commits left to the check-back"]; !left.Known || left.PerMinute != 0 {
+		t.Errorf("fast commits left to the check-back = %+v, want known and 0", left)
+	}
+	if _, ok := r["check-back answers"]; !ok {
+		t.Errorf("no check-back rate on the overview: %+v", r)
+	}
 }
 
 // TestConsoleSessions checks the console's guard at the HTTP level on two
