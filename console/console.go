@@ -86,6 +86,13 @@ type Payments interface {
 	CountRefundsRequired(ctx context.Context) (int64, error)
 }
 
+// FastCommits tells whether the broker accepted the fast COMMIT of an
+// order's half message (halfmsg.Committer). It remembers that only as long
+// as the half message's coordinates (fast_commit.coordinates_ttl).
+type FastCommits interface {
+	Committed(ctx context.Context, id uuid.UUID) (bool, error)
+}
+
 // Check is one dependency shown up or down (the same probes as /readyz).
 type Check struct {
 	Name  string
@@ -124,6 +131,9 @@ type Config struct {
 	Cache       Cache
 	DeadLetters DeadLetters
 	Payments    Payments
+	// FastCommits, when set, completes an order's timeline with its fast
+	// commit (nil: fast commit disabled).
+	FastCommits FastCommits
 	Checks      []Check
 	Breakers    []Breaker
 	Rates       []Rate

@@ -154,9 +154,7 @@ func (c *Console) storedSteps(ctx context.Context, d *orderData) {
 		d.Problems = append(d.Problems, describe("milestones", err))
 	}
 	if o.Status == order.StatusPaid || ms.CommitAnsweredAt != nil || ms.PublishedAt != nil {
-		d.Steps = append(d.Steps,
-			step{Name: "event committed", At: ms.CommitAnsweredAt, Done: ms.CommitAnsweredAt != nil,
-				Note: "last check-back that answered COMMIT (none recorded if the reconciler republished it)"},
+		d.Steps = append(d.Steps, c.commitStep(ctx, d, o.ID, ms),
 			step{Name: "event on the topic", At: ms.PublishedAt, Done: ms.PublishedAt != nil,
 				Note: "seen on ORDER_PAID by the publish tracker"})
 	}
@@ -169,6 +167,33 @@ func (c *Console) storedSteps(ctx context.Context, d *orderData) {
 		return
 	}
 	d.Steps = append(d.Steps, step{Name: "shipped", At: p.FirstShippedAt, Done: p.AppliedAt != nil, Note: shippedNote(p, c.cfg.DeadLetters.Group())})
+}
+
+// commitStep says how the order's half message was committed: by the
+// payment's fast commit (remembered in Redis for a while, without a time)
+// or by a check-back that answered COMMIT (recorded in MySQL).
+func (c *Console) commitStep(ctx context.Context, d *orderData, id uuid.UUID, ms order.Milestones) step {
+	st := step{Name: "event committed", At: ms.CommitAnsweredAt, Done: ms.CommitAnsweredAt != nil}
+	fast := false
+	if c.cfg.FastCommits != nil {
+		var err error
+		if fast, err = c.cfg.FastCommits.Committed(ctx, id); err != nil {
+			d.Problems = append(d.Problems, describe("fast commit", err))
+		}
+	}
+	switch {
+	case fast && st.Done:
+		st.Note = "the payment's fast commit was accepted; a check-back also answered COMMIT (the time shown)"
+	case fast:
+		st.Done, st.Note = true, "the payment's fast commit was accepted by the broker"
+	case st.Done:
+		st.Note = "last check-back that answered COMMIT"
+	case c.cfg.FastCommits != nil:
+		st.Note = "no check-back answered COMMIT and no fast commit is remembered (kept for fast_commit.coordinates_ttl); the reconciler republishes an event the topic never saw"
+	default:
+		st.Note = "no check-back answered COMMIT yet; the reconciler republishes an event the topic never saw"
+	}
+	return st
 }
 
 func paidNote(o *order.Order, pays []payment.Payment) string {

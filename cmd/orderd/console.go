@@ -54,6 +54,9 @@ func (m *Main) newConsole(admins map[string]string, svc *order.Service, store *o
 		Registerer: m.registry,
 		Logger:     m.Logger,
 	}
+	if fc := m.fast.commits(); fc != nil {
+		ccfg.FastCommits = fc
+	}
 	if cfg.Console.DeadLetters.Enabled {
 		dl, err := listener.NewDeadLetters(m.db, cfg.Console.DeadLetters.Group, cfg.MySQL.Timeout, m.Logger)
 		if err != nil {

@@ -343,7 +343,7 @@ func (b *lockedBuffer) String() string {
 // TestConsoleFastCommitRate: the overview counts the paid orders the fast
 // commit released per minute (the broker's first check-back is a minute
 // away, so only the fast commit can have ended them), and none left to
-// the check-back.
+// the check-back; an order's timeline shows its event committed by it.
 func TestConsoleFastCommitRate(t *testing.T) {
 	s := newStack(t, stackOptions{brokerTxTimeout: time.Minute, env: consoleEnv})
 	m := s.orderd()
@@ -409,6 +409,18 @@ func TestConsoleFastCommitRate(t *testing.T) {
 	}
 	if _, ok := r["check-back answers"]; !ok {
 		t.Errorf("no check-back rate on the overview: %+v", r)
+	}
+	// The order's timeline says how its event was committed.
+	req, _ := http.NewRequest(http.MethodGet, base+"/orders/"+ids[0], nil)
+	req.AddCookie(&http.Cookie{Name: "txo_console", Value: cookie})
+	res, err := consoleClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(page), "fast commit was accepted by the broker") {
+		t.Errorf("order page = %d, without the fast commit in its timeline:\n%s", res.StatusCode, page)
 	}
 }
 
