@@ -98,6 +98,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	s.env = []string{
 		"TXORDER_HTTP__ADDR=127.0.0.1:0",
+		// No load balancer to wait for (TestReadinessDownBeforeListenerCloses sets one).
+		"TXORDER_HTTP__DRAIN_DELAY=0s",
 		"TXORDER_MYSQL__ADDR=" + dsn.Addr,
 		"TXORDER_MYSQL__USER=" + dsn.User,
 		"TXORDER_MYSQL__PASSWORD=" + dsn.Passwd,
