@@ -39,12 +39,13 @@ BENCH_FLAGS ?=
 bench: deps build
 	$(BIN)/ordertool bench --out .bench $(BENCH_FLAGS)
 
-# run starts MariaDB, Redis, rmqdev (NameServer + broker) and orderd from
-# .run/ (see scripts/devstack.sh).
+# run starts MariaDB, Redis, rmqdev (NameServer + TXO_BROKERS brokers),
+# TXO_ORDERD_REPLICAS orderd and TXO_FULFILLMENTD_REPLICAS fulfillmentd
+# from .run/ (see scripts/devstack.sh for the ports of each replica).
 run: deps build
 	scripts/devstack.sh start
 	@echo
-	@echo "orderd:  http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}  (health /healthz, readiness /readyz, metrics /metrics, API doc /openapi.yaml)"
+	@echo "orderd:  $$(scripts/devstack.sh urls | sed 's/,/ /g')  (health /healthz, readiness /readyz, metrics /metrics, API doc /openapi.yaml)"
 	@echo "fulfillmentd: http://127.0.0.1:$${TXO_FULFILLMENTD_PORT:-8081}  (/healthz, /readyz, /metrics)"
 	@echo "Place an order:"
 	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
