@@ -149,9 +149,10 @@ func printSummary(w io.Writer, s loadgen.Summary) {
 		// One line per replica, every attempt it answered (or did not):
 		// chaos/lib.sh copies these lines into the run's summary.
 		for _, r := range s.Replicas {
-			fmt.Fprintf(w, "replica %s place: 201×%d 202×%d 503×%d no-answer×%d other×%d  pay: %s\n", r.URL,
-				r.PlaceCodes["201"], r.PlaceCodes["202"], r.PlaceCodes["503"], r.PlaceCodes["error"],
-				others(r.PlaceCodes, "201", "202", "503", "error"), codes(r.PayCodes))
+			p := r.PlaceCodes
+			fmt.Fprintf(w, "replica %s place: 201×%d 202×%d 200×%d 409×%d 503×%d no-answer×%d other×%d  pay: %s\n", r.URL,
+				p["201"], p["202"], p["200"], p["409"], p["503"], p["error"],
+				others(p, "201", "202", "200", "409", "503", "error"), codes(r.PayCodes))
 		}
 	}
 }
