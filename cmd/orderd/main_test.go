@@ -57,6 +57,8 @@ type stack struct {
 	cfg configs.Orderd
 	db  *sql.DB
 	env []string
+	// brokers are further broker groups (addBroker) beside mq.
+	brokers []*rmqtest.Server
 }
 
 type stackOptions struct {
