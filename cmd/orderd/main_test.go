@@ -57,8 +57,10 @@ type stack struct {
 	cfg configs.Orderd
 	db  *sql.DB
 	env []string
-	// brokers are further broker groups (addBroker) beside mq.
-	brokers []*rmqtest.Server
+	// brokers are further broker groups (addBroker) beside mq, with mq's
+	// transaction timeout.
+	brokers         []*rmqtest.Server
+	brokerTxTimeout time.Duration
 }
 
 type stackOptions struct {
@@ -90,6 +92,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.brokerCheckMax == 0 {
 		o.brokerCheckMax = 1000
 	}
+	s.brokerTxTimeout = o.brokerTxTimeout
 	s.mq = rmqtest.RunT(t, rmqtest.Options{
 		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},

@@ -25,7 +25,7 @@ import (
 func (s *stack) addBroker() *rmqtest.Server {
 	s.t.Helper()
 	b := rmqtest.RunT(s.t, rmqtest.Options{NoNameServer: true, RegisterTo: []string{s.mq.NameServerAddr()},
-		BrokerName: "broker-b", TransactionTimeout: txTimeout, CheckInterval: checkInterval, CheckMax: 1000,
+		BrokerName: "broker-b", TransactionTimeout: s.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: 1000,
 		Topics: map[string]int{topic: 4}})
 	s.brokers = append(s.brokers, b)
 	return b
