@@ -51,8 +51,9 @@ run: deps build
 	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
 	@echo "    -H 'Authorization: Bearer $${TXO_API_KEY:-dev-key-change-me}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\"
 	@echo "    -d '{\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"items\":[{\"sku\":\"SKU-1\",\"name\":\"Widget\",\"quantity\":2,\"unit_price\":1250}]}'"
-	@echo "Pay it (signs with the local webhook secret):"
-	@echo "  TXORDER_PAYMENT__WEBHOOK_SECRET=$${TXO_WEBHOOK_SECRET:-dev-webhook-secret-change-me-0123456789} bin/ordertool pay <order-id>"
+	@echo "Pay it, then check the promise (ordertool reads .run/orderd.yaml and .run/fulfillmentd.yaml):"
+	@echo "  bin/ordertool pay <order-id>"
+	@echo "  bin/ordertool audit --settle 30s"
 	@echo "Stop everything with: make stop"
 
 # chaos-local runs chaos/kill-mysql.sh and chaos/kill-namesrv.sh (one orderd),

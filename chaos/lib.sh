@@ -425,11 +425,10 @@ audit() {
 	local accepted=$1 out=$2
 	case $CHAOS_MODE in
 	local)
-		TXORDER_MYSQL__PASSWORD=txorder TXORDER_FULFILLMENT__MYSQL__PASSWORD=txorder \
-			TXORDER_MYSQL__ADDR=127.0.0.1:$TXO_MYSQL_PORT TXORDER_FULFILLMENT__MYSQL__ADDR=127.0.0.1:$TXO_MYSQL_PORT \
-			TXORDER_REDIS__ADDR=127.0.0.1:$TXO_REDIS_PORT \
-			"$ORDERTOOL" audit --config "$CHAOS_ROOT/configs/orderd.yaml" \
-			--fulfillment-config "$CHAOS_ROOT/configs/fulfillmentd.yaml" \
+		# The configuration devstack.sh wrote for this stack (its ports and
+		# secrets), as orderd and fulfillmentd run with it.
+		"$ORDERTOOL" audit --config "${RUN_DIR:-$CHAOS_ROOT/.run}/orderd.yaml" \
+			--fulfillment-config "${RUN_DIR:-$CHAOS_ROOT/.run}/fulfillmentd.yaml" \
 			--accepted "$accepted" --settle "$CHAOS_SETTLE" --json >"$out"
 		;;
 	compose)

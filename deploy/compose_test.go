@@ -598,32 +598,42 @@ func brokerCluster(t *testing.T, p *types.Project) string {
 	return v
 }
 
+// prometheusConfig is what the tests read of deploy/prometheus.yml.
+type prometheusConfig struct {
+	RuleFiles     []string `yaml:"rule_files"`
+	ScrapeConfigs []struct {
+		JobName       string `yaml:"job_name"`
+		MetricsPath   string `yaml:"metrics_path"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
+		DNSSDConfigs []struct {
+			Names []string `yaml:"names"`
+			Type  string   `yaml:"type"`
+			Port  int      `yaml:"port"`
+		} `yaml:"dns_sd_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+func readPrometheusConfig(t *testing.T) prometheusConfig {
+	t.Helper()
+	b, err := os.ReadFile("prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg prometheusConfig
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestPrometheusScrapesBothServices checks deploy/prometheus.yml against the
 // services' listen ports: every replica of orderd and fulfillmentd, found
 // through Docker's DNS.
 func TestPrometheusScrapesBothServices(t *testing.T) {
 	p := project(t)
-	b, err := os.ReadFile("prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg struct {
-		ScrapeConfigs []struct {
-			JobName       string `yaml:"job_name"`
-			MetricsPath   string `yaml:"metrics_path"`
-			StaticConfigs []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-			DNSSDConfigs []struct {
-				Names []string `yaml:"names"`
-				Type  string   `yaml:"type"`
-				Port  int      `yaml:"port"`
-			} `yaml:"dns_sd_configs"`
-		} `yaml:"scrape_configs"`
-	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := readPrometheusConfig(t)
 	targets := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
 		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {

@@ -9,8 +9,19 @@
 #     dead letter recorder must be able to read it;
 # and checks both through the NameServer route. mqadmin updateTopic with -c
 # succeeds silently when the cluster has no master yet, so success is judged
-# by the route, and the whole thing is retried until INIT_TIMEOUT_SECONDS.
-# Re-running it is harmless (updateTopic updates in place).
+# by the route, and the whole thing is retried every INIT_RETRY_SECONDS
+# until INIT_TIMEOUT_SECONDS. Re-running it is harmless (updateTopic
+# updates in place).
+#
+# mqadmin's JVM: bin/mqadmin runs bin/tools.sh, which never reads
+# JAVA_OPT_EXT and puts its own "-server -Xms1g -Xmx1g -Xmn256m" after any
+# JAVA_OPT (apache/rocketmq rocketmq-all-5.3.1 distribution/bin/tools.sh:57),
+# so every mqadmin call would take a 1 GiB heap whatever we set. This script
+# starts MQAdminStartup itself, as tools.sh would (its classpath,
+# tools.sh:52; the class and logback file, distribution/bin/mqadmin:45; lib/
+# and conf/rmq.tools.logback.xml are where distribution/release.xml:76,98
+# put them), with ADMIN_JAVA_OPT as the heap (default 256 MiB).
+# deploy/rocketmq_init_test.go runs it against a stand-in java.
 set -eu
 
 ns="${NAMESRV_ADDR:?NAMESRV_ADDR is required}"
@@ -19,18 +30,29 @@ topic="${ORDER_TOPIC:-ORDER_PAID}"
 queues="${ORDER_TOPIC_QUEUES:-4}"
 dlq="%DLQ%${FULFILLMENT_GROUP:-fulfillment}"
 timeout="${INIT_TIMEOUT_SECONDS:-300}"
-mqadmin="${ROCKETMQ_HOME:?ROCKETMQ_HOME is required}/bin/mqadmin"
+retry="${INIT_RETRY_SECONDS:-3}"
+home="${ROCKETMQ_HOME:?ROCKETMQ_HOME is required}"
+java_opt="${ADMIN_JAVA_OPT:--Xms128m -Xmx256m -Xmn64m -XX:MetaspaceSize=64m -XX:MaxMetaspaceSize=128m}"
+java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 deadline=$(( $(date +%s) + timeout ))
+
+# mqadmin ARG...: MQAdminStartup in a JVM of ADMIN_JAVA_OPT's size.
+mqadmin() {
+	# shellcheck disable=SC2086 # java_opt is a list of JVM flags
+	"$java" -server $java_opt -cp ".:$home/conf:$home/lib/*" \
+		-Drmq.logback.configurationFile="$home/conf/rmq.tools.logback.xml" \
+		org.apache.rocketmq.tools.command.MQAdminStartup "$@"
+}
 
 # route_has TOPIC PATTERN: the topic's route, as the NameServer serves it,
 # matches the extended regular expression PATTERN.
 route_has() {
-	sh "$mqadmin" topicRoute -n "$ns" -t "$1" 2>/dev/null | tr -d ' \t\n' | grep -Eq "$2"
+	mqadmin topicRoute -n "$ns" -t "$1" 2>/dev/null | tr -d ' \t\n' | grep -Eq "$2"
 }
 
 ensure() { # ensure TOPIC QUEUES
-	sh "$mqadmin" updateTopic -n "$ns" -c "$cluster" -t "$1" -r "$2" -w "$2" -p 6 >/dev/null 2>&1 || return 1
+	mqadmin updateTopic -n "$ns" -c "$cluster" -t "$1" -r "$2" -w "$2" -p 6 >/dev/null 2>&1 || return 1
 	route_has "$1" "\"writeQueueNums\":$2" && route_has "$1" '"perm":6'
 }
 
@@ -39,12 +61,12 @@ until ensure "$topic" "$queues" && ensure "$dlq" 1; do
 	attempt=$((attempt + 1))
 	if [ "$(date +%s)" -ge "$deadline" ]; then
 		echo "rocketmq-init: gave up after ${timeout}s: no master in cluster $cluster, or mqadmin failed; try: mqadmin clusterList -n '$ns'" >&2
-		sh "$mqadmin" clusterList -n "$ns" >&2 || true
+		mqadmin clusterList -n "$ns" >&2 || true
 		exit 1
 	fi
-	echo "rocketmq-init: cluster $cluster not ready (attempt $attempt), retrying in 3s"
-	sleep 3
+	echo "rocketmq-init: cluster $cluster not ready (attempt $attempt), retrying in ${retry}s"
+	sleep "$retry"
 done
 
 echo "rocketmq-init: $topic ($queues queues) and $dlq (readable) exist on cluster $cluster"
-sh "$mqadmin" clusterList -n "$ns" || true
+mqadmin clusterList -n "$ns" || true

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -229,22 +230,27 @@ func (c *OrderCache) IDs(ctx context.Context, n int64) ([]uuid.UUID, error) {
 	return ids, nil
 }
 
-// Ping checks that Redis answers.
-func (c *OrderCache) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	return translate(c.rdb.Ping(ctx).Err())
-}
-
 // WriteMayHaveLanded reports whether a failed Redis write may still have
 // been applied: true unless the connection was refused (the command never
-// reached Redis). A timeout or a dropped connection after sending does not
-// say.
+// reached Redis) or Redis answered that it refused the write: OOM (over
+// maxmemory with noeviction; a MULTI is refused when queued, a script at
+// its first write) or EXECABORT (the transaction was discarded). A timeout
+// or a dropped connection after sending does not say.
 func WriteMayHaveLanded(err error) bool {
 	if err == nil {
 		return true
 	}
-	return !errors.Is(err, syscall.ECONNREFUSED)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return false
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		msg := reply.Error()
+		if strings.HasPrefix(msg, "OOM ") || strings.HasPrefix(msg, "EXECABORT ") {
+			return false
+		}
+	}
+	return true
 }
 
 // translate maps go-redis errors: a miss is order.ErrNotFound; every other

@@ -119,6 +119,17 @@ func (s *DeadLetterStore) List(ctx context.Context, group string, pendingOnly bo
 	return out, order.TranslateError(rows.Err())
 }
 
+// Pending counts the dead letters of group (every group when empty) not
+// replayed yet.
+func (s *DeadLetterStore) Pending(ctx context.Context, group string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters WHERE (? = '' OR consumer_group = ?) AND replayed_at IS NULL`,
+		group, group).Scan(&n)
+	return n, order.TranslateError(err)
+}
+
 // Get returns one dead letter, or order.ErrNotFound.
 func (s *DeadLetterStore) Get(ctx context.Context, id int64) (DeadLetter, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)

@@ -139,6 +139,9 @@ func (f *Fulfillment) consumeOne(ctx context.Context, m *primitive.MessageExt) e
 	defer cancel()
 	start := time.Now()
 	defer func() { f.metrics.duration.Observe(time.Since(start).Seconds()) }()
+	if m.StoreTimestamp > 0 {
+		f.metrics.delay.Observe(max(0, start.Sub(time.UnixMilli(m.StoreTimestamp)).Seconds()))
+	}
 	ev, err := decodePaid(m)
 	if err != nil {
 		return f.park(ctx, m, err)
@@ -310,6 +313,7 @@ type FulfillmentMetrics struct {
 	deadLetters *prometheus.CounterVec
 	replays     prometheus.Counter
 	duration    prometheus.Histogram
+	delay       prometheus.Histogram
 }
 
 // NewFulfillmentMetrics creates the metrics and registers them on reg
@@ -341,12 +345,18 @@ func NewFulfillmentMetrics(reg prometheus.Registerer) *FulfillmentMetrics {
 			Help:    "Time to handle one ORDER_PAID message.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "txorder", Subsystem: "fulfillment", Name: "delivery_delay_seconds",
+			Help: "From the broker storing an ORDER_PAID message (its commit, or a retry's requeue) to the start of its handling: " +
+				"the consumer's lag in time. Includes the clock difference between broker and consumer.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
 	}
 	// Make both sources visible at 0 before the first dead letter.
 	m.deadLetters.WithLabelValues(sourceMalformed)
 	m.deadLetters.WithLabelValues(sourceDLQ)
 	if reg != nil {
-		reg.MustRegister(m.applied, m.duplicates, m.retries, m.deadLetters, m.replays, m.duration)
+		reg.MustRegister(m.applied, m.duplicates, m.retries, m.deadLetters, m.replays, m.duration, m.delay)
 	}
 	return m
 }

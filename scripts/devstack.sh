@@ -34,7 +34,8 @@
 #
 # Services: mysql (127.0.0.1:$TXO_MYSQL_PORT, default 3307; database,
 # user and password txorder), redis (127.0.0.1:$TXO_REDIS_PORT, default
-# 6380; append-only file, fsync on every write), namesrv and broker (rmqdev,
+# 6380; append-only file, fsync on every write; maxmemory
+# $TXO_REDIS_MAXMEMORY, default 256mb, noeviction), namesrv and broker (rmqdev,
 # 127.0.0.1:$TXO_NAMESRV_PORT and :$TXO_BROKER_PORT, defaults 9876 and 10911)
 # orderd (127.0.0.1:$TXO_ORDERD_PORT, default 8080; bin/orderd from
 # `make build`, API key $TXO_API_KEY, default dev-key-change-me) and
@@ -44,9 +45,19 @@
 # Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_NAMESRV_PORT,
 # TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_FULFILLMENTD_PORT,
 # TXO_ORDERD_REPLICAS, TXO_FULFILLMENTD_REPLICAS, TXO_BROKERS, TXO_API_KEY,
-# TXO_WEBHOOK_SECRET, TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_WAIT_SECONDS
-# (readiness bound, default 60), TXO_STOP_SECONDS (graceful stop bound,
-# default 30).
+# TXO_WEBHOOK_SECRET, TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_REDIS_MAXMEMORY,
+# TXO_WAIT_SECONDS (readiness bound, default 60), TXO_STOP_SECONDS
+# (graceful stop bound, default 30).
+#
+# Configuration: start writes $RUN_DIR/orderd.yaml and
+# $RUN_DIR/fulfillmentd.yaml (the ports and settings above; no secret) and
+# the local secrets under $RUN_DIR/secrets/ (mode 0600), which those files
+# name in their *_file settings. orderd and fulfillmentd run with them (each
+# replica with its own port and instance name on top, from the
+# environment), and bin/ordertool reads them by default when run from the
+# repository root, so `bin/ordertool audit`, `dlq`, `spill` and `pay` need
+# no environment (they reach replica 1; `ordertool load --url
+# "$(scripts/devstack.sh urls)"` reaches them all).
 #
 # Adding a service: write NAME_launch, NAME_ready and NAME_describe (and
 # NAME_init if it needs one-time setup), give it NAME_bin, and add NAME to
@@ -74,6 +85,9 @@ TXO_CHECK_MAX=${TXO_CHECK_MAX:-100}
 TXO_WEBHOOK_SECRET=${TXO_WEBHOOK_SECRET:-dev-webhook-secret-change-me-0123456789}
 # The development API key; orderd refuses it in production mode.
 TXO_API_KEY=${TXO_API_KEY:-dev-key-change-me}
+# Redis's memory limit: past it Redis refuses writes (noeviction), as in
+# docker-compose.yml; orderd's txorder_redis_memory_* metrics show the use.
+TXO_REDIS_MAXMEMORY=${TXO_REDIS_MAXMEMORY:-256mb}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
 
@@ -410,6 +424,8 @@ redis_launch() {
 		--dir "$(svc_dir redis)" \
 		--appendonly yes \
 		--appendfsync always \
+		--maxmemory "$TXO_REDIS_MAXMEMORY" \
+		--maxmemory-policy noeviction \
 		--save "" \
 		--daemonize no \
 		--logfile ""
@@ -425,7 +441,7 @@ redis_ready() (
 ) 2>/dev/null
 
 redis_describe() {
-	echo "  redis: 127.0.0.1:$TXO_REDIS_PORT  addr 127.0.0.1:$TXO_REDIS_PORT  log $(svc_log redis)"
+	echo "  redis: 127.0.0.1:$TXO_REDIS_PORT  addr 127.0.0.1:$TXO_REDIS_PORT  maxmemory $TXO_REDIS_MAXMEMORY (noeviction)  log $(svc_log redis)"
 }
 
 # --- namesrv, broker: rmqdev's in-memory RocketMQ, as two processes ---------
@@ -474,23 +490,17 @@ orderd_bin() {
 	echo "$ROOT/bin/orderd"
 }
 
+orderd_init() { write_config; }
+
 orderd_launch() {
-	# Configuration: configs/orderd.yaml plus the environment; the secrets
-	# of the local stack come from here, never from the file. Each replica
-	# has its own port and RocketMQ instance name. The replicas start one
-	# after the other, so migrate_on_start never runs twice at once.
+	# $RUN_DIR/orderd.yaml (write_config), which bin/ordertool reads too;
+	# each replica has its own port and RocketMQ instance name on top. The
+	# replicas start one after the other, so migrate_on_start never runs
+	# twice at once.
 	exec setsid env \
 		TXORDER_HTTP__ADDR="127.0.0.1:$(svc_port "$1")" \
 		TXORDER_ROCKETMQ__INSTANCE_NAME="$1-tx" \
-		TXORDER_MYSQL__ADDR="127.0.0.1:$TXO_MYSQL_PORT" \
-		TXORDER_MYSQL__PASSWORD="$MYSQL_PASSWORD" \
-		TXORDER_REDIS__ADDR="127.0.0.1:$TXO_REDIS_PORT" \
-		TXORDER_AUTH__API_KEYS="demo:$TXO_API_KEY" \
-		TXORDER_PAYMENT__WEBHOOK_SECRET="$TXO_WEBHOOK_SECRET" \
-		TXORDER_ROCKETMQ__NAME_SERVERS="127.0.0.1:$TXO_NAMESRV_PORT" \
-		TXORDER_ROCKETMQ__CHECK_INTERVAL="$TXO_CHECK_INTERVAL" \
-		TXORDER_ROCKETMQ__CHECK_MAX="$TXO_CHECK_MAX" \
-		"$(orderd_bin)" --config "$ROOT/configs/orderd.yaml"
+		"$(orderd_bin)" --config "$RUN_DIR/orderd.yaml"
 }
 
 orderd_ready() (
@@ -511,16 +521,15 @@ fulfillmentd_bin() {
 	echo "$ROOT/bin/fulfillmentd"
 }
 
+fulfillmentd_init() { write_config; }
+
 fulfillmentd_launch() {
-	# configs/fulfillmentd.yaml plus TXORDER_FULFILLMENT__* variables (it
-	# ignores orderd's TXORDER_*); the shipments live in orderd's database.
+	# $RUN_DIR/fulfillmentd.yaml (write_config): the shipments live in
+	# orderd's database. Each replica has its own port and instance name.
 	exec setsid env \
 		TXORDER_FULFILLMENT__HTTP__ADDR="127.0.0.1:$(svc_port "$1")" \
 		TXORDER_FULFILLMENT__ROCKETMQ__INSTANCE_NAME="$1" \
-		TXORDER_FULFILLMENT__MYSQL__ADDR="127.0.0.1:$TXO_MYSQL_PORT" \
-		TXORDER_FULFILLMENT__MYSQL__PASSWORD="$MYSQL_PASSWORD" \
-		TXORDER_FULFILLMENT__ROCKETMQ__NAME_SERVERS="127.0.0.1:$TXO_NAMESRV_PORT" \
-		"$(fulfillmentd_bin)" --config "$ROOT/configs/fulfillmentd.yaml"
+		"$(fulfillmentd_bin)" --config "$RUN_DIR/fulfillmentd.yaml"
 }
 
 fulfillmentd_ready() (
@@ -532,6 +541,65 @@ fulfillmentd_ready() (
 
 fulfillmentd_describe() {
 	echo "  $1: http://127.0.0.1:$(svc_port "$1")/readyz (metrics /metrics; dead letters: bin/ordertool dlq list)  log $(svc_log "$1")"
+}
+
+# --- configuration of orderd, fulfillmentd and bin/ordertool ----------------
+
+# write_secret NAME VALUE: $RUN_DIR/secrets/NAME, readable by this user only.
+write_secret() {
+	local dir="$RUN_DIR/secrets"
+	mkdir -p "$dir"
+	chmod 700 "$dir"
+	(umask 077 && printf '%s\n' "$2" >"$dir/$1.tmp") && mv "$dir/$1.tmp" "$dir/$1"
+}
+
+# write_config: the local stack's configuration files. Only what differs
+# from the shipped defaults (configs/*.yaml documents them) is written;
+# secrets are referenced through *_file settings, never written into them.
+write_config() {
+	local secrets="$RUN_DIR/secrets"
+	write_secret mysql-password "$MYSQL_PASSWORD"
+	write_secret api-keys "demo:$TXO_API_KEY"
+	write_secret webhook-secret "$TXO_WEBHOOK_SECRET"
+	cat >"$RUN_DIR/orderd.yaml.tmp" <<YAML
+# Written by scripts/devstack.sh for the local stack (make run); rewritten
+# at every start. orderd runs with it; bin/ordertool reads it by default.
+# Everything not set here is the default of configs/orderd.yaml.
+mode: development
+http:
+  addr: 127.0.0.1:$TXO_ORDERD_PORT
+mysql:
+  addr: 127.0.0.1:$TXO_MYSQL_PORT
+  user: $MYSQL_USER
+  database: $MYSQL_DATABASE
+  password_file: $secrets/mysql-password
+redis:
+  addr: 127.0.0.1:$TXO_REDIS_PORT
+rocketmq:
+  name_servers: [127.0.0.1:$TXO_NAMESRV_PORT]
+  check_interval: $TXO_CHECK_INTERVAL
+  check_max: $TXO_CHECK_MAX
+auth:
+  api_keys_file: $secrets/api-keys
+payment:
+  webhook_secret_file: $secrets/webhook-secret
+YAML
+	mv "$RUN_DIR/orderd.yaml.tmp" "$RUN_DIR/orderd.yaml"
+	cat >"$RUN_DIR/fulfillmentd.yaml.tmp" <<YAML
+# Written by scripts/devstack.sh for the local stack (make run); rewritten
+# at every start. fulfillmentd runs with it; bin/ordertool reads it by
+# default. Everything not set here is the default of configs/fulfillmentd.yaml.
+http:
+  addr: 127.0.0.1:$TXO_FULFILLMENTD_PORT
+mysql:
+  addr: 127.0.0.1:$TXO_MYSQL_PORT
+  user: $MYSQL_USER
+  database: $MYSQL_DATABASE
+  password_file: $secrets/mysql-password
+rocketmq:
+  name_servers: [127.0.0.1:$TXO_NAMESRV_PORT]
+YAML
+	mv "$RUN_DIR/fulfillmentd.yaml.tmp" "$RUN_DIR/fulfillmentd.yaml"
 }
 
 # --- command line -----------------------------------------------------------

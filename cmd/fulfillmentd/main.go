@@ -31,6 +31,7 @@ import (
 	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
+	"github.com/txorder/txorder/internal/nsresolve"
 	"github.com/txorder/txorder/listener"
 	"github.com/txorder/txorder/order"
 )
@@ -61,7 +62,12 @@ type Main struct {
 	// (listener.FulfillmentConfig.BeforeApply); nil in production.
 	BeforeApply func(ctx context.Context, ev order.PaidEvent, reconsumeTimes int32) error
 
+	// lookupHost is a test hook: how NameServer names are resolved
+	// (default: DNS).
+	lookupHost nsresolve.LookupFunc
+
 	db       *sql.DB
+	ns       *nsresolve.Resolver
 	handler  *listener.Fulfillment
 	consumer rocketmq.PushConsumer
 	registry *prometheus.Registry
@@ -83,8 +89,8 @@ func NewMain(cfg configs.Fulfillmentd, logger *slog.Logger) *Main {
 // Open connects to MySQL, migrates the schema when configured, starts the
 // ORDER_PAID consumer, the dead letter recorder (in the background: its
 // topic may not exist yet) and the probe server. It fails when the
-// consumer cannot start (NameServer unreachable, topic unknown): a
-// supervisor restarts it.
+// consumer cannot start (no NameServer name resolves, NameServer
+// unreachable, topic unknown): a supervisor restarts it.
 func (m *Main) Open(ctx context.Context) error {
 	cfg := m.Config
 	var err error
@@ -115,7 +121,8 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.registry = prometheus.NewRegistry()
-	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newDeadLetterCollector(dead, cfg.RocketMQ.Group))
 	metrics := listener.NewFulfillmentMetrics(m.registry)
 	m.handler, err = listener.NewFulfillment(store, dead, metrics, m.Logger, listener.FulfillmentConfig{
 		Group: cfg.RocketMQ.Group, Timeout: cfg.Handler.Timeout, BeforeApply: m.BeforeApply,
@@ -129,7 +136,16 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 
 	mqlog.Install(m.Logger)
-	m.consumer, err = newConsumer(cfg, cfg.RocketMQ.Group, cfg.RocketMQ.InstanceName, cfg.RocketMQ.Topic, m.handler.Consume,
+	if m.ns, err = nsresolve.New(cfg.RocketMQ.NameServers, m.Logger, nsresolve.Options{Lookup: m.lookupHost}); err != nil {
+		return fmt.Errorf("rocketmq.name_servers: %w", err)
+	}
+	// Without a NameServer the consumer cannot start; say which names
+	// failed rather than the client's "no route" (a name that does not
+	// resolve while another does is only logged: the client uses the other).
+	if addrs, err := m.ns.Lookup(ctx); len(addrs) == 0 {
+		return fmt.Errorf("rocketmq.name_servers: none resolves: %w", err)
+	}
+	m.consumer, err = newConsumer(cfg, m.ns, cfg.RocketMQ.Group, cfg.RocketMQ.InstanceName, cfg.RocketMQ.Topic, m.handler.Consume,
 		consumer.WithConsumeGoroutineNums(cfg.RocketMQ.ConsumeGoroutines),
 		consumer.WithMaxReconsumeTimes(int32(cfg.RocketMQ.MaxReconsumeTimes)),
 		consumer.WithConsumeMessageBatchMaxSize(cfg.RocketMQ.BatchSize),
@@ -165,10 +181,10 @@ func (m *Main) Open(ctx context.Context) error {
 // newConsumer starts a clustering, concurrently consuming push consumer of
 // group on topic. A new group starts at the first offset: every event
 // still on the topic is applied (idempotently).
-func newConsumer(cfg configs.Fulfillmentd, group, instance, topic string,
+func newConsumer(cfg configs.Fulfillmentd, ns primitive.NsResolver, group, instance, topic string,
 	handle func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error), opts ...consumer.Option) (rocketmq.PushConsumer, error) {
 	opts = append([]consumer.Option{
-		consumer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		consumer.WithNsResolver(ns),
 		consumer.WithGroupName(group),
 		consumer.WithInstance(instance),
 		consumer.WithConsumerModel(consumer.Clustering),
@@ -198,7 +214,7 @@ func (m *Main) runDeadLetters(ctx context.Context, recorder *listener.DeadLetter
 	topic := listener.DLQTopic(cfg.RocketMQ.Group)
 	logged := false
 	for {
-		c, err := newConsumer(cfg, cfg.DeadLetter.Group, cfg.RocketMQ.InstanceName+"-dlq", topic, recorder.Consume)
+		c, err := newConsumer(cfg, m.ns, cfg.DeadLetter.Group, cfg.RocketMQ.InstanceName+"-dlq", topic, recorder.Consume)
 		if err == nil {
 			m.dlqMu.Lock()
 			if ctx.Err() != nil {
@@ -252,7 +268,7 @@ func (m *Main) routes(store *listener.FulfillmentStore) http.Handler {
 		} else {
 			checks["mysql"] = check{Status: "up"}
 		}
-		if err := dialAny(ctx, m.Config.RocketMQ.NameServers); err != nil {
+		if err := m.ns.DialAny(ctx); err != nil {
 			checks["rocketmq"] = check{Status: "down", Error: err.Error()}
 		} else {
 			checks["rocketmq"] = check{Status: "up"}
@@ -337,20 +353,6 @@ func (m *Main) Close() error {
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 		m.db = nil
-	}
-	return errors.Join(errs...)
-}
-
-// dialAny reports whether any NameServer accepts a TCP connection.
-func dialAny(ctx context.Context, addrs []string) error {
-	var d net.Dialer
-	var errs []error
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err == nil {
-			return c.Close()
-		}
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
-	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/gin-gonic/gin"
 	"github.com/go-sql-driver/mysql"
@@ -33,6 +32,7 @@ import (
 	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
+	"github.com/txorder/txorder/internal/nsresolve"
 	"github.com/txorder/txorder/listener"
 	"github.com/txorder/txorder/order"
 	"github.com/txorder/txorder/payment"
@@ -76,6 +76,7 @@ type Main struct {
 
 	db       *sql.DB
 	rdb      *redis.Client
+	ns       *nsresolve.Resolver
 	producer rocketmq.TransactionProducer
 	plain    rocketmq.Producer
 	registry *prometheus.Registry
@@ -92,6 +93,9 @@ type Main struct {
 	// afterDrainPlace is a test hook: the drainer calls it between placing
 	// a spilled order and acknowledging its entry.
 	afterDrainPlace func(id uuid.UUID)
+	// lookupHost is a test hook: how NameServer names are resolved
+	// (default: DNS).
+	lookupHost nsresolve.LookupFunc
 }
 
 // NewMain returns an unopened Main.
@@ -162,8 +166,11 @@ func (m *Main) Open(ctx context.Context) error {
 	// client shares one instance per client id, and a consumer sharing it
 	// would receive (and drop) this producer's check-backs.
 	mqlog.Install(m.Logger)
+	if err := m.resolveNameServers(); err != nil {
+		return err
+	}
 	m.producer, err = rocketmq.NewTransactionProducer(txl,
-		producer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		producer.WithNsResolver(m.ns),
 		producer.WithGroupName(cfg.RocketMQ.ProducerGroup),
 		producer.WithInstanceName(cfg.RocketMQ.InstanceName),
 		producer.WithSendMsgTimeout(cfg.RocketMQ.SendTimeout),
@@ -244,7 +251,7 @@ func (m *Main) Open(ctx context.Context) error {
 			}},
 			{Name: "mysql", Probe: store.Ping},
 			{Name: "redis", Probe: cache.Ping},
-			{Name: "rocketmq", Probe: func(ctx context.Context) error { return dialAny(ctx, cfg.RocketMQ.NameServers) }},
+			{Name: "rocketmq", Probe: m.ns.DialAny},
 		},
 		// An order is accepted durably when MySQL or Redis can hold it
 		// (cache) and RocketMQ or Redis can take its message (spill).
@@ -368,7 +375,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	}
 	// A plain producer of its own group republishes what the broker gave up on.
 	m.plain, err = rocketmq.NewProducer(
-		producer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+		producer.WithNsResolver(m.ns),
 		producer.WithGroupName(cfg.Reconciler.ProducerGroup),
 		producer.WithInstanceName(cfg.RocketMQ.InstanceName+"-reconciler"),
 		producer.WithSendMsgTimeout(cfg.RocketMQ.SendTimeout),
@@ -420,7 +427,7 @@ func (m *Main) runTracker(ctx context.Context, tracker *listener.Tracker) {
 	cfg := m.Config
 	for attempt := 0; ; attempt++ {
 		c, err := rocketmq.NewPushConsumer(
-			consumer.WithNsResolver(primitive.NewPassthroughResolver(cfg.RocketMQ.NameServers)),
+			consumer.WithNsResolver(m.ns),
 			consumer.WithGroupName(listener.TrackerGroup),
 			// Never the producer's instance: one client per instance name.
 			consumer.WithInstance(cfg.RocketMQ.InstanceName+"-tracker"),
@@ -535,16 +542,18 @@ func sweepCache(ctx context.Context, txl *listener.Transaction, cache *fallback.
 	}
 }
 
-// dialAny reports whether any NameServer accepts a TCP connection.
-func dialAny(ctx context.Context, addrs []string) error {
-	var d net.Dialer
-	var errs []error
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err == nil {
-			return c.Close()
-		}
-		errs = append(errs, err)
+// resolveNameServers builds the resolver every RocketMQ client of orderd
+// uses (names such as namesrv-1:9876 are looked up on each of the client's
+// refreshes). A name that does not resolve does not stop orderd: it starts
+// as with every NameServer down (orders are spilled to Redis), readiness
+// reports rocketmq down naming it, and the clients pick its address up
+// within 2 minutes of it resolving (10 s after start at the earliest).
+// The resolver logs each name that does not resolve, and when it does.
+func (m *Main) resolveNameServers() error {
+	var err error
+	m.ns, err = nsresolve.New(m.Config.RocketMQ.NameServers, m.Logger, nsresolve.Options{Lookup: m.lookupHost})
+	if err != nil {
+		return fmt.Errorf("rocketmq.name_servers: %w", err)
 	}
-	return errors.Join(errs...)
+	return nil
 }

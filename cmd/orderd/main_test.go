@@ -170,6 +170,15 @@ type placed struct {
 
 func place(t *testing.T, addr, key string) placed {
 	t.Helper()
+	code, raw := placeRaw(t, addr, key)
+	var body struct{ ID, Status string }
+	_ = json.Unmarshal([]byte(raw), &body)
+	return placed{code: code, id: body.ID, status: body.Status, key: key}
+}
+
+// placeRaw posts orderBody with key and returns the status and body.
+func placeRaw(t *testing.T, addr, key string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(orderBody))
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -179,9 +188,8 @@ func place(t *testing.T, addr, key string) placed {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var body struct{ ID, Status string }
-	_ = json.NewDecoder(res.Body).Decode(&body)
-	return placed{code: res.StatusCode, id: body.ID, status: body.Status, key: key}
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }
 
 func getOrder(t *testing.T, addr, id string) (int, string) {

@@ -10,14 +10,20 @@ import (
 	"github.com/txorder/txorder/order"
 )
 
-// stateCollector reports orders by status and the order cache size at
-// scrape time. Both are cheap (an index-only GROUP BY and an SCARD); a
-// dependency that is down is simply left out of that scrape.
+// stateCollector reports orders by status, the order cache size and
+// Redis's memory at scrape time. All are cheap (an index-only GROUP BY, an
+// SCARD, an INFO memory), each bounded by its store's timeout; a dependency
+// that is down is simply left out of that scrape (txorder_redis_up says
+// which for Redis).
 type stateCollector struct {
 	store     *order.Store
 	cache     *fallback.OrderCache
 	byStatus  *prometheus.Desc
 	cacheSize *prometheus.Desc
+	redisUp   *prometheus.Desc
+	memUsed   *prometheus.Desc
+	memMax    *prometheus.Desc
+	memPolicy *prometheus.Desc
 }
 
 func newStateCollector(store *order.Store, cache *fallback.OrderCache) *stateCollector {
@@ -26,12 +32,24 @@ func newStateCollector(store *order.Store, cache *fallback.OrderCache) *stateCol
 		byStatus: prometheus.NewDesc("txorder_orders", "Orders in MySQL by status.", []string{"status"}, nil),
 		cacheSize: prometheus.NewDesc("txorder_order_cache_size",
 			"Orders accepted while MySQL was down, waiting in Redis for a check-back to store them.", nil, nil),
+		redisUp: prometheus.NewDesc("txorder_redis_up",
+			"1 when Redis answered INFO memory within redis.timeout at this scrape, else 0.", nil, nil),
+		memUsed: prometheus.NewDesc("txorder_redis_memory_used_bytes",
+			"Redis used_memory (INFO memory).", nil, nil),
+		memMax: prometheus.NewDesc("txorder_redis_memory_max_bytes",
+			"Redis maxmemory; 0 means no limit. Past it Redis refuses the order cache, spill queue and key claims (noeviction).", nil, nil),
+		memPolicy: prometheus.NewDesc("txorder_redis_maxmemory_policy",
+			"Redis maxmemory_policy, as a label (value 1); txorder needs noeviction.", []string{"policy"}, nil),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.byStatus
 	ch <- c.cacheSize
+	ch <- c.redisUp
+	ch <- c.memUsed
+	ch <- c.memMax
+	ch <- c.memPolicy
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -45,6 +63,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if n, err := c.cache.Size(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.cacheSize, prometheus.GaugeValue, float64(n))
 	}
+	m, err := c.cache.Memory(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.redisUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.redisUp, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.memUsed, prometheus.GaugeValue, float64(m.Used))
+	ch <- prometheus.MustNewConstMetric(c.memMax, prometheus.GaugeValue, float64(m.Max))
+	ch <- prometheus.MustNewConstMetric(c.memPolicy, prometheus.GaugeValue, 1, m.Policy)
 }
 
 // spillCollector reports the spill queue's depth at scrape time.

@@ -25,8 +25,8 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 			"configuration) and the fulfillment database (fulfillmentd configuration,\n"+
 			"TXORDER_FULFILLMENT__* variables); they may be the same database.\n"+
 			"Exit status 0 only when lost = duplicated = phantom = absent = 0.")
-	orderConfig := fs.String("config", "configs/orderd.yaml", "orderd configuration file: order database and Redis (empty: defaults and environment only)")
-	fulfillmentConfig := fs.String("fulfillment-config", "configs/fulfillmentd.yaml", "fulfillmentd configuration file: fulfillment database and group")
+	orderConfig := fs.String("config", env.configPath("orderd"), "orderd configuration file: order database and Redis (empty: defaults and environment only; default .run/orderd.yaml after make run)")
+	fulfillmentConfig := fs.String("fulfillment-config", env.configPath("fulfillmentd"), "fulfillmentd configuration file: fulfillment database and group (default .run/fulfillmentd.yaml after make run)")
 	orderDSN := fs.String("order-dsn", "", "order database as a go-sql-driver DSN (overrides the orderd configuration)")
 	fulfillmentDSN := fs.String("fulfillment-dsn", "", "fulfillment database as a go-sql-driver DSN (overrides the fulfillmentd configuration)")
 	group := fs.String("group", "", "consumer group to audit (default: rocketmq.group of the fulfillmentd configuration)")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/nsresolve"
 	"github.com/txorder/txorder/internal/remoting"
 )
 
@@ -52,7 +54,8 @@ func runCluster(ctx context.Context, env *environment, args []string) error {
 			"broker group with its nodes and which one is the master (brokerId 0; in a DLedger group,\n"+
 			"the elected leader, the followers having ids 1..3 from dLegerSelfId n0..n2). The\n"+
 			"NameServers are tried in turn until one answers; exit 1 when none does.")
-	namesrv := fs.String("namesrv", "", "NameServers, comma- or semicolon-separated (default: $"+envName+", else 127.0.0.1:9876)")
+	namesrv := fs.String("namesrv", "", "NameServers, comma- or semicolon-separated (default: rocketmq.name_servers of the orderd configuration, which $"+envName+" overrides)")
+	configPath := fs.String("config", env.configPath("orderd"), "orderd configuration file, for the default NameServers (empty: defaults and environment only)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	masterOnly := fs.Bool("master", false, "print only the master address of each broker group, one per line; exit 1 if a group has none")
 	timeout := fs.Duration("timeout", 3*time.Second, "bound of the request to each NameServer")
@@ -63,17 +66,19 @@ func runCluster(ctx context.Context, env *environment, args []string) error {
 		fmt.Fprintf(env.stderr, "unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	list := *namesrv
-	if list == "" {
-		list = lookupEnv(env.environ, envName)
-	}
-	if list == "" {
-		list = "127.0.0.1:9876"
-	}
-	addrs, err := splitNameServers(list)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "ordertool cluster: --namesrv: %v\n", err)
-		return errUsage
+	var addrs []string
+	if *namesrv != "" {
+		var err error
+		if addrs, err = splitNameServers(*namesrv); err != nil {
+			fmt.Fprintf(env.stderr, "ordertool cluster: --namesrv: %v\n", err)
+			return errUsage
+		}
+	} else {
+		cfg, err := configs.LoadOrderd(*configPath, configs.WithoutFulfillment(env.environ))
+		if err != nil {
+			return err
+		}
+		addrs = cfg.RocketMQ.NameServers
 	}
 
 	answered, ci, err := clusterInfo(ctx, addrs, *timeout)
@@ -93,22 +98,34 @@ func runCluster(ctx context.Context, env *environment, args []string) error {
 	}
 }
 
-// clusterInfo asks each NameServer in turn and returns the first answer.
+// clusterInfo asks each NameServer in turn and returns the first answer,
+// naming the one that answered as given (a host name is resolved through
+// nsresolve, as the services resolve it, and each of its addresses tried).
 func clusterInfo(ctx context.Context, addrs []string, timeout time.Duration) (string, remoting.ClusterInfo, error) {
+	ns, err := nsresolve.New(addrs, slog.New(slog.DiscardHandler), nsresolve.Options{Timeout: timeout})
+	if err != nil {
+		return "", remoting.ClusterInfo{}, err
+	}
 	var errs []error
-	for _, addr := range addrs {
-		callCtx, cancel := context.WithTimeout(ctx, timeout)
-		ci, err := remoting.GetClusterInfo(callCtx, addr)
-		cancel()
-		if err == nil {
-			return addr, ci, nil
+	for _, target := range ns.Targets(ctx) {
+		if target.Err != nil {
+			errs = append(errs, target.Err)
+			continue
 		}
-		if !strings.Contains(err.Error(), addr) {
-			err = fmt.Errorf("%s: %w", addr, err)
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
+		for _, addr := range target.IPs {
+			callCtx, cancel := context.WithTimeout(ctx, timeout)
+			ci, err := remoting.GetClusterInfo(callCtx, addr)
+			cancel()
+			if err == nil {
+				return target.Addr, ci, nil
+			}
+			if !strings.Contains(err.Error(), addr) {
+				err = fmt.Errorf("%s: %w", addr, err)
+			}
+			errs = append(errs, target.Wrap(addr, err))
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
 	return "", remoting.ClusterInfo{}, fmt.Errorf("no NameServer answered: %w", errors.Join(errs...))

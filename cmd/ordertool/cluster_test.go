@@ -73,6 +73,23 @@ func TestClusterTriesEachNameServer(t *testing.T) {
 	}
 }
 
+// TestClusterNameServerByName: a NameServer given by name (as compose
+// gives namesrv-1:9876) is resolved; one whose name does not resolve is
+// named in the error and the next one is asked.
+func TestClusterNameServerByName(t *testing.T) {
+	srv := rmqtest.RunT(t, rmqtest.Options{})
+	_, port, _ := net.SplitHostPort(srv.NameServerAddr())
+	byName := "localhost:" + port
+	code, out, errOut := runTool(t, nil, "cluster", "--namesrv", "no-such-namesrv.invalid:9876,"+byName)
+	if code != 0 || !strings.Contains(out, "NameServer "+byName) || !strings.Contains(out, srv.BrokerAddr()) {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the answer of %s", code, out, errOut, byName)
+	}
+	code, _, errOut = runTool(t, nil, "cluster", "--namesrv", "no-such-namesrv.invalid:9876", "--timeout", "2s")
+	if code != 1 || !strings.Contains(errOut, "name server no-such-namesrv.invalid:9876 does not resolve") {
+		t.Errorf("unresolvable only: exit %d, stderr %q; want 1 and the name", code, errOut)
+	}
+}
+
 func TestClusterNameServersFromEnvironment(t *testing.T) {
 	srv := rmqtest.RunT(t, rmqtest.Options{})
 	env := []string{"TXORDER_ROCKETMQ__NAME_SERVERS=" + deadAddr(t) + "," + srv.NameServerAddr()}

@@ -63,7 +63,7 @@ func openFulfillmentDB(env *environment, path string) (configs.Fulfillmentd, *sq
 
 func runDLQList(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "dlq list [--json] [--pending] [--config FILE]", dlqSynopsis)
-	configPath := fs.String("config", "configs/fulfillmentd.yaml", "fulfillmentd configuration file (empty: defaults and environment only)")
+	configPath := fs.String("config", env.configPath("fulfillmentd"), "fulfillmentd configuration file (empty: defaults and environment only; default .run/fulfillmentd.yaml after make run)")
 	asJSON := fs.Bool("json", false, "print JSON (one array) instead of a table")
 	pending := fs.Bool("pending", false, "only those not replayed yet")
 	if err := parse(fs, args); err != nil {
@@ -154,7 +154,7 @@ func runDLQReplay(ctx context.Context, env *environment, args []string) error {
 		"Re-applies dead letters through fulfillmentd's handler (the same transaction and\n"+
 			"idempotency guard: an order already applied is not applied again) and marks them\n"+
 			"replayed. Remove the cause of the failures first. Exits 1 if any was not replayed.")
-	configPath := fs.String("config", "configs/fulfillmentd.yaml", "fulfillmentd configuration file (empty: defaults and environment only)")
+	configPath := fs.String("config", env.configPath("fulfillmentd"), "fulfillmentd configuration file (empty: defaults and environment only; default .run/fulfillmentd.yaml after make run)")
 	all := fs.Bool("all", false, "replay every dead letter not replayed yet")
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {

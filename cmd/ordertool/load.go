@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,8 +31,8 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 			"replica than its placement, and the summary counts answers per replica.\n"+
 			"Ctrl-C stops placing, waits for the requests in flight and still writes both files.\n"+
 			"Then: ordertool audit --accepted <file> --settle 30s.")
-	configPath := fs.String("config", "configs/orderd.yaml", "orderd configuration file (webhook secret, API keys; empty: defaults and environment only)")
-	baseURL := fs.String("url", "http://127.0.0.1:8080", "orderd base URL, or several comma-separated (replicas)")
+	configPath := fs.String("config", env.configPath("orderd"), "orderd configuration file (webhook secret, API keys, http.addr; empty: defaults and environment only; default .run/orderd.yaml after make run)")
+	baseURL := fs.String("url", "", "orderd base URL, or several comma-separated (replicas; scripts/devstack.sh urls prints them) (default: from http.addr of the configuration)")
 	apiKey := fs.String("api-key", "", "API key (default: $"+envAPIKey+", else the first key of auth.api_keys, else the development key)")
 	rate := fs.Float64("rate", 0, "placements started per second (0: as fast as --concurrency allows)")
 	concurrency := fs.Int("concurrency", 8, "requests in flight at most")
@@ -68,7 +69,7 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 		key = defaultAPIKey(env.environ, cfg.Auth.APIKeys)
 	}
 	lc := loadgen.Config{
-		URLs: splitList(*baseURL), APIKey: key, WebhookSecret: cfg.Payment.WebhookSecret,
+		URLs: splitList(cmp.Or(*baseURL, orderdURL(cfg.HTTP.Addr))), APIKey: key, WebhookSecret: cfg.Payment.WebhookSecret,
 		Rate: *rate, Concurrency: *concurrency, Count: *count, Duration: *duration,
 		PayFraction: *pay, PayRetryFor: *payRetry, Timeout: *timeout, RetryFor: *retryFor, ReadyPoll: *readyPoll,
 	}

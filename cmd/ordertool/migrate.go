@@ -15,7 +15,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "migrate [--config FILE] [--status]",
 		"Applies every pending schema migration to the order database named by the\n"+
 			"configuration (mysql.* settings, TXORDER_MYSQL__* variables), or lists them with --status.")
-	configPath := fs.String("config", "configs/orderd.yaml", "orderd configuration file (empty: defaults and environment only)")
+	configPath := fs.String("config", env.configPath("orderd"), "orderd configuration file (empty: defaults and environment only; default .run/orderd.yaml after make run)")
 	status := fs.Bool("status", false, "list migrations and whether each is applied, change nothing")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -31,11 +32,11 @@ func runPay(ctx context.Context, env *environment, args []string) error {
 			"configured webhook secret (TXORDER_PAYMENT__WEBHOOK_SECRET or payment.webhook_secret_file)\n"+
 			"and posts it to POST /v1/payments/notify. Without --amount or --currency they are read\n"+
 			"from GET /v1/orders/<id>. Prints orderd's answer; exits 0 when it is 200, 1 otherwise.")
-	configPath := fs.String("config", "configs/orderd.yaml", "orderd configuration file (empty: defaults and environment only)")
+	configPath := fs.String("config", env.configPath("orderd"), "orderd configuration file (empty: defaults and environment only; default .run/orderd.yaml after make run)")
 	amount := fs.Int64("amount", 0, "amount in minor units (default: the order's total)")
 	cur := fs.String("currency", "", "ISO-4217 currency (default: the order's)")
 	txnID := fs.String("txn-id", "", "provider transaction id (default: a new UUID); send one again to replay it")
-	baseURL := fs.String("url", "http://127.0.0.1:8080", "orderd base URL")
+	baseURL := fs.String("url", "", "orderd base URL (default: from http.addr of the configuration)")
 	apiKey := fs.String("api-key", "", "API key to read the order with (default: $"+envAPIKey+", else the first key of auth.api_keys, else the development key)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound of each HTTP request")
 	args, err := parseInterleaved(fs, args)
@@ -65,7 +66,7 @@ func runPay(ctx context.Context, env *environment, args []string) error {
 			configs.EnvName("payment.webhook_secret"))
 	}
 	client := &http.Client{Timeout: *timeout}
-	base := strings.TrimRight(*baseURL, "/")
+	base := strings.TrimRight(cmp.Or(*baseURL, orderdURL(cfg.HTTP.Addr)), "/")
 
 	n := payment.Notification{ProviderTxnID: *txnID, OrderID: orderID, Amount: *amount, Currency: *cur}
 	if n.ProviderTxnID == "" {

@@ -22,7 +22,7 @@ func runSpill(ctx context.Context, env *environment, args []string) error {
 			"unreachable. 'list' prints the dead entries (the drainer gave up after spill.max_attempts)\n"+
 			"and how many are pending; 'replay' puts dead entries back in the queue for orderd's\n"+
 			"drainer. Reads Redis as configured for orderd (redis.* settings).")
-	configPath := fs.String("config", "configs/orderd.yaml", "orderd configuration file (empty: defaults and environment only)")
+	configPath := fs.String("config", env.configPath("orderd"), "orderd configuration file (empty: defaults and environment only; default .run/orderd.yaml after make run)")
 	asJSON := fs.Bool("json", false, "list: print JSON")
 	all := fs.Bool("all", false, "replay: every dead entry")
 	args, err := parseInterleaved(fs, args)

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/audit"
+)
+
+// freePorts returns n ports free on 127.0.0.1 right now.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+// cleanEnviron is this process's environment without any TXORDER_
+// variable (and RUN_DIR): what a shell on a fresh clone has.
+func cleanEnviron() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, configs.EnvPrefix) || strings.HasPrefix(kv, "RUN_DIR=") || strings.HasPrefix(kv, "TXO_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// TestLocalStackToolsNeedNoEnvironment: on a fresh clone (a directory with
+// scripts/, configs/ and the built bin/), `scripts/devstack.sh start` (what
+// `make run` runs) brings the stack up, and then `bin/ordertool pay`,
+// `audit`, `dlq list` and `spill list`, run from the repository root with
+// no TXORDER_ variable at all, reach its MySQL, Redis and orderd: they read
+// the configuration devstack wrote to .run/, whose secrets are in 0600
+// files and not in the YAML. Redis runs with maxmemory and noeviction.
+func TestLocalStackToolsNeedNoEnvironment(t *testing.T) {
+	root := t.TempDir()
+	for _, dir := range []string{"scripts", "configs", "bin"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, "../../scripts/devstack.sh", filepath.Join(root, "scripts", "devstack.sh"), 0o755)
+	for _, f := range []string{"orderd.yaml", "fulfillmentd.yaml"} {
+		copyFile(t, filepath.Join("../../configs", f), filepath.Join(root, "configs", f), 0o644)
+	}
+	for _, name := range []string{"orderd", "fulfillmentd", "rmqdev", "ordertool"} {
+		if err := os.Symlink(binary(t, name), filepath.Join(root, "bin", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports := freePorts(t, 6)
+	stackEnv := append(cleanEnviron(),
+		"TXO_MYSQL_PORT="+strconv.Itoa(ports[0]), "TXO_REDIS_PORT="+strconv.Itoa(ports[1]),
+		"TXO_NAMESRV_PORT="+strconv.Itoa(ports[2]), "TXO_BROKER_PORT="+strconv.Itoa(ports[3]),
+		"TXO_ORDERD_PORT="+strconv.Itoa(ports[4]), "TXO_FULFILLMENTD_PORT="+strconv.Itoa(ports[5]),
+		"TXO_WAIT_SECONDS=180", "TXO_STOP_SECONDS=20")
+	devstack := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "devstack.sh"), args...)
+		cmd.Dir, cmd.Env = root, stackEnv
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		if out, err := devstack("stop"); err != nil {
+			t.Errorf("devstack stop: %v\n%s", err, out)
+		}
+	})
+	if out, err := devstack("start"); err != nil {
+		t.Fatalf("devstack start: %v\n%s", err, out)
+	}
+
+	// The configuration is in .run/, the secrets beside it, not in it.
+	for _, f := range []string{"mysql-password", "api-keys", "webhook-secret"} {
+		fi, err := os.Stat(filepath.Join(root, ".run", "secrets", f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf(".run/secrets/%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
+		}
+	}
+	for _, f := range []string{"orderd.yaml", "fulfillmentd.yaml"} {
+		b, err := os.ReadFile(filepath.Join(root, ".run", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), configs.DevAPIKey) || strings.Contains(string(b), "dev-webhook-secret") {
+			t.Errorf(".run/%s holds a secret:\n%s", f, b)
+		}
+	}
+
+	tool := func(args ...string) (int, string, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "ordertool"), args...)
+		cmd.Dir, cmd.Env = root, cleanEnviron()
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		if err != nil && cmd.ProcessState == nil {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	}
+
+	orderd := "http://127.0.0.1:" + strconv.Itoa(ports[4])
+	id := placeDevOrder(t, orderd)
+	if code, out, errOut := tool("pay", id); code != 0 || !strings.Contains(out, `"order_status":"PAID"`) {
+		t.Fatalf("ordertool pay = %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := tool("audit", "--settle", "60s", "--json")
+	var r audit.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || !r.OK || r.Paid != 1 || r.Applied != 1 {
+		t.Fatalf("ordertool audit = %d %+v (%v)\n%s%s", code, r, err, out, errOut)
+	}
+	if code, out, errOut := tool("dlq", "list"); code != 0 {
+		t.Errorf("ordertool dlq list = %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := tool("spill", "list"); code != 0 || !strings.Contains(out, "pending") {
+		t.Errorf("ordertool spill list = %d %s %s", code, out, errOut)
+	}
+
+	// Redis has a memory limit, and refuses rather than evicts.
+	res, err := http.Get(orderd + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"txorder_redis_memory_max_bytes 2.68435456e+08", `txorder_redis_maxmemory_policy{policy="noeviction"} 1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("orderd /metrics lacks %s", want)
+		}
+	}
+}
+
+func placeDevOrder(t *testing.T, orderd string) string {
+	t.Helper()
+	body := `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-1","name":"Widget","quantity":2,"unit_price":1250}]}`
+	req, _ := http.NewRequest(http.MethodPost, orderd+"/v1/orders", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+configs.DevAPIKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "devstack-1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var o struct{ ID string }
+	if err := json.NewDecoder(res.Body).Decode(&o); err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("place = %d (%v)", res.StatusCode, err)
+	}
+	return o.ID
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
