@@ -11,10 +11,11 @@
 #   devstack.sh status [SERVICE...]  exit 0 if all are running, 3 otherwise
 #   devstack.sh kill SERVICE...      SIGKILL, for chaos tests
 #   devstack.sh start-one SERVICE    same as start SERVICE
-#   devstack.sh names KIND           the configured instances of orderd, fulfillmentd or
-#                                    broker, one per line (orderd orderd-2 orderd-3)
-#   devstack.sh urls                 the orderd replicas' base URLs, comma-separated
-#                                    (for `ordertool load --url`)
+#   devstack.sh names KIND           the instances of orderd, fulfillmentd or broker, one
+#                                    per line (orderd orderd-2 orderd-3): the configured
+#                                    ones and any further one running
+#   devstack.sh urls                 the orderd replicas' base URLs, comma-separated, the
+#                                    same way (for `ordertool load --url`)
 #
 # Replicas: TXO_ORDERD_REPLICAS (default 1) orderd and
 # TXO_FULFILLMENTD_REPLICAS (default 1) fulfillmentd processes share the
@@ -126,6 +127,20 @@ names() {
 	done
 }
 
+# running_names KIND: the configured instances of KIND, and any further one
+# that is running (started with a larger TXO_*_REPLICAS), so that `urls`
+# run without the variable still lists every replica `make run` started.
+running_names() {
+	local k svc
+	names "$1"
+	for ((k = $(replicas "$1") + 1; k <= 9; k++)); do
+		svc=$(instance_name "$1" "$k")
+		if svc_pid "$svc" >/dev/null; then
+			echo "$svc"
+		fi
+	done
+}
+
 # services: every configured instance, in start order.
 services() {
 	printf "%s\n" mysql redis namesrv
@@ -159,10 +174,10 @@ svc_port() {
 	esac
 }
 
-# orderd_urls: the configured orderd replicas' base URLs, comma-separated.
+# orderd_urls: the orderd replicas' base URLs (running_names), comma-separated.
 orderd_urls() {
 	local svc out=()
-	for svc in $(names orderd); do
+	for svc in $(running_names orderd); do
 		out+=("http://127.0.0.1:$(svc_port "$svc")")
 	done
 	(IFS=,; echo "${out[*]}")
@@ -681,7 +696,7 @@ main() {
 		;;
 	names)
 		(($# == 1)) || die "usage: devstack.sh names orderd|fulfillmentd|broker"
-		names "$1"
+		running_names "$1"
 		;;
 	urls)
 		orderd_urls
