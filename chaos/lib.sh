@@ -50,6 +50,9 @@
 #   CHAOS_DRY_RUN      1: print the docker / ordertool commands, run nothing
 #                      (compose mode only) [0]
 #   COMPOSE            the compose command [docker compose]
+#   CHAOS_COMPOSE_ORDERD, CHAOS_COMPOSE_FULFILLMENTD
+#                      replicas `docker compose up --scale` starts (compose
+#                      mode) [1, 1; kill-replica and rolling-restart: 3, 2]
 # Local mode also honours scripts/devstack.sh's TXO_* variables (ports, API
 # key, webhook secret); everything is on 127.0.0.1.
 #
@@ -251,7 +254,10 @@ stack_up() {
 		;;
 	compose)
 		command -v docker >/dev/null || dry || chaos_die "compose mode needs docker"
-		compose up -d --wait
+		local -a scale=()
+		((${CHAOS_COMPOSE_ORDERD:-1} > 1)) && scale+=(--scale "orderd=$CHAOS_COMPOSE_ORDERD")
+		((${CHAOS_COMPOSE_FULFILLMENTD:-1} > 1)) && scale+=(--scale "fulfillmentd=$CHAOS_COMPOSE_FULFILLMENTD")
+		compose up -d --wait "${scale[@]}"
 		;;
 	*) chaos_die "CHAOS_MODE must be local or compose, not '$CHAOS_MODE'" ;;
 	esac
