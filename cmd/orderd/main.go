@@ -268,7 +268,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", cfg.HTTP.Addr, err)
 	}
 	m.srv = &http.Server{
-		Handler:           handler,
+		Handler:           m.closeWhileDraining(handler),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		WriteTimeout:      cfg.HTTP.WriteTimeout,
@@ -342,17 +342,30 @@ func (m *Main) Close() error {
 }
 
 // drain turns readiness down and keeps serving for http.drain_delay.
-// Keep-alives are turned off, so each connection closes after its next
-// answer and clients reconnect through their balancer to a ready replica.
 func (m *Main) drain() {
 	if m.draining.Swap(true) {
 		return
 	}
-	m.srv.SetKeepAlivesEnabled(false)
 	if d := m.Config.HTTP.DrainDelay; d > 0 {
 		m.Logger.Info("draining: /readyz answers 503; the listener closes after the drain delay", "drain_delay", d)
 		time.Sleep(d)
 	}
+}
+
+// closeWhileDraining answers "Connection: close" while draining, so each
+// connection still used closes after its next answer and its client
+// reconnects (through its balancer, to a ready replica). Idle connections
+// are left alone until the listener closes: closing them at once
+// (SetKeepAlivesEnabled(false)) races with a request a client is sending on
+// one, which then fails without an answer; after the drain delay no
+// balancer that polls /readyz sends on them any more.
+func (m *Main) closeWhileDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // startBackground starts what runs beside the API: the cache sweeper, the

@@ -11,7 +11,7 @@ import (
 
 // TestReadinessDownBeforeListenerCloses: on shutdown orderd first answers
 // /readyz 503 ("serving" down) while it still serves placements, with
-// keep-alives off, for http.drain_delay; only then does the listener
+// "Connection: close" on its answers, for http.drain_delay; only then does the listener
 // close. A load balancer polling /readyz therefore stops sending before a
 // connection is refused.
 func TestReadinessDownBeforeListenerCloses(t *testing.T) {

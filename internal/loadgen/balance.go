@@ -59,34 +59,37 @@ func (b *balancer) other(i int) int {
 	return i
 }
 
-// poll asks every target's /readyz each interval until ctx ends. A probe
-// that fails or answers anything but 200 marks the target not ready.
+// poll asks every target's /readyz each interval until ctx ends, each
+// target on its own, so that a slow one does not hold the others' marks.
+// A probe that fails, answers anything but 200, or takes longer than a
+// second (or two intervals, if longer) marks the target not ready.
 func (b *balancer) poll(ctx context.Context, client *http.Client, every time.Duration) {
 	if len(b.targets) < 2 || every <= 0 {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		var wg sync.WaitGroup
-		for i, base := range b.targets {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b.ready[i].Store(probe(ctx, client, base+"/readyz", every))
-			}()
-		}
-		wg.Wait()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	timeout := max(2*every, time.Second)
+	var wg sync.WaitGroup
+	for i, base := range b.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				b.ready[i].Store(probe(ctx, client, base+"/readyz", timeout))
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 func probe(ctx context.Context, client *http.Client, url string, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, max(timeout, 100*time.Millisecond))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
