@@ -128,6 +128,9 @@ type Summary struct {
 	// Retried counts placements sent more than once (RetryFor); their
 	// final answer is the one in PlaceCodes.
 	Retried int `json:"retried"`
+	// Throttled counts 429 answers (rate limited) that were waited out
+	// and retried with the same key; they are not in PlaceCodes.
+	Throttled int `json:"throttled"`
 	// Replicas counts every attempt by the replica that answered it (or
 	// did not): placements and payments, by status code.
 	Replicas []ReplicaCounts `json:"replicas"`
@@ -306,17 +309,31 @@ func work(ctx context.Context, cfg Config, lb *balancer, r *recorder, n int) Out
 	giveUp := first.Add(cfg.RetryFor)
 	backoff := 200 * time.Millisecond
 	var (
-		code   int
-		answer []byte
-		err    error
-		target int
-		out    = Outcome{N: n}
+		code      int
+		answer    []byte
+		err       error
+		wait      time.Duration
+		target    int
+		throttled int
+		out       = Outcome{N: n}
 	)
 	for {
 		target = lb.pick()
-		out.Attempts++
-		code, answer, err = do(rctx, cfg, lb.targets[target], http.MethodPost, "/v1/orders", []byte(body), headers)
+		code, answer, wait, err = do(rctx, cfg, lb.targets[target], http.MethodPost, "/v1/orders", []byte(body), headers)
 		r.attempt(target, true, code, err)
+		// Rate limited (429): a well-behaved client waits as told and
+		// sends the same request again; the 429 is counted, not the
+		// placement's answer.
+		if code == http.StatusTooManyRequests && throttled < maxThrottled && ctx.Err() == nil {
+			throttled++
+			r.throttle()
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			continue
+		}
+		out.Attempts++
 		if !retryPlacement(code, answer, err) || time.Now().Add(backoff).After(giveUp) || ctx.Err() != nil {
 			break
 		}
@@ -348,7 +365,7 @@ func work(ctx context.Context, cfg Config, lb *balancer, r *recorder, n int) Out
 	payTo := lb.other(target)
 	for {
 		start := time.Now()
-		code, _, err = do(rctx, cfg, lb.targets[payTo], http.MethodPost, "/v1/payments/notify", pay, map[string]string{
+		code, _, _, err = do(rctx, cfg, lb.targets[payTo], http.MethodPost, "/v1/payments/notify", pay, map[string]string{
 			"Content-Type":          "application/json",
 			payment.HeaderSignature: payment.Sign(cfg.WebhookSecret, time.Now(), pay),
 		})
@@ -388,26 +405,35 @@ func retryPlacement(code int, answer []byte, err error) bool {
 	return false
 }
 
-func do(ctx context.Context, cfg Config, base, method, path string, body []byte, headers map[string]string) (int, []byte, error) {
+// maxThrottled bounds how many 429s one placement waits out.
+const maxThrottled = 20
+
+// do sends one request to base and returns the status, the body and the
+// wait its Retry-After asks for (1s when absent or unreadable, at most 10s).
+func do(ctx context.Context, cfg Config, base, method, path string, body []byte, headers map[string]string) (int, []byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
 	res, err := cfg.Client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	defer res.Body.Close()
+	wait := time.Second
+	if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && secs > 0 {
+		wait = min(time.Duration(secs)*time.Second, 10*time.Second)
+	}
 	answer, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if err != nil {
-		return res.StatusCode, nil, err
+		return res.StatusCode, nil, wait, err
 	}
-	return res.StatusCode, answer, nil
+	return res.StatusCode, answer, wait, nil
 }
 
 // recorder collects measurements from the workers.
@@ -423,6 +449,7 @@ type recorder struct {
 	timeline   map[int]*Second
 	paid       int
 	retried    int
+	throttled  int
 	replicas   []ReplicaCounts
 }
 
@@ -480,6 +507,12 @@ func (r *recorder) place(start time.Time, d time.Duration, code int, err error, 
 	}
 }
 
+func (r *recorder) throttle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.throttled++
+}
+
 func (r *recorder) pay(d time.Duration, code int, err error, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -496,7 +529,7 @@ func (r *recorder) result(runID string, interrupted bool) Result {
 	defer r.mu.Unlock()
 	elapsed := time.Since(r.start)
 	s := Summary{RunID: runID, Started: r.start.UTC(), Elapsed: elapsed.Seconds(), Interrupted: interrupted,
-		Placed: len(r.placeMs), Accepted: len(r.accepted), Place: summarize(r.placeMs), PlaceCodes: r.placeCodes,
+		Placed: len(r.placeMs), Accepted: len(r.accepted), Place: summarize(r.placeMs), PlaceCodes: r.placeCodes, Throttled: r.throttled,
 		Paid: r.paid, Pay: summarize(r.payMs), PayCodes: r.payCodes, Retried: r.retried, Replicas: r.replicas,
 		Timeline: []Second{}}
 	if elapsed > 0 {
