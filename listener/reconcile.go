@@ -93,13 +93,26 @@ func NewReconciler(store *order.Store, producer Sender, reg prometheus.Registere
 	return r, nil
 }
 
-// Run reconciles every Interval until ctx is done.
+// maxCatchUpRounds bounds the rounds run back to back after one tick.
+const maxCatchUpRounds = 100
+
+// Run reconciles every Interval until ctx is done. A round that republishes
+// a full batch is followed at once by another (at most maxCatchUpRounds per
+// tick), so a backlog — every order whose half message the broker gave up on
+// during a long outage — drains at the broker's pace, not at Batch orders
+// per Interval.
 func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
-		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			r.logger.Warn("reconcile round failed", "error", err)
+		for range maxCatchUpRounds {
+			n, err := r.RunOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				r.logger.Warn("reconcile round failed", "error", err)
+			}
+			if err != nil || n < r.cfg.Batch || ctx.Err() != nil {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
