@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/txorder/txorder/order"
+	"github.com/txorder/txorder/payment"
 )
 
 // recordingSender accepts every message and keeps its keys.
@@ -68,5 +70,56 @@ func TestReconcilerCatchesUp(t *testing.T) {
 	}
 	if unpublished != 0 || sender.count() != backlog {
 		t.Fatalf("after one tick: %d sent, %d still unpublished; want %d sent, 0 left", sender.count(), unpublished, backlog)
+	}
+}
+
+// Payments that were recorded but not applied are counted for the operators:
+// REFUND_REQUIRED (order already paid) and AMOUNT_MISMATCH (the order is
+// unchanged, the captured money must still be refunded).
+func TestReconcilerCountsUnappliedPayments(t *testing.T) {
+	f := newFixture(t, sharedMySQL, sharedRedis)
+	ctx := context.Background()
+	svc, err := payment.NewService(f.store, slog.New(slog.NewTextHandler(io.Discard, nil)), payment.Config{WebhookSecret: "test-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := storeDue(t, f, "unapplied", time.Now().Add(time.Hour))
+	notify := func(txn string, amount int64) error {
+		_, err := svc.Notify(ctx, payment.Notification{ProviderTxnID: txn, OrderID: o.ID, Amount: amount, Currency: o.Currency})
+		return err
+	}
+	if err := notify("mismatch-1", o.Total+1); !errors.Is(err, payment.ErrAmountMismatch) {
+		t.Fatalf("wrong amount: %v, want ErrAmountMismatch", err)
+	}
+	if err := notify("mismatch-2", o.Total-1); !errors.Is(err, payment.ErrAmountMismatch) {
+		t.Fatalf("wrong amount: %v, want ErrAmountMismatch", err)
+	}
+	if err := notify("applied", o.Total); err != nil {
+		t.Fatalf("right amount: %v", err)
+	}
+	if err := notify("twice", o.Total); !errors.Is(err, payment.ErrAlreadyPaid) {
+		t.Fatalf("second payment: %v, want ErrAlreadyPaid", err)
+	}
+	reg := prometheus.NewRegistry()
+	r, err := NewReconciler(f.store, &recordingSender{}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ReconcilerConfig{Topic: "ORDER_PAID", Grace: time.Hour, Interval: time.Hour, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if g := mf.GetMetric()[0].GetGauge(); g != nil {
+			got[mf.GetName()] = g.GetValue()
+		}
+	}
+	if got["txorder_reconciler_amount_mismatches"] != 2 || got["txorder_reconciler_refunds_required"] != 1 {
+		t.Errorf("gauges = %v, want amount_mismatches 2 and refunds_required 1", got)
 	}
 }
