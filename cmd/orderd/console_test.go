@@ -441,7 +441,7 @@ func TestConsoleSessions(t *testing.T) {
 	public := map[string]bool{"GET /console/login": true, "POST /console/login": true,
 		"GET /console/assets/console.css": true, "GET /console/assets/console.js": true}
 	anon := consoleClient(t)
-	routes := a.srv.Handler.(interface{ Routes() gin.RoutesInfo }).Routes()
+	routes := a.api.(interface{ Routes() gin.RoutesInfo }).Routes()
 	checked := 0
 	for _, r := range routes {
 		if !strings.HasPrefix(r.Path, "/console") || public[r.Method+" "+r.Path] {

@@ -83,6 +83,7 @@ type Main struct {
 	registry *prometheus.Registry
 	fast     *fastCommit
 	srv      *http.Server
+	api      http.Handler // the router srv serves, without the drain wrapper
 	ln       net.Listener
 	served   chan error
 	// draining is set when Close begins: /readyz answers 503 from then on
@@ -291,6 +292,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTP.Addr, err)
 	}
+	m.api = handler
 	m.srv = &http.Server{
 		Handler:           m.closeWhileDraining(handler),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
