@@ -105,6 +105,12 @@ type Redis struct {
 	// IdempotencyTTL: how long Redis remembers an idempotency key, so a
 	// retry during a MySQL outage finds its order.
 	IdempotencyTTL time.Duration `koanf:"idempotency_ttl" validate:"gt=0"`
+	// BreakerFailures calls in a row that Redis does not answer (timeouts,
+	// lost connections) open its circuit breaker: then every Redis call
+	// fails at once, as against a Redis that refuses connections, until a
+	// background probe every BreakerOpenFor gets an answer.
+	BreakerFailures uint32        `koanf:"breaker_failures" validate:"gte=1"`
+	BreakerOpenFor  time.Duration `koanf:"breaker_open_for" validate:"gt=0"`
 }
 
 // RocketMQ is the transactional producer's view of the cluster.
@@ -312,7 +318,7 @@ func DefaultOrderd() Orderd {
 			MigrateOnStart: true,
 		},
 		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond,
-			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour},
+			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour, BreakerFailures: 3, BreakerOpenFor: time.Second},
 		RocketMQ: RocketMQ{
 			NameServers:        []string{"127.0.0.1:9876"},
 			Topic:              "ORDER_PAID",

@@ -73,15 +73,16 @@ type Main struct {
 	Config configs.Orderd
 	Logger *slog.Logger
 
-	db       *sql.DB
-	rdb      *redis.Client
-	ns       *nsresolve.Resolver
-	producer rocketmq.TransactionProducer
-	plain    rocketmq.Producer
-	registry *prometheus.Registry
-	srv      *http.Server
-	ln       net.Listener
-	served   chan error
+	db           *sql.DB
+	rdb          *redis.Client
+	redisBreaker *fallback.Breaker
+	ns           *nsresolve.Resolver
+	producer     rocketmq.TransactionProducer
+	plain        rocketmq.Producer
+	registry     *prometheus.Registry
+	srv          *http.Server
+	ln           net.Listener
+	served       chan error
 
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
@@ -129,7 +130,12 @@ func (m *Main) Open(ctx context.Context) error {
 	m.rdb = redis.NewClient(&redis.Options{
 		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB,
 		DialTimeout: cfg.Redis.Timeout, ReadTimeout: cfg.Redis.Timeout, WriteTimeout: cfg.Redis.Timeout,
-		MaxRetries: 1,
+		// One attempt per call: go-redis retries a command whose answer was
+		// lost (EOF) after Redis applied it, and a retry that is then
+		// refused would report "never reached Redis" for a write that
+		// landed (fallback.WriteMayHaveLanded); a retried SET NX would find
+		// its own claim.
+		MaxRetries: -1,
 	})
 
 	// The state view answers check-backs of pending orders from memory
@@ -148,6 +154,15 @@ func (m *Main) Open(ctx context.Context) error {
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateCollector(store, cache))
+	// Every Redis call goes through the breaker: a Redis that hangs is
+	// bypassed as fast as one that refuses (startBackground runs its probe).
+	m.redisBreaker, err = fallback.NewBreaker(m.Logger, m.registry, fallback.BreakerConfig{
+		Failures: cfg.Redis.BreakerFailures, OpenFor: cfg.Redis.BreakerOpenFor, Timeout: cfg.Redis.Timeout,
+	})
+	if err != nil {
+		return err
+	}
+	m.rdb.AddHook(m.redisBreaker)
 
 	txl, err := listener.NewTransaction(store, cache, listener.NewMetrics(m.registry), m.Logger, listener.TransactionConfig{
 		ExecuteTimeout:  cfg.Transaction.ExecuteTimeout,
@@ -378,6 +393,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 		m.background.Add(1)
 		go func() { defer m.background.Done(); fn() }()
 	}
+	run(func() { m.redisBreaker.Run(bg, m.rdb) })
 	run(func() { _ = store.RunStateView(bg) })
 	run(func() { warmUp(bg, placer, cfg.RocketMQ.SendTimeout, m.Logger) })
 	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
