@@ -101,7 +101,22 @@ func (p *Proxy) Addr() string {
 }
 
 // Upstream is the address the proxy forwards to.
-func (p *Proxy) Upstream() string { return p.p.Upstream }
+func (p *Proxy) Upstream() string {
+	p.p.Lock()
+	defer p.p.Unlock()
+	return p.p.Upstream
+}
+
+// SetUpstream points the proxy at another address, keeping its own; open
+// connections are closed. A proxy whose address the upstream must know
+// before it starts (a broker advertising it) is started with a placeholder
+// upstream and pointed at the real one once that listens.
+func (p *Proxy) SetUpstream(upstream string) error {
+	if err := p.p.Update(&toxiproxy.Proxy{Listen: p.Addr(), Upstream: upstream, Enabled: true}); err != nil {
+		return fmt.Errorf("faultproxy %s: set upstream %s: %w", p.name, upstream, err)
+	}
+	return nil
+}
 
 // Close removes every fault and stops the proxy, closing its connections.
 func (p *Proxy) Close() {

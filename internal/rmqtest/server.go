@@ -41,6 +41,11 @@ type Options struct {
 	// address in routes, store hosts and message ids.
 	NameServerAddr string
 	BrokerAddr     string
+	// BrokerAdvertiseAddr, if set, is the address ("ip:port") the broker
+	// gives in routes, store hosts and message ids instead of its listen
+	// address, as a Java broker's brokerIP1 does: a fault proxy in front of
+	// the broker is reached only if clients learn its address.
+	BrokerAdvertiseAddr string
 	// NoNameServer or NoBroker run only the other half (cmd/rmqdev's
 	// "broker" and "namesrv" subcommands).
 	NoNameServer bool
@@ -138,6 +143,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.NoNameServer && o.NoBroker {
 		return o, errors.New("rmqtest: NoNameServer and NoBroker leave nothing to run")
 	}
+	if o.BrokerAdvertiseAddr != "" {
+		if ap, err := netip.ParseAddrPort(o.BrokerAdvertiseAddr); err != nil || !ap.Addr().Is4() {
+			return o, fmt.Errorf("rmqtest: advertised broker address %q must be an IPv4 literal with a port", o.BrokerAdvertiseAddr)
+		}
+	}
 	for _, a := range []string{o.NameServerAddr, o.BrokerAddr} {
 		ap, err := netip.ParseAddrPort(a)
 		if err != nil || !ap.Addr().Is4() {
@@ -218,7 +228,11 @@ func NewServer(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("rmqtest: start broker: %w", err)
 		}
 		s.broker.storeHost = netip.MustParseAddrPort(s.brokerEP.addr)
-		s.log.Info("broker listening", "addr", s.brokerEP.addr, "broker", opts.BrokerName, "cluster", opts.ClusterName)
+		if opts.BrokerAdvertiseAddr != "" {
+			s.broker.storeHost = netip.MustParseAddrPort(opts.BrokerAdvertiseAddr)
+		}
+		s.log.Info("broker listening", "addr", s.brokerEP.addr, "advertised", s.broker.storeHost.String(),
+			"broker", opts.BrokerName, "cluster", opts.ClusterName)
 		s.bg.Add(3)
 		go s.registerLoop(s.stop)
 		go s.checkLoop(s.stop)
