@@ -122,8 +122,11 @@ type RocketMQ struct {
 	ProducerGroup string `koanf:"producer_group" validate:"required,max=255"`
 	// InstanceName keeps the producer's client id apart from any consumer
 	// in the same process (the client shares one instance per client id).
-	InstanceName string        `koanf:"instance_name" validate:"required"`
-	SendTimeout  time.Duration `koanf:"send_timeout" validate:"gt=0"`
+	InstanceName string `koanf:"instance_name" validate:"required"`
+	// SendTimeout bounds each half-message send, and so how long a
+	// placement waits on a broker that stopped answering before the order
+	// is spilled; sends take milliseconds when the broker is well.
+	SendTimeout time.Duration `koanf:"send_timeout" validate:"gt=0"`
 	// SendRetries: extra attempts of a failed half-message send.
 	SendRetries int `koanf:"send_retries" validate:"gte=0,lte=5"`
 	// TransactionTimeout is the broker's transactionTimeOut: no check-back
@@ -324,7 +327,7 @@ func DefaultOrderd() Orderd {
 			Topic:              "ORDER_PAID",
 			ProducerGroup:      "order-tx-producer",
 			InstanceName:       "orderd-tx",
-			SendTimeout:        3 * time.Second,
+			SendTimeout:        time.Second,
 			SendRetries:        1,
 			TransactionTimeout: 6 * time.Second,
 			CheckInterval:      30 * time.Second,

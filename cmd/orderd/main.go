@@ -204,8 +204,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// While the RocketMQ breaker is not closed placements spill at once and
+	// a warm-up half message (rolled back at once) probes in the
+	// background: no placement waits on a broker known to be broken.
 	spilling, err := fallback.NewSpillingPlacer(placer, spill, m.Logger, fallback.SpillConfig{
 		BreakerFailures: cfg.Spill.BreakerFailures, BreakerOpenFor: cfg.Spill.BreakerOpenFor,
+		Probe: placer.WarmUp, ProbeTimeout: cfg.RocketMQ.SendTimeout,
 	})
 	if err != nil {
 		return err
@@ -216,7 +220,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.startBackground(store, cache, spill, txl, placer); err != nil {
+	if err := m.startBackground(store, cache, spill, txl, placer, spilling); err != nil {
 		return err
 	}
 	m.registry.MustRegister(newSpillCollector(spill))
@@ -342,7 +346,7 @@ func (m *Main) Close() error {
 // spill drainer, the publish tracker, the reconciler and the deadline
 // closer. Close stops them after the HTTP drain and before the producer.
 func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, spill *fallback.SpillQueue,
-	txl *listener.Transaction, placer *listener.Placer) error {
+	txl *listener.Transaction, placer *listener.Placer, spilling *fallback.SpillingPlacer) error {
 	cfg := m.Config
 	drainer, err := fallback.NewDrainer(spill, placer, store, m.registry, m.Logger, fallback.DrainerConfig{
 		Consumer: cfg.RocketMQ.InstanceName + "-" + uuid.NewString()[:8],
@@ -394,6 +398,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 		go func() { defer m.background.Done(); fn() }()
 	}
 	run(func() { m.redisBreaker.Run(bg, m.rdb) })
+	run(func() { spilling.Run(bg) })
 	run(func() { _ = store.RunStateView(bg) })
 	run(func() { warmUp(bg, placer, cfg.RocketMQ.SendTimeout, m.Logger) })
 	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
