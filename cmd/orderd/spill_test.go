@@ -132,7 +132,7 @@ func TestBrokerStoppedMidBurst(t *testing.T) {
 	if b.counts[http.StatusAccepted] == 0 {
 		t.Fatal("nothing was spilled: the stop did not land during the burst")
 	}
-	waitFor(t, 30*time.Second, "every accepted order in MySQL and the stream empty", func() bool {
+	waitFor(t, 60*time.Second, "every accepted order in MySQL and the stream empty", func() bool {
 		pending, dead := s.spillDepth(t)
 		return pending == 0 && dead == 0 && s.rows(t) >= len(b.kept)
 	})
