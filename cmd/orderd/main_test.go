@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/faultproxy"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
 	"github.com/txorder/txorder/payment"
@@ -57,6 +58,7 @@ type stack struct {
 	cfg configs.Orderd
 	db  *sql.DB
 	env []string
+	px  *proxies // with stackOptions.proxied
 }
 
 type stackOptions struct {
@@ -68,6 +70,10 @@ type stackOptions struct {
 	brokerCheckMax int
 	// env overrides orderd's environment.
 	env []string
+	// proxied puts a fault proxy in front of MySQL, Redis, the NameServer
+	// and the broker (stack.px); orderd goes through them, the test's own
+	// checks do not.
+	proxied bool
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -82,16 +88,27 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.paymentWindow == 0 {
 		o.paymentWindow = time.Minute
 	}
+	if o.proxied {
+		o = o.withProxiedTimeouts()
+	}
 	if o.brokerTxTimeout == 0 {
 		o.brokerTxTimeout = txTimeout
 	}
 	if o.brokerCheckMax == 0 {
 		o.brokerCheckMax = 1000
 	}
-	s.mq = rmqtest.RunT(t, rmqtest.Options{
+	mqOpts := rmqtest.Options{
 		TransactionTimeout: o.brokerTxTimeout, CheckInterval: checkInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},
-	})
+	}
+	var brokerProxy *faultproxy.Proxy
+	if o.proxied {
+		// The broker must advertise the proxy (clients take its address
+		// from the route); the proxy learns the broker's once it listens.
+		brokerProxy = faultproxy.Start(t, "broker", "127.0.0.1:1")
+		mqOpts.BrokerAdvertiseAddr = brokerProxy.Addr()
+	}
+	s.mq = rmqtest.RunT(t, mqOpts)
 	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +154,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.db.Close() })
+	if o.proxied {
+		s.px = newProxies(t, s, brokerProxy)
+	}
 	return s
 }
 
@@ -144,7 +164,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 // the test fails.
 func (s *stack) orderd() *Main {
 	s.t.Helper()
-	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
+	cfg := s.cfg
+	if s.px != nil {
+		cfg = s.px.route(cfg)
+	}
+	m := NewMain(cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(s.t), &slog.HandlerOptions{Level: testLogLevel()})))
 	if err := m.Open(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
@@ -390,4 +414,14 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "order.payment_window: 10m0s does not fit") {
 		t.Fatalf("window beyond the check budget: err = %v", err)
 	}
+}
+
+// testLogLevel is the level of orderd's log in tests (shown when a test
+// fails): debug with TXO_TEST_DEBUG set (the breakers' and sweeper's
+// per-call errors are debug), else info.
+func testLogLevel() slog.Level {
+	if os.Getenv("TXO_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
