@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -354,6 +355,25 @@ func TestNetworkFaultsDuringPlacement(t *testing.T) {
 		// breaker opens, orders go to the spill queue.
 		{"broker hang", func(p *proxies) error { return p.broker.Hang(faultproxy.Both) }, []int{202}},
 		{"broker reset", func(p *proxies) error { return p.broker.Reset(faultproxy.Both, 0) }, []int{202}},
+		// A slow MySQL: answers 200 ± 50 ms late; a placement's round
+		// trips add up past execute_timeout now and then.
+		{"mysql slow", func(p *proxies) error {
+			return p.mysql.Latency(faultproxy.Downstream, 200*time.Millisecond, 50*time.Millisecond)
+		}, nil},
+		{"mysql 2s latency", func(p *proxies) error { return p.mysql.Latency(faultproxy.Downstream, 2*time.Second, 0) }, []int{202}},
+		{"redis 2s latency", func(p *proxies) error { return p.redis.Latency(faultproxy.Downstream, 2*time.Second, 0) }, []int{201}},
+		{"mysql 1KBps", func(p *proxies) error { return p.mysql.Bandwidth(faultproxy.Both, 1) }, nil},
+		{"redis sliced", func(p *proxies) error { return p.redis.Slice(faultproxy.Both, 8, 4, time.Millisecond) }, nil},
+		// Combined: MySQL hung while Redis is slow (the cache is the only
+		// store, and it is slow); the broker hung while MySQL refuses
+		// connections (the spill queue is the only way).
+		{"mysql hang redis slow", func(p *proxies) error {
+			return errors.Join(p.mysql.Hang(faultproxy.Both), p.redis.Latency(faultproxy.Downstream, 200*time.Millisecond, 50*time.Millisecond))
+		}, []int{202}},
+		{"broker hang mysql down", func(p *proxies) error {
+			p.mysql.Disable()
+			return p.broker.Hang(faultproxy.Both)
+		}, []int{202}},
 	} {
 		t.Run(strings.ReplaceAll(f.name, " ", "_"), func(t *testing.T) {
 			s := newStack(t, stackOptions{proxied: true})
@@ -372,9 +392,12 @@ func TestNetworkFaultsDuringPlacement(t *testing.T) {
 	}
 }
 
-// healAll removes every fault from every proxy.
+// healAll removes every fault from every proxy and enables any disabled.
 func (p *proxies) healAll() {
 	for _, px := range []*faultproxy.Proxy{p.mysql, p.redis, p.namesrv, p.broker} {
 		px.Heal()
+		if err := px.Enable(); err != nil {
+			panic(err)
+		}
 	}
 }
