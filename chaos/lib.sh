@@ -505,6 +505,9 @@ chaos_main() {
 		echo "audit: paid $(json_num "$a" paid) applied $(json_num "$a" applied)" \
 			"lost $(json_num "$a" lost) duplicated $(json_num "$a" duplicated)" \
 			"phantom $(json_num "$a" phantom) absent $(json_num "$a" absent) (exit $rc)"
+		echo "payment → shipment over $(json_num "$a" payment_to_shipment_count) orders:" \
+			"p50 $(json_num "$a" payment_to_shipment_p50_ms) ms, p99 $(json_num "$a" payment_to_shipment_p99_ms) ms," \
+			"max $(json_num "$a" payment_to_shipment_max_ms) ms (from the payment's record to the first shipment row)"
 		echo "report: $dir/timeline.png  $dir/timeline.html"
 	} | tee "$dir/summary.txt"
 	if ((rc != 0)); then

@@ -27,10 +27,12 @@ type Orderd struct {
 	// Reconciler tunes the republishing of paid orders the topic never saw.
 	Reconciler Reconciler `koanf:"reconciler"`
 	// Closer tunes the closing of unpaid orders whose check-back never came.
-	Closer  Closer  `koanf:"closer"`
-	Auth    Auth    `koanf:"auth"`
-	Payment Payment `koanf:"payment"`
-	Log     Log     `koanf:"log"`
+	Closer Closer `koanf:"closer"`
+	// FastCommit tunes the release of a paid order's event at its payment.
+	FastCommit FastCommit `koanf:"fast_commit"`
+	Auth       Auth       `koanf:"auth"`
+	Payment    Payment    `koanf:"payment"`
+	Log        Log        `koanf:"log"`
 }
 
 // Payment is the payment provider's webhook.
@@ -224,6 +226,52 @@ func (c Closer) GraceOr(checkInterval time.Duration) time.Duration {
 	return 3 * checkInterval
 }
 
+// FastCommit tunes the fast commit: after a payment commits PAID, orderd
+// sends COMMIT for the order's half message itself, and ROLLBACK after the
+// closer closes an order, instead of waiting for the broker's next
+// check-back; the check-back stays the safety net (README, flow step 5).
+type FastCommit struct {
+	// Enabled turns the fast commit on; off, every event waits for its
+	// check-back (up to a check interval).
+	Enabled bool `koanf:"enabled"`
+	// Workers send END_TRANSACTION concurrently.
+	Workers int `koanf:"workers" validate:"gte=1,lte=64"`
+	// Queue bounds the releases waiting for a worker; a full queue skips
+	// the release (the check-back does it).
+	Queue int `koanf:"queue" validate:"gte=1,lte=1000000"`
+	// Timeout bounds one release: the coordinates read, the route lookup
+	// and END_TRANSACTION with its answer.
+	Timeout time.Duration `koanf:"timeout" validate:"gt=0,lte=1m"`
+	// RouteTTL is how long the master of a broker name is reused before a
+	// NameServer is asked again; 0 asks for every release. A slave's
+	// refusal or a failed call forgets it at once.
+	RouteTTL time.Duration `koanf:"route_ttl" validate:"gte=0,lte=1m"`
+	// ConnsPerBroker is the number of connections kept to each broker and
+	// NameServer.
+	ConnsPerBroker int `koanf:"conns_per_broker" validate:"gte=1,lte=16"`
+	// DialTimeout bounds each connect.
+	DialTimeout time.Duration `koanf:"dial_timeout" validate:"gt=0"`
+	// CoordinatesTTL is how long Redis keeps a placement's half-message
+	// coordinates; 0 means order.payment_window + closer.grace +
+	// closer.interval + rocketmq.check_interval: a payment can still win
+	// until the closer's round, which rolls the order back.
+	CoordinatesTTL time.Duration `koanf:"coordinates_ttl" validate:"gte=0"`
+	// RecordQueue bounds the coordinates waiting to be written to Redis;
+	// beyond it they are dropped (those events wait for their check-back).
+	RecordQueue int `koanf:"record_queue" validate:"gte=1,lte=1000000"`
+}
+
+// CoordinatesTTLOr returns CoordinatesTTL, or when it is 0 the time until
+// the closer's round after an unpaid order's deadline plus a check
+// interval: c's payment window, closer grace and interval, and check
+// interval.
+func (f FastCommit) CoordinatesTTLOr(c Orderd) time.Duration {
+	if f.CoordinatesTTL > 0 {
+		return f.CoordinatesTTL
+	}
+	return c.Order.PaymentWindow + c.Closer.GraceOr(c.RocketMQ.CheckInterval) + c.Closer.Interval + c.RocketMQ.CheckInterval
+}
+
 // Auth holds API credentials.
 type Auth struct {
 	// APIKeys is a comma-separated list of name:key pairs. The name is the
@@ -340,8 +388,10 @@ func DefaultOrderd() Orderd {
 			BackoffMax: 30 * time.Second, BreakerFailures: 3, BreakerOpenFor: 2 * time.Second},
 		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
 		Closer:     Closer{Interval: 30 * time.Second, Batch: 100},
-		Payment:    Payment{Tolerance: 5 * time.Minute},
-		Log:        Log{Level: "info", Format: "json"},
+		FastCommit: FastCommit{Enabled: true, Workers: 4, Queue: 1024, Timeout: 2 * time.Second, RouteTTL: time.Second,
+			ConnsPerBroker: 2, DialTimeout: 500 * time.Millisecond, RecordQueue: 4096},
+		Payment: Payment{Tolerance: 5 * time.Minute},
+		Log:     Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -388,6 +438,10 @@ func (c *Orderd) Check() []string {
 	if g := c.Closer.GraceOr(c.RocketMQ.CheckInterval); g <= 2*c.RocketMQ.CheckInterval {
 		msgs = append(msgs, fmt.Sprintf("closer.grace: %s must be more than two rocketmq.check_interval (%s): the check-back closes unpaid orders at their deadline, the closer only those whose check-back never came",
 			g, c.RocketMQ.CheckInterval))
+	}
+	if f := c.FastCommit; f.CoordinatesTTL > 0 && f.CoordinatesTTL < c.Order.PaymentWindow {
+		msgs = append(msgs, fmt.Sprintf("fast_commit.coordinates_ttl: %s is shorter than order.payment_window %s: orders paid late in their window would wait for their check-back",
+			f.CoordinatesTTL, c.Order.PaymentWindow))
 	}
 	if _, err := c.Auth.Admins(); err != nil {
 		msgs = append(msgs, err.Error())

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/internal/rmqtest"
@@ -214,8 +215,11 @@ const (
 	alertsSecret = "alerts-test-webhook-secret-0123456789ab"
 )
 
-// runServices runs orderd and fulfillmentd, places and pays one order,
-// waits until fulfillmentd applied it, and returns both scrapes merged.
+// runServices runs orderd and fulfillmentd, places and pays two orders,
+// waits until fulfillmentd applied them, and returns both scrapes merged.
+// The first is released by its payment's fast commit; the second's
+// coordinates are deleted before its payment, so its check-back commits
+// it: both ways of publishing have their series.
 func runServices(t *testing.T) series {
 	t.Helper()
 	mq := rmqtest.RunT(t, rmqtest.Options{TransactionTimeout: 2 * time.Second, CheckInterval: 250 * time.Millisecond,
@@ -254,11 +258,28 @@ func runServices(t *testing.T) series {
 		configs.FulfillmentEnvPrefix+"ROCKETMQ__INSTANCE_NAME=fulfillmentd-"+uuid.NewString()[:8],
 	), "fulfillmentd ready", nil)
 
-	id := placeOrder(t, orderd.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr()})
+	defer rdb.Close()
+	recorded := func(id string) string {
+		key := "txorder:halfmsg:" + id
+		for deadline := time.Now().Add(10 * time.Second); rdb.Exists(t.Context(), key).Val() == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no coordinates recorded for %s", id)
+			}
+		}
+		return key
+	}
+	first := placeOrder(t, orderd.Addr, "alerts-1")
+	recorded(first)
+	payOrder(t, orderd.Addr, first)
+	id := placeOrder(t, orderd.Addr, "alerts-2")
+	if err := rdb.Del(t.Context(), recorded(id)).Err(); err != nil {
+		t.Fatal(err)
+	}
 	payOrder(t, orderd.Addr, id)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if strings.Contains(metricsText(t, fulfillmentd.Addr), "\ntxorder_fulfillment_applied_total 1\n") {
+		if strings.Contains(metricsText(t, fulfillmentd.Addr), "\ntxorder_fulfillment_applied_total 2\n") {
 			got := series{}
 			scrape(t, fulfillmentd.Addr, got)
 			scrape(t, orderd.Addr, got)
@@ -271,13 +292,13 @@ func runServices(t *testing.T) series {
 	}
 }
 
-func placeOrder(t *testing.T, addr string) string {
+func placeOrder(t *testing.T, addr, key string) string {
 	t.Helper()
 	body := `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"S","name":"Widget","quantity":1,"unit_price":100}]}`
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+alertsAPIKey)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", "alerts-1")
+	req.Header.Set("Idempotency-Key", key)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/txorder/txorder/order"
@@ -26,6 +27,10 @@ type CloserConfig struct {
 	Batch int
 	// Timeout bounds one round. Default 30s.
 	Timeout time.Duration
+	// Releaser, if set, is told every order the closer closed, to roll its
+	// half message back at once if the broker still holds it (halfmsg
+	// .Committer). It must not block.
+	Releaser interface{ Rollback(id uuid.UUID) }
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -109,11 +114,16 @@ func (c *Closer) RunOnce(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	now := c.cfg.Now()
-	n, err := c.store.CloseExpired(ctx, now.Add(-c.cfg.Grace), c.cfg.Batch, now)
-	c.closed.Add(float64(n))
-	if n > 0 {
+	ids, err := c.store.CloseExpired(ctx, now.Add(-c.cfg.Grace), c.cfg.Batch, now)
+	c.closed.Add(float64(len(ids)))
+	if len(ids) > 0 {
 		c.logger.Warn("closed orders past their payment deadline whose check-back never came",
-			"count", n, "grace", c.cfg.Grace.String())
+			"count", len(ids), "grace", c.cfg.Grace.String())
 	}
-	return n, err
+	if c.cfg.Releaser != nil {
+		for _, id := range ids {
+			c.cfg.Releaser.Rollback(id)
+		}
+	}
+	return len(ids), err
 }

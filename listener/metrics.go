@@ -14,6 +14,9 @@ type Metrics struct {
 	checkLatency  prometheus.Histogram
 	cacheInserted prometheus.Counter
 	breakerState  prometheus.Gauge
+	// commitAfterFast counts check-back COMMITs for orders a fast commit
+	// had already released: each wrote a second copy of the event.
+	commitAfterFast prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -41,9 +44,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "txorder", Subsystem: "tx", Name: "mysql_breaker_state",
 			Help: "MySQL circuit breaker: 0 closed, 1 half-open, 2 open.",
 		}),
+		commitAfterFast: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "txorder", Subsystem: "tx", Name: "check_commit_after_fast_total",
+			Help: "Check-back COMMITs for orders whose fast commit the broker had already accepted: each delivered the event a second time.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.execute, m.check, m.checkLatency, m.cacheInserted, m.breakerState)
+		reg.MustRegister(m.execute, m.check, m.checkLatency, m.cacheInserted, m.breakerState, m.commitAfterFast)
 	}
 	return m
 }

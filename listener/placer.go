@@ -18,6 +18,13 @@ type TxSender interface {
 	SendMessageInTransaction(ctx context.Context, msg *primitive.Message) (*primitive.TransactionSendResult, error)
 }
 
+// HalfMessages records where each placement's half message is, so that
+// its payment can end it directly (halfmsg.Recorder). Record must not
+// block.
+type HalfMessages interface {
+	Record(id uuid.UUID, res *primitive.SendResult)
+}
+
 // Placer is the transactional order.Placer: it sends the ORDER_PAID half
 // message and lets the Transaction listener run the local transaction.
 type Placer struct {
@@ -25,17 +32,20 @@ type Placer struct {
 	tx          *Transaction
 	topic       string
 	sendTimeout time.Duration
+	halves      HalfMessages // nil: not recorded
 }
 
 // NewPlacer returns a Placer sending on topic through producer, whose
 // listener must be tx. sendTimeout bounds each half-message send: v2.1.2
 // ignores its own SendMsgTimeout option for sync sends (each attempt waits
 // up to a hard-coded 3 s), so the bound is put on the send's context.
-func NewPlacer(producer TxSender, tx *Transaction, topic string, sendTimeout time.Duration) (*Placer, error) {
+// halves, if not nil, is told the coordinates of every half message whose
+// order was recorded (stored or cached).
+func NewPlacer(producer TxSender, tx *Transaction, topic string, sendTimeout time.Duration, halves HalfMessages) (*Placer, error) {
 	if producer == nil || tx == nil || topic == "" || sendTimeout <= 0 {
 		return nil, errors.New("listener: placer needs a producer, its transaction listener, a topic and a send timeout")
 	}
-	return &Placer{producer: producer, tx: tx, topic: topic, sendTimeout: sendTimeout}, nil
+	return &Placer{producer: producer, tx: tx, topic: topic, sendTimeout: sendTimeout, halves: halves}, nil
 }
 
 // warmUpKeyPrefix marks the probe transaction WarmUp sends.
@@ -98,6 +108,10 @@ func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, erro
 		// Also for ErrOutcomeUnknown: the client cannot be told "accepted",
 		// and a retry with the same key will find the order if it exists.
 		return "", fmt.Errorf("%w: %w", order.ErrRefused, pl.err)
+	}
+	if p.halves != nil {
+		// Queued, not written here: the placement does not wait on it.
+		p.halves.Record(o.ID, res.SendResult)
 	}
 	return pl.outcome, nil
 }

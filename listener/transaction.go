@@ -58,6 +58,19 @@ type TransactionConfig struct {
 	// BreakerOpenFor is how long the breaker stays open before one probe
 	// is let through. Default 1s.
 	BreakerOpenFor time.Duration
+	// FastCommits, if set, tells whether a payment's fast commit already
+	// released an order's event (halfmsg.Committer); a check-back COMMIT
+	// for such an order writes a second copy and is counted.
+	FastCommits interface {
+		Committed(ctx context.Context, id uuid.UUID) (bool, error)
+	}
+	// HalfMessages, if set, is told the copy of the half message each
+	// check-back answered UNKNOWN names (halfmsg.Recorder): the broker
+	// re-puts the half message at every check, and only an END_TRANSACTION
+	// naming the latest copy ends it. Moved must not block.
+	HalfMessages interface {
+		Moved(id uuid.UUID, msg *primitive.MessageExt)
+	}
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -76,6 +89,8 @@ type Transaction struct {
 	// on SendMessageInTransaction: Execute reads the order from it and
 	// writes back which branch it took.
 	pending sync.Map
+	// counting bounds countCommitAfterFast's lookups in flight.
+	counting chan struct{}
 }
 
 // placement is one in-flight placement.
@@ -108,7 +123,7 @@ func NewTransaction(store Store, cache Cache, metrics *Metrics, logger *slog.Log
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	t := &Transaction{store: store, cache: cache, cfg: cfg, metrics: metrics, logger: logger}
+	t := &Transaction{store: store, cache: cache, cfg: cfg, metrics: metrics, logger: logger, counting: make(chan struct{}, 8)}
 	t.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "mysql",
 		MaxRequests: 1,
@@ -227,6 +242,10 @@ func (t *Transaction) CheckLocalTransaction(msg *primitive.MessageExt) primitive
 	if state != primitive.UnknowState {
 		t.logger.Info("check-back decided", "order_id", msg.GetKeys(), "msg_id", msg.MsgId,
 			"answer", stateName(state), "reason", reason)
+	} else if t.cfg.HalfMessages != nil {
+		if id, err := uuid.Parse(msg.GetKeys()); err == nil {
+			t.cfg.HalfMessages.Moved(id, msg)
+		}
 	}
 	return state
 }
@@ -450,7 +469,33 @@ func (t *Transaction) commit(ctx context.Context, o order.State, now time.Time, 
 	if err := t.store.MarkCommitAnswered(ctx, o.ID, now); err != nil {
 		t.logger.Debug("record commit answer", "order_id", o.ID.String(), "error", err)
 	}
+	if t.cfg.FastCommits != nil {
+		t.countCommitAfterFast(o.ID)
+	}
 	return primitive.CommitMessageState, reason
+}
+
+// countCommitAfterFast counts a check-back COMMIT for an order whose fast
+// commit was accepted. The answer is COMMIT either way (an accepted fast
+// commit may still be lost with a broker's unflushed page cache, and
+// consumers are idempotent); this only counts the duplicates. It asks
+// Redis off the check-back's path, a few at a time, because check-backs
+// are answered one by one and a slow Redis must not slow them down; when
+// too many are asking, this one is not counted.
+func (t *Transaction) countCommitAfterFast(id uuid.UUID) {
+	select {
+	case t.counting <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-t.counting }()
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CheckTimeout)
+		defer cancel()
+		if done, err := t.cfg.FastCommits.Committed(ctx, id); err == nil && done {
+			t.metrics.commitAfterFast.Inc()
+		}
+	}()
 }
 
 func stateName(s primitive.LocalTransactionState) string {

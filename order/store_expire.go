@@ -4,11 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // CloseExpired closes up to limit PENDING_PAYMENT orders whose payment
-// deadline is before deadlineBefore, oldest deadline first, and returns how
-// many it closed. It is the backstop of the check-back (DESIGN.md §4.2),
+// deadline is before deadlineBefore, oldest deadline first, and returns the
+// ids of those it closed. It is the backstop of the check-back (DESIGN.md §4.2),
 // which normally closes an unpaid order at its deadline: an order whose
 // half message is gone (the broker gave up on it) gets no more check-backs
 // and would otherwise stay pending forever.
@@ -26,13 +28,13 @@ import (
 // It runs under the caller's deadline (not the store timeout: a batch is
 // many statements). On an error nothing is closed (the transaction rolls
 // back) and the error is ErrUnavailable or another translated error.
-func (s *Store) CloseExpired(ctx context.Context, deadlineBefore time.Time, limit int, at time.Time) (int, error) {
+func (s *Store) CloseExpired(ctx context.Context, deadlineBefore time.Time, limit int, at time.Time) ([]uuid.UUID, error) {
 	if limit <= 0 {
-		return 0, nil
+		return nil, nil
 	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
-		return 0, translate(err)
+		return nil, translate(err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	// The (status, payment_deadline) index serves both the range and the
@@ -42,26 +44,26 @@ func (s *Store) CloseExpired(ctx context.Context, deadlineBefore time.Time, limi
 		WHERE status = 'PENDING_PAYMENT' AND payment_deadline < ?
 		ORDER BY payment_deadline LIMIT ? FOR UPDATE SKIP LOCKED`, deadlineBefore.UTC(), limit)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(ids) == 0 {
-		return 0, nil
+		return nil, nil
 	}
-	closed := 0
+	closed := make([]uuid.UUID, 0, len(ids))
 	for _, id := range ids {
 		// The row is locked by this transaction, so the compare-and-set
 		// wins unless the status changed before the lock was taken (it
 		// cannot: a locking read sees the latest committed row).
 		won, err := s.Transition(ctx, tx, id, StatusPendingPayment, StatusClosed, at)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if won {
-			closed++
+			closed = append(closed, id)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, translate(err)
+		return nil, translate(err)
 	}
 	return closed, nil
 }

@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -68,9 +69,9 @@ func TestCloseExpired(t *testing.T) {
 		t.Fatal("the state view does not know the expired order as pending before the close")
 	}
 
-	n, err := f.store.CloseExpired(ctx, cutoff, 100, f.now)
-	if err != nil || n != 2 {
-		t.Fatalf("CloseExpired = %d, %v; want 2 closed", n, err)
+	closed, err := f.store.CloseExpired(ctx, cutoff, 100, f.now)
+	if err != nil || len(closed) != 2 || !slices.Contains(closed, expired.ID) || !slices.Contains(closed, expired2.ID) {
+		t.Fatalf("CloseExpired = %v, %v; want %s and %s closed", closed, err, expired.ID, expired2.ID)
 	}
 	for _, o := range []*order.Order{expired, expired2} {
 		got := f.get(t, o.ID)
@@ -94,11 +95,11 @@ func TestCloseExpired(t *testing.T) {
 	if got := f.get(t, paid.ID); got.Status != order.StatusPaid || got.ClosedAt != nil || got.PaidAt == nil || !got.PaidAt.Equal(paidAt) {
 		t.Errorf("paid order = %s closed_at=%v paid_at=%v; want untouched", got.Status, got.ClosedAt, got.PaidAt)
 	}
-	if n, err := f.store.CloseExpired(ctx, cutoff, 100, f.now); err != nil || n != 0 {
-		t.Fatalf("second round = %d, %v; want nothing left to close", n, err)
+	if ids, err := f.store.CloseExpired(ctx, cutoff, 100, f.now); err != nil || len(ids) != 0 {
+		t.Fatalf("second round = %v, %v; want nothing left to close", ids, err)
 	}
-	if n, err := f.store.CloseExpired(ctx, f.now.Add(time.Hour), 0, f.now); err != nil || n != 0 {
-		t.Fatalf("limit 0 = %d, %v; want nothing closed", n, err)
+	if ids, err := f.store.CloseExpired(ctx, f.now.Add(time.Hour), 0, f.now); err != nil || len(ids) != 0 {
+		t.Fatalf("limit 0 = %v, %v; want nothing closed", ids, err)
 	}
 }
 
@@ -110,8 +111,8 @@ func TestCloseExpiredLimitOldestFirst(t *testing.T) {
 		// Created newest deadline first, so that id order and deadline order differ.
 		orders = append(orders, f.create(t, f.now.Add(-time.Duration(10-i)*time.Minute)))
 	}
-	if n, err := f.store.CloseExpired(ctx, f.now, 2, f.now); err != nil || n != 2 {
-		t.Fatalf("CloseExpired(limit 2) = %d, %v", n, err)
+	if ids, err := f.store.CloseExpired(ctx, f.now, 2, f.now); err != nil || len(ids) != 2 {
+		t.Fatalf("CloseExpired(limit 2) = %v, %v", ids, err)
 	}
 	for i, o := range orders {
 		want := order.StatusPendingPayment
@@ -122,8 +123,8 @@ func TestCloseExpiredLimitOldestFirst(t *testing.T) {
 			t.Errorf("order %d (deadline %v) = %s, want %s (oldest deadlines first)", i, o.PaymentDeadline, got, want)
 		}
 	}
-	if n, err := f.store.CloseExpired(ctx, f.now, 10, f.now); err != nil || n != 3 {
-		t.Fatalf("CloseExpired(limit 10) = %d, %v; want the 3 left", n, err)
+	if ids, err := f.store.CloseExpired(ctx, f.now, 10, f.now); err != nil || len(ids) != 3 {
+		t.Fatalf("CloseExpired(limit 10) = %v, %v; want the 3 left", ids, err)
 	}
 }
 
@@ -145,7 +146,8 @@ func TestCloseExpiredSkipsLockedRows(t *testing.T) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second) // far below innodb_lock_wait_timeout
 	start := time.Now()
-	n, err := f.store.CloseExpired(rctx, f.now, 100, f.now)
+	closed, err := f.store.CloseExpired(rctx, f.now, 100, f.now)
+	n := len(closed)
 	cancel()
 	if err != nil || n != 1 {
 		t.Fatalf("CloseExpired with a locked row = %d, %v after %s; want the free order closed at once", n, err, time.Since(start))
@@ -159,8 +161,8 @@ func TestCloseExpiredSkipsLockedRows(t *testing.T) {
 	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := f.store.CloseExpired(ctx, f.now, 100, f.now); err != nil || n != 1 {
-		t.Fatalf("round after the lock is released = %d, %v; want the skipped order closed", n, err)
+	if ids, err := f.store.CloseExpired(ctx, f.now, 100, f.now); err != nil || len(ids) != 1 {
+		t.Fatalf("round after the lock is released = %v, %v; want the skipped order closed", ids, err)
 	}
 }
 
@@ -189,7 +191,8 @@ func TestCloseExpiredReplicas(t *testing.T) {
 			<-start
 			at := f.now.Add(time.Duration(i+1) * time.Microsecond)
 			for {
-				n, err := s.CloseExpired(ctx, f.now, batch, at)
+				closed, err := s.CloseExpired(ctx, f.now, batch, at)
+				n := len(closed)
 				if err != nil {
 					errs[i] = err
 					return

@@ -12,11 +12,16 @@ import (
 
 // TestOrphanedOrderIsClosed: an unpaid order whose half message the broker
 // discarded (orderd was down for all of its checks) gets no check-back to
-// close it at its deadline. When orderd returns, the closer closes it; a
-// late payment is then refused (REFUND_REQUIRED), and nothing is published.
+// close it at its deadline. When orderd returns, the closer closes it and
+// sends ROLLBACK for its half message (accepted: a discarded half message
+// is still in the commit log); a late payment is then refused
+// (REFUND_REQUIRED), and nothing is published.
 func TestOrphanedOrderIsClosed(t *testing.T) {
 	const window = time.Second
-	s := newStack(t, stackOptions{paymentWindow: window, brokerTxTimeout: txTimeout + time.Second, brokerCheckMax: 3})
+	// Coordinates kept long enough for the closer's round, which comes
+	// long after the default TTL here (window + grace + interval).
+	s := newStack(t, stackOptions{paymentWindow: window, brokerTxTimeout: txTimeout + time.Second, brokerCheckMax: 3,
+		env: []string{"TXORDER_FAST_COMMIT__COORDINATES_TTL=2m"}})
 	m := s.orderd()
 	p := place(t, m.Addr(), "orphan")
 	if p.code != http.StatusCreated || p.status != "PENDING_PAYMENT" {
@@ -55,6 +60,9 @@ func TestOrphanedOrderIsClosed(t *testing.T) {
 	waitFor(t, 10*time.Second, "the closer to close the order", func() bool { return s.rowStatus(p.id) == "CLOSED" })
 	waitFor(t, 5*time.Second, "txorder_closer_closed_total = 1", func() bool {
 		return metricValue(t, again.Addr(), "txorder_closer_closed_total") == 1
+	})
+	waitFor(t, 5*time.Second, "the closer's ROLLBACK accepted", func() bool {
+		return metricValue(t, again.Addr(), `txorder_fastcommit_accepted_total{action="rollback"}`) == 1
 	})
 	if code, st := getOrder(t, again.Addr(), p.id); code != http.StatusOK || st != "CLOSED" {
 		t.Fatalf("GET = %d %s, want CLOSED", code, st)

@@ -146,3 +146,41 @@ func (s *stack) firstOrderID() string {
 	_ = s.db.QueryRow(`SELECT id FROM orders LIMIT 1`).Scan(&id)
 	return id
 }
+
+// TestOrderdKilledBetweenPaymentAndFastCommit: the payment's MySQL
+// transaction committed PAID and the webhook answered 200, but orderd is
+// SIGKILLed before its fast commit went out (Redis is paused, so the
+// committer is still reading the coordinates). The half message stays
+// open; after a restart the check-back commits it, once.
+func TestOrderdKilledBetweenPaymentAndFastCommit(t *testing.T) {
+	s := newKillStack(t)
+	// A longer Redis timeout widens the window in which the committer
+	// waits on the paused Redis (send 1s + execute 1.5s + Redis 0.9s still
+	// fit in the broker's 3.5s transaction timeout).
+	env := append(killEnv(s), "TXORDER_REDIS__TIMEOUT=900ms")
+	p := startProcess(t, env)
+	placed := place(t, p.Addr, "killed-before-fast-commit")
+	if placed.code != http.StatusCreated {
+		t.Fatalf("place = %+v", placed)
+	}
+	s.waitCoordinates(s.redis(), placed.id)
+	if err := s.rd.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.pay(p.Addr, placed.id) {
+		t.Fatal("payment refused")
+	}
+	p.Kill()
+	if err := s.rd.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.orderTx(); st.Pending != 1 || st.Committed != 0 {
+		t.Fatalf("broker = %+v after the kill, want the half message still open (no fast commit went out)", st)
+	}
+	if s.rowStatus(placed.id) != "PAID" || s.paymentStatus(placed.id) != "APPLIED" {
+		t.Fatalf("order %s, payment %s: want the payment committed before the kill", s.rowStatus(placed.id), s.paymentStatus(placed.id))
+	}
+	startProcess(t, env)
+	waitFor(t, 15*time.Second, "the check-back to commit the event", func() bool { return s.published()[placed.id] >= 1 })
+	s.announcedOnce(t, []string{placed.id})
+}

@@ -80,6 +80,7 @@ type Main struct {
 	producer     rocketmq.TransactionProducer
 	plain        rocketmq.Producer
 	registry     *prometheus.Registry
+	fast         *fastCommit
 	srv          *http.Server
 	ln           net.Listener
 	served       chan error
@@ -163,12 +164,20 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.rdb.AddHook(m.redisBreaker)
+	if err := m.resolveNameServers(); err != nil {
+		return err
+	}
+	if m.fast, err = newFastCommit(cfg, m.rdb, m.ns.Resolve, m.registry, m.Logger); err != nil {
+		return err
+	}
 
 	txl, err := listener.NewTransaction(store, cache, listener.NewMetrics(m.registry), m.Logger, listener.TransactionConfig{
 		ExecuteTimeout:  cfg.Transaction.ExecuteTimeout,
 		CheckTimeout:    cfg.Transaction.CheckTimeout,
 		BreakerFailures: cfg.Transaction.BreakerFailures,
 		BreakerOpenFor:  cfg.Transaction.BreakerOpenFor,
+		FastCommits:     m.fast.commits(),
+		HalfMessages:    m.fast.moves(),
 	})
 	if err != nil {
 		return err
@@ -177,9 +186,6 @@ func (m *Main) Open(ctx context.Context) error {
 	// client shares one instance per client id, and a consumer sharing it
 	// would receive (and drop) this producer's check-backs.
 	mqlog.Install(m.Logger)
-	if err := m.resolveNameServers(); err != nil {
-		return err
-	}
 	m.producer, err = rocketmq.NewTransactionProducer(txl,
 		producer.WithNsResolver(m.ns),
 		producer.WithGroupName(cfg.RocketMQ.ProducerGroup),
@@ -194,7 +200,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.producer = nil
 		return fmt.Errorf("start rocketmq producer: %w", err)
 	}
-	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic, cfg.RocketMQ.SendTimeout)
+	placer, err := listener.NewPlacer(m.producer, txl, cfg.RocketMQ.Topic, cfg.RocketMQ.SendTimeout, m.fast.halves())
 	if err != nil {
 		return err
 	}
@@ -237,7 +243,7 @@ func (m *Main) Open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		payments = ps
+		payments = m.fast.payments(ps)
 	} else {
 		m.Logger.Warn("payment webhook disabled: set TXORDER_PAYMENT__WEBHOOK_SECRET")
 	}
@@ -316,6 +322,10 @@ func (m *Main) Close() error {
 		m.background.Wait()
 		m.stopBackground = nil
 	}
+	if m.fast != nil {
+		m.fast.close()
+		m.fast = nil
+	}
 	// After the HTTP drain no placement is in flight; the producer goes
 	// next (check-backs for its pending half messages will reach another
 	// replica, or this one after a restart).
@@ -385,6 +395,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	// Closes unpaid orders whose half message is gone (no check-back will).
 	closer, err := listener.NewCloser(store, m.registry, m.Logger, listener.CloserConfig{
 		Grace: cfg.Closer.GraceOr(cfg.RocketMQ.CheckInterval), Interval: cfg.Closer.Interval, Batch: cfg.Closer.Batch,
+		Releaser: m.fast.rollbacks(),
 	})
 	if err != nil {
 		return err
@@ -406,6 +417,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	run(func() { reconciler.Run(bg) })
 	run(func() { closer.Run(bg) })
 	run(func() { m.runTracker(bg, tracker) })
+	m.fast.run(bg, run)
 	return nil
 }
 

@@ -24,7 +24,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 			"  checkback   check-backs answered per second over K pending orders (--pending)\n"+
 			"  degraded    placement with MySQL down (cache) and RocketMQ down (spill) vs normal\n"+
 			"  recovery    cached orders back in MySQL; spill drain rate after the broker returns\n"+
-			"  e2e         payment notification → shipment row latency at each --e2e-intervals\n"+
+			"  e2e         payment notification → shipment row latency at each --e2e-intervals, with the\n"+
+			"              fast commit on and off (--e2e-fast-commit)\n"+
 			"Prints the table with ratios and writes bench.json, bench.md and bench.png to --out.\n"+
 			"Every run is bounded; the defaults finish in a few minutes on 2 cores (make bench).")
 	bin := fs.String("bin", d.BinDir, "directory holding the orderd and fulfillmentd binaries")
@@ -43,6 +44,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	noView := fs.Bool("no-state-view", false, "check-backs without the order store's state view (every check reads MySQL), for comparison")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (load generator, in-process brokers and check-back listener) to this file")
 	e2eN := fs.Int("e2e-orders", d.E2EOrders, "paid orders per end-to-end run")
+	e2eFast := fs.String("e2e-fast-commit", "on,off", "fast-commit modes of the end-to-end runs, each at every interval (on, off or on,off)")
+	noFast := fs.Bool("no-fast-commit", false, "run the placement, degraded and recovery stacks with the fast commit off, for comparison")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -53,7 +56,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	cfg := bench.Config{
 		BinDir: *bin, OrderdConfig: *orderdCfg, FulfillmentdConfig: *fulfillCfg, OutDir: *out,
 		PlacementDuration: *pd, DegradedDuration: *dd, CheckInterval: *interval, DegradedConcurrency: 32,
-		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, NoStateView: *noView, Log: env.stderr,
+		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, NoStateView: *noView, NoFastCommit: *noFast,
+		Log: env.stderr,
 	}
 	var err error
 	if *sections != "" {
@@ -67,6 +71,16 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	}
 	if cfg.E2EIntervals, err = parseDurations(*e2eIv); err != nil {
 		return usageErr(env, "--e2e-intervals", err)
+	}
+	for _, m := range strings.Split(*e2eFast, ",") {
+		switch strings.TrimSpace(m) {
+		case "on":
+			cfg.E2EFastCommit = append(cfg.E2EFastCommit, true)
+		case "off":
+			cfg.E2EFastCommit = append(cfg.E2EFastCommit, false)
+		default:
+			return usageErr(env, "--e2e-fast-commit", fmt.Errorf("%q is not on or off", m))
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageErr(env, "flags", err)

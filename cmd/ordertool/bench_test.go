@@ -19,6 +19,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{"concurrency out of range", []string{"--concurrency", "0"}, "concurrency 0 out of 1..1024"},
 		{"bad interval", []string{"--e2e-intervals", "1s,soon"}, "--e2e-intervals"},
 		{"interval out of range", []string{"--e2e-intervals", "10ms"}, "e2e interval 10ms out of 100ms..1m"},
+		{"bad fast-commit mode", []string{"--e2e-fast-commit", "on,maybe"}, `--e2e-fast-commit: "maybe" is not on or off`},
 		{"argument", []string{"extra"}, `unexpected argument "extra"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

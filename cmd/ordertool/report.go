@@ -157,12 +157,16 @@ func auditLine(path string) (string, error) {
 		return "", fmt.Errorf("read the audit: %w", err)
 	}
 	var a struct {
-		Paid       int  `json:"paid"`
-		Lost       int  `json:"lost"`
-		Duplicated int  `json:"duplicated"`
-		Phantom    int  `json:"phantom"`
-		Absent     int  `json:"absent"`
-		OK         bool `json:"ok"`
+		Paid       int     `json:"paid"`
+		Lost       int     `json:"lost"`
+		Duplicated int     `json:"duplicated"`
+		Phantom    int     `json:"phantom"`
+		Absent     int     `json:"absent"`
+		OK         bool    `json:"ok"`
+		Shipped    int     `json:"payment_to_shipment_count"`
+		P50        float64 `json:"payment_to_shipment_p50_ms"`
+		P99        float64 `json:"payment_to_shipment_p99_ms"`
+		Max        float64 `json:"payment_to_shipment_max_ms"`
 	}
 	if err := json.Unmarshal(b, &a); err != nil {
 		return "audit: unreadable (" + filepath.Base(path) + ")", nil
@@ -171,8 +175,20 @@ func auditLine(path string) (string, error) {
 	if !a.OK {
 		verdict = "FAIL"
 	}
-	return fmt.Sprintf("audit %s: paid %d, lost %d, duplicated %d, phantom %d, absent %d",
-		verdict, a.Paid, a.Lost, a.Duplicated, a.Phantom, a.Absent), nil
+	line := fmt.Sprintf("audit %s: paid %d, lost %d, duplicated %d, phantom %d, absent %d",
+		verdict, a.Paid, a.Lost, a.Duplicated, a.Phantom, a.Absent)
+	if a.Shipped > 0 {
+		line += fmt.Sprintf("   |   payment → shipment p50 %s, p99 %s, max %s", ms(a.P50), ms(a.P99), ms(a.Max))
+	}
+	return line, nil
+}
+
+// ms prints a latency in ms below 10 s, in s above.
+func ms(v float64) string {
+	if v < 10000 {
+		return fmt.Sprintf("%.0f ms", v)
+	}
+	return fmt.Sprintf("%.1f s", v/1000)
 }
 
 type csvRow struct {

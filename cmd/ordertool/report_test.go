@@ -44,7 +44,8 @@ func writeRun(t *testing.T, dir string) {
 		reportSummary: string(b),
 		reportMetrics: metrics,
 		reportEvents:  fmt.Sprintf("label,from_unix,to_unix\nmysql down,%.3f,%.3f\n", u+6, u+12.4),
-		reportAudit:   `{"paid": 300, "lost": 0, "duplicated": 0, "phantom": 0, "absent": 0, "ok": true}`,
+		reportAudit: `{"paid": 300, "lost": 0, "duplicated": 0, "phantom": 0, "absent": 0, "ok": true,
+			"payment_to_shipment_count": 300, "payment_to_shipment_p50_ms": 3.2, "payment_to_shipment_p99_ms": 41.7, "payment_to_shipment_max_ms": 12345}`,
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -76,7 +77,7 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"kill-mysql test", "mysql down", "202 accepted (Redis)", "order cache size",
-		"audit PASS", "201×300 202×90 503×6 other×4"} {
+		"audit PASS", "201×300 202×90 503×6 other×4", "payment → shipment p50 3 ms, p99 42 ms, max 12.3 s"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("timeline.html lacks %q", want)
 		}

@@ -74,6 +74,16 @@ type Report struct {
 	// RefundsRequired counts payments recorded as REFUND_REQUIRED.
 	RefundsRequired int `json:"refunds_required"`
 
+	// PaymentToShipment* describe, over the orders with an APPLIED
+	// payment and a shipment, the time from the payment's record
+	// (payments.received_at) to the first shipment row (shipments
+	// .created_at): how long a paid order's event took to reach
+	// fulfillment. Both clocks are the database servers'.
+	PaymentToShipmentCount int     `json:"payment_to_shipment_count"`
+	PaymentToShipmentP50   float64 `json:"payment_to_shipment_p50_ms"`
+	PaymentToShipmentP99   float64 `json:"payment_to_shipment_p99_ms"`
+	PaymentToShipmentMax   float64 `json:"payment_to_shipment_max_ms"`
+
 	// Lost: PAID orders not applied by the group after settling.
 	Lost    int      `json:"lost"`
 	LostIDs []string `json:"lost_ids"`
@@ -165,6 +175,9 @@ func once(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report,
 	if err != nil {
 		return r, fmt.Errorf("audit: read consumed_messages: %w", err)
 	}
+	if err := paymentToShipment(ctx, orders, fulfillment, &r); err != nil {
+		return r, err
+	}
 	held := map[string]bool{}
 	for _, h := range cfg.Holders {
 		ids, err := h.IDs(ctx)
@@ -241,6 +254,50 @@ func once(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report,
 	r.PhantomIDs = cut(r.PhantomIDs, cfg.MaxListed)
 	r.OK = r.Lost == 0 && r.Duplicated == 0 && r.Phantom == 0 && r.Absent == 0
 	return r, nil
+}
+
+// paymentToShipment fills r's payment → shipment latency figures.
+func paymentToShipment(ctx context.Context, orders, fulfillment *sql.DB, r *Report) error {
+	paid, err := timeByOrder(ctx, orders, `SELECT order_id, received_at FROM payments WHERE status = 'APPLIED'`)
+	if err != nil {
+		return fmt.Errorf("audit: read payments: %w", err)
+	}
+	shipped, err := timeByOrder(ctx, fulfillment, `SELECT order_id, MIN(created_at) FROM shipments GROUP BY order_id`)
+	if err != nil {
+		return fmt.Errorf("audit: read shipments: %w", err)
+	}
+	var ms []float64
+	for id, at := range paid {
+		if s, ok := shipped[id]; ok {
+			ms = append(ms, float64(s.Sub(at).Microseconds())/1000)
+		}
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	sort.Float64s(ms)
+	q := func(p float64) float64 { return ms[min(len(ms)-1, max(0, int(p*float64(len(ms))+0.5)-1))] }
+	r.PaymentToShipmentCount = len(ms)
+	r.PaymentToShipmentP50, r.PaymentToShipmentP99, r.PaymentToShipmentMax = q(0.50), q(0.99), ms[len(ms)-1]
+	return nil
+}
+
+func timeByOrder(ctx context.Context, db *sql.DB, query string) (map[string]time.Time, error) {
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		out[strings.ToLower(id)] = at
+	}
+	return out, rows.Err()
 }
 
 func cut[T any](s []T, n int) []T {
@@ -336,6 +393,10 @@ func (r Report) WriteTable(w io.Writer) error {
 	row("paid and applied", r.Applied)
 	row("shipments", r.Shipments)
 	row("refunds required", r.RefundsRequired)
+	if r.PaymentToShipmentCount > 0 {
+		fmt.Fprintf(tw, "payment → shipment p50 / p99 / max\t%.0f / %.0f / %.0f ms\t\n",
+			r.PaymentToShipmentP50, r.PaymentToShipmentP99, r.PaymentToShipmentMax)
+	}
 	row("LOST (paid, not applied)", r.Lost)
 	row("DUPLICATED (applied twice)", r.Duplicated)
 	row("PHANTOM (applied, not paid)", r.Phantom)

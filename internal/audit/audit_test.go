@@ -129,3 +129,45 @@ func TestSettleGivesUp(t *testing.T) {
 		t.Fatalf("report = %+v after %s", r, time.Since(start))
 	}
 }
+
+// TestPaymentToShipment: the latency from an APPLIED payment's record to
+// the order's first shipment, over the orders that have both.
+func TestPaymentToShipment(t *testing.T) {
+	db := newDB(t)
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	pay := func(id, txn, status string, at time.Time) {
+		t.Helper()
+		if _, err := db.Exec(`INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, received_at) VALUES (?, ?, 1, 'EUR', ?, ?)`,
+			txn, id, status, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shipAt := func(id string, at time.Time) {
+		t.Helper()
+		if _, err := db.Exec(`INSERT INTO shipments (order_id, msg_id, status, created_at) VALUES (?, 'm', 'CREATED', ?)`, id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast, slow, unshipped := seedOrder(t, db, "PAID"), seedOrder(t, db, "PAID"), seedOrder(t, db, "PAID")
+	pay(fast, "t1", "APPLIED", t0)
+	shipAt(fast, t0.Add(100*time.Millisecond))
+	pay(slow, "t2", "APPLIED", t0)
+	shipAt(slow, t0.Add(300*time.Millisecond))
+	pay(slow, "t3", "REFUND_REQUIRED", t0.Add(-time.Hour)) // a second payment: not the one that paid
+	pay(unshipped, "t4", "APPLIED", t0)
+	r, err := Run(context.Background(), db, db, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PaymentToShipmentCount != 2 || r.PaymentToShipmentP50 != 100 || r.PaymentToShipmentP99 != 300 || r.PaymentToShipmentMax != 300 {
+		t.Fatalf("payment → shipment: count %d p50 %v p99 %v max %v; want 2, 100, 300, 300 ms",
+			r.PaymentToShipmentCount, r.PaymentToShipmentP50, r.PaymentToShipmentP99, r.PaymentToShipmentMax)
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "payment → shipment p50 / p99 / max  100 / 300 / 300 ms") {
+		t.Errorf("table lacks the latency line:\n%s", b.String())
+	}
+}

@@ -50,9 +50,16 @@ type Config struct {
 	// SpilledOrders while RocketMQ is down before it returns.
 	CachedOrders, SpilledOrders int
 	// E2EIntervals are the check intervals the end-to-end latency is
-	// measured at, with E2EOrders paid orders each.
-	E2EIntervals []time.Duration
-	E2EOrders    int
+	// measured at, with E2EOrders paid orders each, once with the fast
+	// commit on and once with it off for each mode in E2EFastCommit.
+	E2EIntervals  []time.Duration
+	E2EOrders     int
+	E2EFastCommit []bool
+
+	// NoFastCommit runs the placement, degraded and recovery stacks with
+	// the fast commit off (no coordinates recorded), for before/after
+	// comparisons of placement cost.
+	NoFastCommit bool
 
 	// NoStateView measures check-backs with the order store's state view
 	// off (every check reads MySQL), for before/after comparisons.
@@ -76,8 +83,9 @@ func DefaultConfig() Config {
 		CheckInterval:       30 * time.Second,
 		CachedOrders:        10000,
 		SpilledOrders:       10000,
-		E2EIntervals:        []time.Duration{time.Second, 2 * time.Second, 4 * time.Second},
-		E2EOrders:           300,
+		E2EIntervals:        []time.Duration{5 * time.Second, 30 * time.Second, time.Minute},
+		E2EOrders:           100,
+		E2EFastCommit:       []bool{true, false},
 	}
 }
 
@@ -124,6 +132,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.E2EOrders <= 0 {
 		c.E2EOrders = d.E2EOrders
+	}
+	if len(c.E2EFastCommit) == 0 {
+		c.E2EFastCommit = d.E2EFastCommit
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
@@ -224,9 +235,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Errors = append(rep.Errors, section+": "+err.Error())
 	}
 	if want("placement") {
-		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point", cfg.PlacementDuration)
+		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point (fast commit %s)", cfg.PlacementDuration, onOff(!cfg.NoFastCommit))
 		if err := withStack(ctx, cfg, in, stackOptions{name: "placement", database: "bench_placement", redisDB: 1,
-			checkInterval: cfg.CheckInterval}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit}, func(s *stack) error {
 			var err error
 			rep.Placement, err = measurePlacement(ctx, cfg, s, logf)
 			return err
@@ -244,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if (want("degraded") || want("recovery")) && ctx.Err() == nil {
 		logf("degraded modes and recovery")
 		if err := withStack(ctx, cfg, in, stackOptions{name: "degraded", database: "bench_degraded", redisDB: 2,
-			checkInterval: cfg.CheckInterval}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit}, func(s *stack) error {
 			var err error
 			rep.Degraded, rep.Recovery, err = measureDegraded(ctx, cfg, s, want("degraded"), want("recovery"), logf)
 			return err
@@ -253,28 +264,37 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	if want("e2e") && ctx.Err() == nil {
-		logf("end-to-end latency: payment notification → shipment row")
-		for i, iv := range cfg.E2EIntervals {
-			if ctx.Err() != nil {
-				break
-			}
-			err := withStack(ctx, cfg, in, stackOptions{name: fmt.Sprintf("e2e-%d", i), database: fmt.Sprintf("bench_e2e_%d", i),
-				redisDB: 3 + i%10, checkInterval: iv, fulfillment: true,
-				// orderd requires send + execute + redis timeouts < transaction timeout.
-				extraEnv: []string{"TXORDER_ROCKETMQ__SEND_TIMEOUT=300ms", "TXORDER_TRANSACTION__EXECUTE_TIMEOUT=400ms", "TXORDER_REDIS__TIMEOUT=200ms"}}, func(s *stack) error {
-				p, err := measureE2E(ctx, cfg, s, iv, logf)
-				if err == nil {
-					rep.EndToEnd = append(rep.EndToEnd, p)
+		logf("end-to-end latency: payment notification → shipment row, fast commit on and off")
+		cell := 0
+		for _, iv := range cfg.E2EIntervals {
+			for _, fast := range cfg.E2EFastCommit {
+				if ctx.Err() != nil {
+					break
 				}
-				return err
-			})
-			if err != nil {
-				fail("e2e", err)
+				err := withStack(ctx, cfg, in, stackOptions{name: fmt.Sprintf("e2e-%d", cell), database: fmt.Sprintf("bench_e2e_%d", cell),
+					redisDB: 3 + cell%10, checkInterval: iv, fulfillment: true, fastCommitOff: !fast,
+					// orderd requires send + execute + redis timeouts < transaction timeout.
+					extraEnv: []string{"TXORDER_ROCKETMQ__SEND_TIMEOUT=300ms", "TXORDER_TRANSACTION__EXECUTE_TIMEOUT=400ms", "TXORDER_REDIS__TIMEOUT=200ms"}}, func(s *stack) error {
+					p, err := measureE2E(ctx, cfg, s, iv, fast, logf)
+					rep.EndToEnd = append(rep.EndToEnd, p)
+					return err
+				})
+				if err != nil {
+					fail("e2e", err)
+				}
+				cell++
 			}
 		}
 	}
 	rep.Seconds = round3(time.Since(rep.Started).Seconds())
 	return rep, ctx.Err()
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 func withStack(ctx context.Context, cfg Config, in *infra, o stackOptions, fn func(*stack) error) error {

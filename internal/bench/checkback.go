@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/txorder/txorder/fallback"
+	"github.com/txorder/txorder/halfmsg"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/listener"
@@ -36,6 +37,10 @@ type CheckPoint struct {
 	MaxPendingAt  int     `json:"max_pending_at_30s_interval"` // ChecksPerSec × 30 s
 	SetupSeconds  float64 `json:"setup_seconds"`
 	StateViewUsed bool    `json:"state_view"`
+	// FastCommit: every check answered UNKNOWN also queued a move of the
+	// order's half-message coordinates (written to Redis in the
+	// background), as orderd does with the fast commit on.
+	FastCommit bool `json:"fast_commit"`
 }
 
 // countingListener answers Execute with UNKNOWN (the order rows are bulk
@@ -77,18 +82,18 @@ func newDB(in *infra, database string) (*sql.DB, error) {
 func measureCheckBack(ctx context.Context, cfg Config, in *infra, logf func(string, ...any)) ([]CheckPoint, error) {
 	var out []CheckPoint
 	for i, k := range cfg.CheckPending {
-		p, err := checkRound(ctx, in, k, fmt.Sprintf("bench_check_%d", i), !cfg.NoStateView)
+		p, err := checkRound(ctx, in, k, fmt.Sprintf("bench_check_%d", i), !cfg.NoStateView, !cfg.NoFastCommit)
 		if err != nil {
 			return out, err
 		}
-		logf("checkback K=%-6d %8.0f checks/s (%d checks in %.2fs, setup %.1fs, state view %v)",
-			k, p.ChecksPerSec, p.Checks, p.Seconds, p.SetupSeconds, p.StateViewUsed)
+		logf("checkback K=%-6d %8.0f checks/s (%d checks in %.2fs, setup %.1fs, state view %v, fast commit %s)",
+			k, p.ChecksPerSec, p.Checks, p.Seconds, p.SetupSeconds, p.StateViewUsed, onOff(p.FastCommit))
 		out = append(out, p)
 	}
 	return out, nil
 }
 
-func checkRound(ctx context.Context, in *infra, k int, database string, view bool) (CheckPoint, error) {
+func checkRound(ctx context.Context, in *infra, k int, database string, view, fast bool) (CheckPoint, error) {
 	setup := time.Now()
 	admin, err := newDB(in, "")
 	if err != nil {
@@ -128,8 +133,25 @@ func checkRound(ctx context.Context, in *infra, k int, database string, view boo
 	if err != nil {
 		return CheckPoint{}, err
 	}
-	tx, err := listener.NewTransaction(store, cache, nil, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		listener.TransactionConfig{CheckTimeout: 300 * time.Millisecond})
+	txCfg := listener.TransactionConfig{CheckTimeout: 300 * time.Millisecond}
+	if fast {
+		// As orderd: every check answered UNKNOWN queues a move of the
+		// order's coordinates, written to Redis in the background.
+		hs, err := halfmsg.NewStore(rdb, halfmsg.StoreConfig{Prefix: keyPrefix, TTL: time.Hour})
+		if err != nil {
+			return CheckPoint{}, err
+		}
+		rec, err := halfmsg.NewRecorder(hs, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), halfmsg.RecorderConfig{ProducerGroup: "bench"})
+		if err != nil {
+			return CheckPoint{}, err
+		}
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = rec.Run(rctx); close(done) }()
+		defer func() { stop(); <-done }()
+		txCfg.HalfMessages = rec
+	}
+	tx, err := listener.NewTransaction(store, cache, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), txCfg)
 	if err != nil {
 		return CheckPoint{}, err
 	}
@@ -161,7 +183,7 @@ func checkRound(ctx context.Context, in *infra, k int, database string, view boo
 	case <-ctx.Done():
 		return CheckPoint{}, ctx.Err()
 	}
-	cp := CheckPoint{Pending: k, SetupSeconds: round3(time.Since(setup).Seconds()), StateViewUsed: view}
+	cp := CheckPoint{Pending: k, SetupSeconds: round3(time.Since(setup).Seconds()), StateViewUsed: view, FastCommit: fast}
 	// The setup's garbage (K sends) is not the round's to collect.
 	runtime.GC()
 	l.checks.Store(0)

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,22 +14,37 @@ import (
 )
 
 // E2EPoint is the latency from the payment notification (its 200 answer)
-// to the fulfillment shipment row, at one check interval.
+// to the fulfillment shipment row, at one check interval, with the fast
+// commit on or off.
 type E2EPoint struct {
 	CheckInterval float64 `json:"check_interval_seconds"`
+	FastCommit    bool    `json:"fast_commit"`
 	Paid          int     `json:"paid"`
 	Shipped       int     `json:"shipped"`
 	Latency       Latency `json:"latency_ms"`
 	// P50Intervals is the median in check intervals.
 	P50Intervals float64 `json:"p50_check_intervals"`
+	// WithinTwoIntervals counts paid orders shipped within two check
+	// intervals of their payment: all of them with the fast commit off,
+	// where the check-back releases every event.
+	WithinTwoIntervals int `json:"within_two_intervals"`
+	// FastCommits are the fast commits orderd's broker accepted; CheckCommits
+	// the check-back COMMIT answers (orderd's /metrics at the end).
+	FastCommits  int `json:"fast_commits"`
+	CheckCommits int `json:"check_commits"`
 }
 
-// measureE2E places and pays E2EOrders orders spread over two check
-// intervals, then waits for their shipment rows.
-func measureE2E(ctx context.Context, cfg Config, s *stack, iv time.Duration, logf func(string, ...any)) (E2EPoint, error) {
+// e2eSpreadMax bounds how long a cell places and pays: the off cells then
+// wait up to two intervals for their check-backs.
+const e2eSpreadMax = 10 * time.Second
+
+// measureE2E places and pays E2EOrders orders over a few seconds (at most
+// two intervals), then waits for their shipment rows, at most two
+// intervals and a margin after the last payment.
+func measureE2E(ctx context.Context, cfg Config, s *stack, iv time.Duration, fast bool, logf func(string, ...any)) (E2EPoint, error) {
 	var mu sync.Mutex
 	paidAt := map[string]time.Time{}
-	spread := 2*iv + time.Second
+	spread := min(2*iv+time.Second, e2eSpreadMax)
 	_, err := loadgen.Run(ctx, loadgen.Config{
 		BaseURL: s.baseURL, APIKey: apiKey, WebhookSecret: webhookSecret, PayFraction: 1,
 		Rate: float64(cfg.E2EOrders) / spread.Seconds(), Concurrency: 8, Count: cfg.E2EOrders, Duration: spread + 30*time.Second,
@@ -38,12 +56,12 @@ func measureE2E(ctx context.Context, cfg Config, s *stack, iv time.Duration, log
 			}
 		},
 	})
+	p := E2EPoint{CheckInterval: iv.Seconds(), FastCommit: fast, Paid: len(paidAt)}
 	if err != nil {
-		return E2EPoint{}, err
+		return p, err
 	}
-	p := E2EPoint{CheckInterval: iv.Seconds(), Paid: len(paidAt)}
 	shippedAt := map[string]time.Time{}
-	limit := time.Now().Add(4*iv + 30*time.Second)
+	limit := time.Now().Add(2*iv + 20*time.Second)
 	for ctx.Err() == nil && time.Now().Before(limit) && len(shippedAt) < len(paidAt) {
 		rows, err := s.db.QueryContext(ctx, `SELECT order_id, MIN(created_at) FROM shipments GROUP BY order_id`)
 		if err == nil {
@@ -56,21 +74,49 @@ func measureE2E(ctx context.Context, cfg Config, s *stack, iv time.Duration, log
 			}
 			rows.Close()
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	var ms []float64
 	for id, paid := range paidAt {
 		if at, ok := shippedAt[strings.ToLower(id)]; ok {
-			ms = append(ms, float64(at.Sub(paid).Microseconds())/1000)
+			d := at.Sub(paid)
+			ms = append(ms, float64(d.Microseconds())/1000)
+			if d <= 2*iv {
+				p.WithinTwoIntervals++
+			}
 		}
 	}
 	p.Shipped = len(ms)
 	p.Latency = summarize(ms)
 	p.P50Intervals = round3(p.Latency.P50 / float64(iv.Milliseconds()))
-	logf("e2e interval %-5s paid %d shipped %d: p50 %.0fms p95 %.0fms p99 %.0fms max %.0fms (p50 = %.2f intervals)",
-		iv, p.Paid, p.Shipped, p.Latency.P50, p.Latency.P95, p.Latency.P99, p.Latency.Max, p.P50Intervals)
+	p.FastCommits = int(scrape(ctx, s.baseURL, `txorder_fastcommit_accepted_total{action="commit"}`))
+	p.CheckCommits = int(scrape(ctx, s.baseURL, `txorder_tx_check_total{answer="commit",reason="paid"}`))
+	logf("e2e interval %-5s fast commit %-3s paid %d shipped %d (within 2 intervals %d): p50 %.0fms p95 %.0fms p99 %.0fms max %.0fms; fast commits %d, check-back commits %d",
+		iv, onOff(fast), p.Paid, p.Shipped, p.WithinTwoIntervals, p.Latency.P50, p.Latency.P95, p.Latency.P99, p.Latency.Max,
+		p.FastCommits, p.CheckCommits)
 	if p.Shipped < p.Paid {
 		return p, fmt.Errorf("%d of %d paid orders shipped within the bound", p.Shipped, p.Paid)
 	}
 	return p, nil
+}
+
+// scrape reads one sample from orderd's /metrics (0 when absent).
+func scrape(ctx context.Context, baseURL, series string) float64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }

@@ -79,6 +79,7 @@ type stackOptions struct {
 	redisDB       int
 	checkInterval time.Duration
 	fulfillment   bool
+	fastCommitOff bool
 	extraEnv      []string
 }
 
@@ -167,6 +168,9 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 		"TXORDER_SPILL__BREAKER_OPEN_FOR=500ms",
 		"TXORDER_RECONCILER__INTERVAL=1s",
 		"TXORDER_LOG__LEVEL=warn",
+	}
+	if o.fastCommitOff {
+		s.env = append(s.env, "TXORDER_FAST_COMMIT__ENABLED=false")
 	}
 	s.env = append(s.env, o.extraEnv...)
 	s.orderd, err = startProcess(ctx, filepath.Join(cfg.BinDir, "orderd"), []string{"--config", cfg.OrderdConfig},

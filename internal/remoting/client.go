@@ -14,6 +14,12 @@ import (
 // failed.
 var ErrClosed = errors.New("remoting: connection closed")
 
+// ErrNotSent wraps the error of a call whose request never left: the
+// connection was already unusable, or writing the frame failed (a peer
+// cannot act on part of a frame). Retrying such a call on another
+// connection cannot make the peer act twice.
+var ErrNotSent = errors.New("remoting: request not sent")
+
 // DefaultTimeout bounds a call when its context has no deadline.
 const DefaultTimeout = 5 * time.Second
 
@@ -21,6 +27,10 @@ const DefaultTimeout = 5 * time.Second
 type ClientOptions struct {
 	// MaxFrameSize bounds incoming frames (DefaultMaxFrameSize when 0).
 	MaxFrameSize int
+	// WriteTimeout bounds the write of one frame (DefaultTimeout when 0);
+	// a call's context deadline, when sooner, bounds it instead. A write
+	// that times out closes the connection: part of a frame may be out.
+	WriteTimeout time.Duration
 	// OnRequest, if set, receives requests the peer sends to the client (for
 	// example CHECK_TRANSACTION_STATE); a non-nil result is sent back as the
 	// response. It runs on its own goroutine.
@@ -87,7 +97,7 @@ func (c *Client) readLoop() {
 				if resp := h(cmd); resp != nil && !cmd.IsOneway() {
 					resp.Opaque = cmd.Opaque
 					resp.Flag |= FlagResponse
-					_ = c.write(resp)
+					_ = c.write(context.Background(), resp)
 				}
 			}()
 		}
@@ -105,11 +115,19 @@ func (c *Client) fail(err error) {
 	_ = c.conn.Close()
 }
 
-func (c *Client) write(cmd *Command) error {
+func (c *Client) write(ctx context.Context, cmd *Command) error {
 	frame := Encode(cmd)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
+	wt := c.opts.WriteTimeout
+	if wt <= 0 {
+		wt = DefaultTimeout
+	}
+	deadline := time.Now().Add(wt)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.conn.SetWriteDeadline(deadline)
 	_, err := c.conn.Write(frame)
 	if err != nil {
 		c.fail(err)
@@ -130,7 +148,7 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	c.pending[req.Opaque] = ch
 	c.mu.Unlock()
@@ -139,8 +157,8 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 		delete(c.pending, req.Opaque)
 		c.mu.Unlock()
 	}()
-	if err := c.write(req); err != nil {
-		return nil, fmt.Errorf("send request %d: %w", req.Code, err)
+	if err := c.write(ctx, req); err != nil {
+		return nil, fmt.Errorf("%w: request %d: %w", ErrNotSent, req.Code, err)
 	}
 	select {
 	case resp := <-ch:
@@ -155,8 +173,9 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	}
 }
 
-// InvokeOneway sends req with the one-way flag and does not wait.
-func (c *Client) InvokeOneway(req *Command) error {
+// InvokeOneway sends req with the one-way flag and does not wait for an
+// answer; ctx's deadline, when set, bounds the write.
+func (c *Client) InvokeOneway(ctx context.Context, req *Command) error {
 	req.Flag |= FlagOneway
 	c.mu.Lock()
 	err := c.err
@@ -164,7 +183,14 @@ func (c *Client) InvokeOneway(req *Command) error {
 	if err != nil {
 		return err
 	}
-	return c.write(req)
+	return c.write(ctx, req)
+}
+
+// Err returns why the connection is unusable, or nil while it is open.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }
 
 // Close closes the connection and waits for the reader to stop. It is

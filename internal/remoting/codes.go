@@ -52,6 +52,10 @@ const (
 	PullOffsetMoved         = 21
 	QueryNotFound           = 22
 	SubscriptionNotExist    = 24
+	// IllegalOperation: RocketMQ 5.x refuses an END_TRANSACTION that is
+	// not a check's answer once a half message with
+	// CHECK_IMMUNITY_TIME_IN_SECONDS is older than that time.
+	IllegalOperation = 604
 )
 
 // Flag bits of a command.

@@ -74,9 +74,8 @@ type broker struct {
 	topics     map[string]*topic
 	commitLog  map[int64]*message
 	nextOffset int64
-	txs        map[int64]*halfTx // every transaction, by the half's commit log offset
-	pending    map[int64]*halfTx // the open ones, which check rounds visit
-	txByKey    map[string]*halfTx
+	txs        map[int64]*halfTx              // every transaction, by the half's commit log offset
+	pending    map[int64]*halfTx              // the open ones, which check rounds visit
 	producers  map[string]map[*conn]time.Time // group -> connections
 	groups     map[string]*consumerGroup
 	offsets    map[offsetKey]int64
@@ -100,7 +99,6 @@ func newBroker(s *Server) *broker {
 		commitLog: map[int64]*message{},
 		txs:       map[int64]*halfTx{},
 		pending:   map[int64]*halfTx{},
-		txByKey:   map[string]*halfTx{},
 		producers: map[string]map[*conn]time.Time{},
 		groups:    map[string]*consumerGroup{},
 		offsets:   map[offsetKey]int64{},
@@ -194,14 +192,16 @@ func (b *broker) putLocked(m *message) error {
 	return nil
 }
 
-// registration is what the broker tells a NameServer about itself.
-func (b *broker) registration() brokerRegistration {
+// registration is what the broker endpoint at addr, with broker id id,
+// tells a NameServer about itself.
+func (b *broker) registration(id int64, addr string) brokerRegistration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	reg := brokerRegistration{
 		Cluster:    b.s.opts.ClusterName,
 		BrokerName: b.s.opts.BrokerName,
-		BrokerAddr: b.storeHost.String(),
+		BrokerID:   id,
+		BrokerAddr: addr,
 		Topics:     make(map[string]queueData, len(b.topics)),
 	}
 	for name, t := range b.topics {
@@ -218,17 +218,34 @@ func (b *broker) registration() brokerRegistration {
 // its kernel reset the connection, which discards the requests this server
 // has not read yet: a shutting-down consumer's final offset commits would
 // be lost. So those two codes get no reply when they come from a Go
-// client, which never reads one anyway. (A real broker does reply, so
-// against one the final commits can be lost and messages redelivered.)
+// client's own connection (one that also sent, pulled or heart-beat),
+// which never reads one anyway. (A real broker does reply, so against one
+// the final commits can be lost and messages redelivered.) A connection
+// that only ends transactions, as txorder's committer does, gets its
+// answers, as from a real broker.
 func (b *broker) handle(c *conn, req *remoting.Command) *remoting.Command {
+	if req.Code != remoting.EndTransaction {
+		c.client.Store(true)
+	}
 	resp := b.handleRequest(c, req)
-	if (req.Code == remoting.UpdateConsumerOffset || req.Code == remoting.EndTransaction) && req.Language == "GO" {
+	if (req.Code == remoting.UpdateConsumerOffset || req.Code == remoting.EndTransaction) && req.Language == "GO" && c.client.Load() {
 		return nil
 	}
 	return resp
 }
 
 func (b *broker) handleRequest(c *conn, req *remoting.Command) *remoting.Command {
+	if !b.s.isMaster(c.ep) {
+		switch req.Code {
+		case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
+			// A Java slave's store refuses every put (rocketmq-all-4.9.4
+			// store/src/main/java/org/apache/rocketmq/store/DefaultMessageStore.java:405-410)
+			// and the send processor answers SERVICE_NOT_AVAILABLE
+			// (broker/src/main/java/org/apache/rocketmq/broker/processor/SendMessageProcessor.java:507-511).
+			return remoting.NewResponse(req, remoting.ServiceNotAvailable,
+				"service not available now. It may be caused by one of the following reasons: the broker's disk is full, messages are put to the slave, message store has been shut down, etc.")
+		}
+	}
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
 		return b.handleSend(c, req)
@@ -296,12 +313,12 @@ func (b *broker) onClose(c *conn) {
 }
 
 // producerConnLocked picks the most recently used live connection of a
-// producer group, or nil.
+// producer group to the master, or nil.
 func (b *broker) producerConnLocked(group string) *conn {
 	var best *conn
 	var at time.Time
 	for c, t := range b.producers[group] {
-		if c.closed() {
+		if c.closed() || !b.s.isMaster(c.ep) {
 			continue
 		}
 		if best == nil || t.After(at) {

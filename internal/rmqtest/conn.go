@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/txorder/txorder/internal/remoting"
@@ -124,6 +125,10 @@ type conn struct {
 	ep     *endpoint
 	nc     net.Conn
 	remote string
+
+	// client: the connection carried a client's own traffic (a send, pull
+	// or heartbeat), not only END_TRANSACTION requests.
+	client atomic.Bool
 
 	wmu       sync.Mutex
 	done      chan struct{}

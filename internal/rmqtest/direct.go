@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/txorder/txorder/internal/remoting"
 )
 
 // Test hooks: inspect and steer the server directly, like miniredis's
@@ -77,8 +79,8 @@ func (s *Server) CreateTopic(topic string, n int) error {
 
 // Messages returns every message stored in a topic, queue by queue in
 // offset order. It works for system topics too: HalfTopic (every half
-// message ever received), CheckMaxTopic, ScheduleTopic, %RETRY%<group> and
-// %DLQ%<group>.
+// message ever received, and the copy each check re-put; a copy keeps the
+// MsgID), CheckMaxTopic, ScheduleTopic, %RETRY%<group> and %DLQ%<group>.
 func (s *Server) Messages(topic string) []Message {
 	b := s.mustBroker()
 	b.mu.Lock()
@@ -96,19 +98,52 @@ func (s *Server) Messages(topic string) []Message {
 	return out
 }
 
-// PendingHalfMessages returns the half messages whose transaction is still
-// open (neither committed, rolled back nor discarded), oldest first. The
-// TRANSACTION_CHECK_TIMES property counts the checks sent so far.
+// PendingHalfMessages returns the live copy of each half message whose
+// transaction is still open (neither committed, rolled back nor
+// discarded), oldest transaction first. The TRANSACTION_CHECK_TIMES
+// property counts the checks sent so far; the offsets are the copy the
+// next END_TRANSACTION must name to end it.
 func (s *Server) PendingHalfMessages() []Message {
 	b := s.mustBroker()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []Message
+	txs := make([]*halfTx, 0, len(b.pending))
 	for _, tx := range b.pending {
-		out = append(out, tx.half.export())
+		txs = append(txs, tx)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CommitLogOffset < out[j].CommitLogOffset })
+	sort.Slice(txs, func(i, j int) bool { return txs[i].half.commitLogOffset < txs[j].half.commitLogOffset })
+	out := make([]Message, 0, len(txs))
+	for _, tx := range txs {
+		out = append(out, tx.live.export())
+	}
 	return out
+}
+
+// CheckHalf sends one CHECK_TRANSACTION_STATE for the half message whose
+// KEYS property is key, now and whatever its transaction's state, and
+// reports whether there was one and a producer connection to send it on.
+// It reproduces a race of the real broker: its check service reads a
+// batch of half messages and checks each one unless an op message (the
+// trace of a COMMIT or ROLLBACK) was written before the read, so a check
+// can reach the producer after the transaction was ended. The producer's
+// answer is applied as any END_TRANSACTION: a second COMMIT writes a
+// second copy.
+func (s *Server) CheckHalf(key string) bool {
+	b := s.mustBroker()
+	b.mu.Lock()
+	var tx *halfTx
+	for _, t := range b.txs {
+		if t.half.props[propKeys] == key && (tx == nil || t.half.commitLogOffset > tx.half.commitLogOffset) {
+			tx = t // the latest half message sent with that key
+		}
+	}
+	var c *conn
+	var cmd *remoting.Command
+	if tx != nil {
+		c, cmd = b.recheckLocked(tx)
+	}
+	b.mu.Unlock()
+	return c != nil && c.send(cmd) == nil
 }
 
 // CheckNow runs one transaction check round immediately: every pending
@@ -302,6 +337,11 @@ func (s *Server) mustBroker() *broker {
 // TransactionStats counts transactions by outcome.
 type TransactionStats struct {
 	Pending, Committed, RolledBack, Discarded int
+	// ExtraCommits counts the COMMITs beyond a transaction's first: each
+	// wrote one more copy of the message to its topic, as a real broker
+	// does (a second COMMIT of the same copy, or of another copy of the
+	// half message).
+	ExtraCommits int
 }
 
 // Transactions counts the transactions the broker remembers, by outcome;
@@ -313,7 +353,12 @@ func (s *Server) Transactions() TransactionStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var st TransactionStats
+	seen := make(map[*halfTx]bool, len(b.txs))
 	for _, tx := range b.txs {
+		if seen[tx] {
+			continue // one entry per copy of the half message
+		}
+		seen[tx] = true
 		switch tx.state {
 		case txPending:
 			st.Pending++
@@ -324,6 +369,7 @@ func (s *Server) Transactions() TransactionStats {
 		case txDiscarded:
 			st.Discarded++
 		}
+		st.ExtraCommits += max(tx.commits-1, 0)
 	}
 	return st
 }

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/txorder/txorder/internal/remoting"
 )
 
 // Property names the server reads or writes (Java MessageConst).
@@ -120,28 +120,9 @@ func encodeProperties(m map[string]string) string {
 	return b.String()
 }
 
-// offsetMsgID is the broker's message id: store IPv4, port and commit log
-// offset as 32 upper-case hex characters (Java MessageDecoder.createMessageId).
-func offsetMsgID(store netip.AddrPort, off int64) string {
-	var b [16]byte
-	ip := store.Addr().Unmap().As4()
-	copy(b[:4], ip[:])
-	binary.BigEndian.PutUint32(b[4:], uint32(store.Port()))
-	binary.BigEndian.PutUint64(b[8:], uint64(off))
-	return strings.ToUpper(hex.EncodeToString(b[:]))
-}
-
-// parseOffsetMsgID returns the commit log offset inside an offset msgId.
-func parseOffsetMsgID(id string) (int64, bool) {
-	if len(id) != 32 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(id[16:], 16, 64)
-	if err != nil {
-		return 0, false
-	}
-	return int64(n), true
-}
+// offsetMsgID is the broker's message id: store host and commit log
+// offset in upper-case hex (Java MessageDecoder.createMessageId).
+func offsetMsgID(store netip.AddrPort, off int64) string { return remoting.EncodeMessageID(store, off) }
 
 func appendHost(dst []byte, ap netip.AddrPort) []byte {
 	ip := ap.Addr().Unmap()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,9 @@ type topicRouteData struct {
 type brokerRegistration struct {
 	Cluster    string
 	BrokerName string
+	// BrokerID is 0 for the master (a DLedger group's leader), above 0 for
+	// a slave (a follower).
+	BrokerID   int64
 	BrokerAddr string
 	Topics     map[string]queueData
 }
@@ -55,8 +59,19 @@ type nameServer struct {
 	brokers map[string]*nsBroker // by broker name
 }
 
+// nsBroker is one broker name (a master/slave set or a DLedger group): its
+// registered addresses by broker id, and the topics its master announced.
+// As in Java's RouteInfoManager, only a master's registration updates the
+// queue data, and the queue data goes when the last address does.
 type nsBroker struct {
-	reg  brokerRegistration
+	cluster string
+	name    string
+	topics  map[string]queueData
+	addrs   map[int64]*nsAddr
+}
+
+type nsAddr struct {
+	addr string
 	last time.Time
 	conn *conn // the connection it registered on, nil in-process
 }
@@ -68,45 +83,94 @@ func newNameServer(log *slog.Logger) *nameServer {
 func (ns *nameServer) register(reg brokerRegistration, c *conn) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if old := ns.brokers[reg.BrokerName]; old == nil || old.reg.BrokerAddr != reg.BrokerAddr {
-		ns.log.Info("broker registered", "broker", reg.BrokerName, "addr", reg.BrokerAddr, "topics", len(reg.Topics))
+	b := ns.brokers[reg.BrokerName]
+	if b == nil {
+		b = &nsBroker{name: reg.BrokerName, addrs: map[int64]*nsAddr{}, topics: map[string]queueData{}}
+		ns.brokers[reg.BrokerName] = b
 	}
-	ns.brokers[reg.BrokerName] = &nsBroker{reg: reg, last: time.Now(), conn: c}
+	b.cluster = reg.Cluster
+	if old := b.addrs[reg.BrokerID]; old == nil || old.addr != reg.BrokerAddr {
+		ns.log.Info("broker registered", "broker", reg.BrokerName, "broker_id", reg.BrokerID, "addr", reg.BrokerAddr, "topics", len(reg.Topics))
+	}
+	// An address that re-registers under another id changed role (a
+	// DLedger leader change): forget its old id, as Java's
+	// RouteInfoManager.registerBroker does.
+	for id, a := range b.addrs {
+		if a.addr == reg.BrokerAddr && id != reg.BrokerID {
+			delete(b.addrs, id)
+		}
+	}
+	b.addrs[reg.BrokerID] = &nsAddr{addr: reg.BrokerAddr, last: time.Now(), conn: c}
+	if reg.BrokerID == remoting.MasterID {
+		b.topics = reg.Topics
+	}
 }
 
-func (ns *nameServer) unregister(name string) {
+// unregister forgets one address of a broker name, and the broker name
+// with its routes when it was the last.
+func (ns *nameServer) unregister(name, addr string) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.brokers[name] != nil {
-		delete(ns.brokers, name)
-		ns.log.Info("broker unregistered", "broker", name)
+	b := ns.brokers[name]
+	if b == nil {
+		return
+	}
+	for id, a := range b.addrs {
+		if a.addr == addr {
+			delete(b.addrs, id)
+			ns.log.Info("broker unregistered", "broker", name, "broker_id", id, "addr", addr)
+		}
+	}
+	ns.dropIfEmptyLocked(b)
+}
+
+func (ns *nameServer) dropIfEmptyLocked(b *nsBroker) {
+	if len(b.addrs) == 0 {
+		delete(ns.brokers, b.name)
+		ns.log.Info("broker name removed with its routes", "broker", b.name)
 	}
 }
 
-// liveLocked returns the brokers that registered recently, sorted by name,
-// and forgets the others.
+// liveLocked returns the broker names with a recent registration, sorted,
+// after forgetting the addresses that stopped registering.
 func (ns *nameServer) liveLocked() []*nsBroker {
 	out := make([]*nsBroker, 0, len(ns.brokers))
-	for name, b := range ns.brokers {
-		if time.Since(b.last) > brokerExpiry {
-			delete(ns.brokers, name)
-			ns.log.Info("broker expired", "broker", name)
-			continue
+	for _, b := range ns.brokers {
+		for id, a := range b.addrs {
+			if time.Since(a.last) > brokerExpiry {
+				delete(b.addrs, id)
+				ns.log.Info("broker expired", "broker", b.name, "broker_id", id, "addr", a.addr)
+			}
 		}
-		out = append(out, b)
+		ns.dropIfEmptyLocked(b)
+		if len(b.addrs) > 0 {
+			out = append(out, b)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].reg.BrokerName < out[j].reg.BrokerName })
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
+}
+
+// addrTable is the brokerAddrs map of a BrokerData: id → address.
+func (b *nsBroker) addrTable() map[string]string {
+	m := make(map[string]string, len(b.addrs))
+	for id, a := range b.addrs {
+		m[strconv.FormatInt(id, 10)] = a.addr
+	}
+	return m
 }
 
 func (ns *nameServer) onClose(c *conn) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	for name, b := range ns.brokers {
-		if b.conn == c {
-			delete(ns.brokers, name)
-			ns.log.Info("broker connection closed, routes removed", "broker", name)
+	for _, b := range ns.brokers {
+		for id, a := range b.addrs {
+			if a.conn == c {
+				delete(b.addrs, id)
+				ns.log.Info("broker connection closed, address removed", "broker", b.name, "broker_id", id, "addr", a.addr)
+			}
 		}
+		ns.dropIfEmptyLocked(b)
 	}
 }
 
@@ -117,7 +181,7 @@ func (ns *nameServer) handle(c *conn, req *remoting.Command) *remoting.Command {
 	case remoting.RegisterBroker:
 		return ns.handleRegister(c, req)
 	case remoting.UnregisterBroker:
-		ns.unregister(req.Ext["brokerName"])
+		ns.unregister(req.Ext["brokerName"], req.Ext["brokerAddr"])
 		return remoting.NewResponse(req, remoting.Success, "")
 	case remoting.GetBrokerClusterInfo:
 		return ns.handleClusterInfo(req)
@@ -126,7 +190,7 @@ func (ns *nameServer) handle(c *conn, req *remoting.Command) *remoting.Command {
 	case remoting.DeleteTopicInNameServer:
 		ns.mu.Lock()
 		for _, b := range ns.brokers {
-			delete(b.reg.Topics, req.Ext["topic"])
+			delete(b.topics, req.Ext["topic"])
 		}
 		ns.mu.Unlock()
 		return remoting.NewResponse(req, remoting.Success, "")
@@ -143,19 +207,16 @@ func (ns *nameServer) route(topic string) (topicRouteData, bool) {
 	defer ns.mu.Unlock()
 	rd := topicRouteData{BrokerDatas: []brokerData{}, FilterServerTable: map[string]string{}, QueueDatas: []queueData{}}
 	for _, b := range ns.liveLocked() {
-		qd, ok := b.reg.Topics[topic]
+		qd, ok := b.topics[topic]
 		if !ok {
 			if !strings.HasPrefix(topic, RetryPrefix) {
 				continue
 			}
 			qd = queueData{ReadQueueNums: 1, WriteQueueNums: 1, Perm: permRW}
 		}
-		qd.BrokerName = b.reg.BrokerName
+		qd.BrokerName = b.name
 		rd.QueueDatas = append(rd.QueueDatas, qd)
-		rd.BrokerDatas = append(rd.BrokerDatas, brokerData{
-			Cluster: b.reg.Cluster, BrokerName: b.reg.BrokerName,
-			BrokerAddrs: map[string]string{"0": b.reg.BrokerAddr},
-		})
+		rd.BrokerDatas = append(rd.BrokerDatas, brokerData{Cluster: b.cluster, BrokerName: b.name, BrokerAddrs: b.addrTable()})
 	}
 	return rd, len(rd.QueueDatas) > 0
 }
@@ -208,14 +269,15 @@ func (ns *nameServer) handleRegister(c *conn, req *remoting.Command) *remoting.C
 	reg := brokerRegistration{
 		Cluster:    req.Ext["clusterName"],
 		BrokerName: req.Ext["brokerName"],
+		BrokerID:   req.ExtInt64("brokerId", -1),
 		BrokerAddr: req.Ext["brokerAddr"],
 		Topics:     map[string]queueData{},
 	}
 	if reg.BrokerName == "" || reg.BrokerAddr == "" || strings.ContainsAny(reg.BrokerAddr, `," `) {
 		return remoting.NewResponse(req, remoting.SystemError, "brokerName and a valid brokerAddr are required")
 	}
-	if id := req.ExtInt64("brokerId", 0); id != 0 {
-		return remoting.NewResponse(req, remoting.SystemError, fmt.Sprintf("only master brokers (brokerId 0) are supported, got %d", id))
+	if reg.BrokerID < 0 {
+		return remoting.NewResponse(req, remoting.SystemError, fmt.Sprintf("brokerId %q is not a broker id", req.Ext["brokerId"]))
 	}
 	if len(req.Body) > 0 {
 		var body registerBody
@@ -254,7 +316,7 @@ func encodeRegistration(reg brokerRegistration) *remoting.Command {
 		"brokerAddr":   reg.BrokerAddr,
 		"clusterName":  reg.Cluster,
 		"haServerAddr": reg.BrokerAddr,
-		"brokerId":     "0",
+		"brokerId":     strconv.FormatInt(reg.BrokerID, 10),
 		"compressed":   "false",
 	}, b)
 }
@@ -269,9 +331,8 @@ func (ns *nameServer) handleClusterInfo(req *remoting.Command) *remoting.Command
 	ns.mu.Lock()
 	ci := clusterInfo{BrokerAddrTable: map[string]brokerData{}, ClusterAddrTable: map[string][]string{}}
 	for _, b := range ns.liveLocked() {
-		ci.BrokerAddrTable[b.reg.BrokerName] = brokerData{Cluster: b.reg.Cluster, BrokerName: b.reg.BrokerName,
-			BrokerAddrs: map[string]string{"0": b.reg.BrokerAddr}}
-		ci.ClusterAddrTable[b.reg.Cluster] = append(ci.ClusterAddrTable[b.reg.Cluster], b.reg.BrokerName)
+		ci.BrokerAddrTable[b.name] = brokerData{Cluster: b.cluster, BrokerName: b.name, BrokerAddrs: b.addrTable()}
+		ci.ClusterAddrTable[b.cluster] = append(ci.ClusterAddrTable[b.cluster], b.name)
 	}
 	ns.mu.Unlock()
 	body, _ := json.Marshal(ci)
@@ -284,7 +345,7 @@ func (ns *nameServer) handleTopicList(req *remoting.Command) *remoting.Command {
 	ns.mu.Lock()
 	set := map[string]bool{}
 	for _, b := range ns.liveLocked() {
-		for name := range b.reg.Topics {
+		for name := range b.topics {
 			set[name] = true
 		}
 	}

@@ -79,7 +79,7 @@ func TestRetentionForgetsOnlyFinishedTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	half := func(i int) (commitLogOffset int64) {
+	half := func(i int) (commitLogOffset, queueOffset int64) {
 		t.Helper()
 		req := remoting.NewRequest(remoting.SendMessage, map[string]string{"producerGroup": "pg", "topic": "tx", "queueId": "0",
 			"sysFlag": "4", "properties": fmt.Sprintf("UNIQ_KEY\x01K%d\x02TRAN_MSG\x01true\x02PGROUP\x01pg\x02", i)}, []byte("x"))
@@ -87,28 +87,32 @@ func TestRetentionForgetsOnlyFinishedTransactions(t *testing.T) {
 		if err != nil || resp.Code != remoting.Success {
 			t.Fatalf("half %d: %v %v", i, resp, err)
 		}
-		var off int64
-		fmt.Sscanf(resp.Ext["msgId"][16:], "%x", &off)
-		return off
+		_, off, err := remoting.DecodeMessageID(resp.Ext["msgId"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return off, resp.ExtInt64("queueOffset", -1)
 	}
-	end := func(off int64, i, decision int) {
+	end := func(off, qoff int64, i, decision int) {
 		t.Helper()
 		req := remoting.NewRequest(remoting.EndTransaction, map[string]string{"producerGroup": "pg", "commitLogOffset": fmt.Sprint(off),
-			"commitOrRollback": fmt.Sprint(decision), "msgId": fmt.Sprintf("K%d", i), "fromTransactionCheck": "false"}, nil)
+			"tranStateTableOffset": fmt.Sprint(qoff), "commitOrRollback": fmt.Sprint(decision), "msgId": fmt.Sprintf("K%d", i),
+			"fromTransactionCheck": "false"}, nil)
 		req.Language = "JAVA" // Go clients get no reply to END_TRANSACTION
 		if resp, err := c.Invoke(ctx, req); err != nil || resp.Code != remoting.Success {
 			t.Fatalf("end %d: %v %v", i, resp, err)
 		}
 	}
-	open := half(0)
+	open, openQ := half(0)
 	for i := 1; i <= 4; i++ {
-		end(half(i), i, 8)
+		off, qoff := half(i)
+		end(off, qoff, i, 8)
 	}
 	st := s.Transactions()
 	if st.Pending != 1 || st.Committed > 2 {
 		t.Errorf("transactions %+v: want the open one kept and old finished ones forgotten", st)
 	}
-	end(open, 0, 12) // the open transaction is still known
+	end(open, openQ, 0, 12) // the open transaction is still known
 	if st := s.Transactions(); st.Pending != 0 || st.RolledBack != 1 {
 		t.Errorf("transactions %+v, want the open one rolled back", st)
 	}

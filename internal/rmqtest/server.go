@@ -6,18 +6,23 @@
 // A Server has two TCP listeners on 127.0.0.1, a NameServer and one master
 // broker, with independent lifecycles: StopNameServer/StartNameServer
 // (the restarted NameServer is empty until the broker's next registration)
-// and StopBroker/StartBroker (state is kept, connections are cut). The
-// hooks in direct.go inspect and steer the server from tests.
+// and StopBroker/StartBroker (state is kept, connections are cut). With
+// Options.Follower a third listener is a follower of the same broker name
+// (brokerId 1) sharing the master's store, as the nodes of a DLedger group
+// share one replicated log; SwitchLeader swaps the two roles. The hooks in
+// direct.go inspect and steer the server from tests.
 //
 // Client identity: rocketmq-client-go shares one client, and one socket per
 // broker, between every producer and consumer of a process with the same
 // instance name, and binds transaction check-backs to the group of the
 // first one created. The server sends each CHECK_TRANSACTION_STATE on a
-// connection the half message's producer group used (SEND, HEART_BEAT or
-// END_TRANSACTION), never on a consumer's or the NameServer's. Give every
-// transaction producer its own instance name (producer.WithInstanceName),
-// distinct from consumers in the same process; the server cannot repair a
-// shared client.
+// connection to the master on which the half message's producer group sent
+// or heart-beat, never on a consumer's or the NameServer's, and never on a
+// connection that only ended transactions (a Java broker knows producers
+// from their heartbeats alone; this server also counts sends, because the
+// Go client heart-beats only every 30 s). Give every transaction producer
+// its own instance name (producer.WithInstanceName), distinct from
+// consumers in the same process; the server cannot repair a shared client.
 package rmqtest
 
 import (
@@ -27,6 +32,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +52,13 @@ type Options struct {
 	// address, as a Java broker's brokerIP1 does: a fault proxy in front of
 	// the broker is reached only if clients learn its address.
 	BrokerAdvertiseAddr string
+	// Follower also runs a follower of the broker (brokerId 1) on
+	// FollowerAddr (default "127.0.0.1:0"). It shares the master's store,
+	// as a DLedger follower holds the leader's replicated log, and
+	// behaves as a Java slave: END_TRANSACTION answers SLAVE_NOT_AVAILABLE
+	// and sends SERVICE_NOT_AVAILABLE; check-backs come from the master only.
+	Follower     bool
+	FollowerAddr string
 	// NoNameServer or NoBroker run only the other half (cmd/rmqdev's
 	// "broker" and "namesrv" subcommands).
 	NoNameServer bool
@@ -105,6 +118,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BrokerAddr == "" {
 		o.BrokerAddr = "127.0.0.1:0"
 	}
+	if o.FollowerAddr == "" {
+		o.FollowerAddr = "127.0.0.1:0"
+	}
 	if o.RegisterInterval <= 0 {
 		o.RegisterInterval = time.Second
 	}
@@ -148,7 +164,10 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("rmqtest: advertised broker address %q must be an IPv4 literal with a port", o.BrokerAdvertiseAddr)
 		}
 	}
-	for _, a := range []string{o.NameServerAddr, o.BrokerAddr} {
+	if o.Follower && o.NoBroker {
+		return o, errors.New("rmqtest: a follower needs the broker (NoBroker is set)")
+	}
+	for _, a := range []string{o.NameServerAddr, o.BrokerAddr, o.FollowerAddr} {
 		ap, err := netip.ParseAddrPort(a)
 		if err != nil || !ap.Addr().Is4() {
 			return o, fmt.Errorf("rmqtest: listen address %q must be an IPv4 literal with a port", a)
@@ -162,14 +181,18 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// Server is an in-memory NameServer plus one master broker.
+// Server is an in-memory NameServer plus one master broker, and
+// optionally its follower.
 type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	nsEP     *endpoint // nil with NoNameServer
-	brokerEP *endpoint // nil with NoBroker
-	broker   *broker   // nil with NoBroker
+	nsEP       *endpoint // nil with NoNameServer
+	brokerEP   *endpoint // nil with NoBroker; the master until SwitchLeader
+	followerEP *endpoint // nil without Follower
+	broker     *broker   // nil with NoBroker; the store both endpoints share
+	// switched: followerEP is the master and brokerEP the follower.
+	switched atomic.Bool
 
 	nsMu sync.Mutex
 	ns   *nameServer // nil while the NameServer is stopped
@@ -233,6 +256,16 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		s.log.Info("broker listening", "addr", s.brokerEP.addr, "advertised", s.broker.storeHost.String(),
 			"broker", opts.BrokerName, "cluster", opts.ClusterName)
+		if opts.Follower {
+			s.followerEP = &endpoint{name: "follower", addr: opts.FollowerAddr, maxFrame: opts.MaxFrameSize, log: s.log,
+				handle: s.broker.handle, onClose: s.broker.onClose, delay: s.broker.responseDelay,
+				blocking: func(req *remoting.Command) bool { return req.Code == remoting.PullMessage }}
+			if err := s.followerEP.start(); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("rmqtest: start follower: %w", err)
+			}
+			s.log.Info("follower listening", "addr", s.followerEP.addr, "broker", opts.BrokerName)
+		}
 		s.bg.Add(3)
 		go s.registerLoop(s.stop)
 		go s.checkLoop(s.stop)
@@ -263,12 +296,67 @@ func (s *Server) NameServerAddr() string {
 }
 
 // BrokerAddr returns the broker's "127.0.0.1:port" (empty with NoBroker).
-// It stays the same across StopBroker/StartBroker.
+// It stays the same across StopBroker/StartBroker, and names the same
+// listener after SwitchLeader made it the follower.
 func (s *Server) BrokerAddr() string {
 	if s.brokerEP == nil {
 		return ""
 	}
 	return s.brokerEP.addr
+}
+
+// FollowerAddr returns the follower's "127.0.0.1:port" (empty without
+// Options.Follower); after SwitchLeader that listener is the master.
+func (s *Server) FollowerAddr() string {
+	if s.followerEP == nil {
+		return ""
+	}
+	return s.followerEP.addr
+}
+
+// MasterAddr returns the address of the current master (brokerId 0).
+func (s *Server) MasterAddr() string {
+	if ep := s.masterEP(); ep != nil {
+		return ep.addr
+	}
+	return ""
+}
+
+// masterEP is the endpoint in the master role.
+func (s *Server) masterEP() *endpoint {
+	if s.switched.Load() {
+		return s.followerEP
+	}
+	return s.brokerEP
+}
+
+// advertised is the address ep's broker gives in routes: the broker's
+// BrokerAdvertiseAddr if set, else the listen address.
+func (s *Server) advertised(ep *endpoint) string {
+	if ep == s.brokerEP && s.opts.BrokerAdvertiseAddr != "" {
+		return s.opts.BrokerAdvertiseAddr
+	}
+	return ep.addr
+}
+
+// isMaster reports whether ep is in the master role.
+func (s *Server) isMaster(ep *endpoint) bool { return ep == s.masterEP() }
+
+// SwitchLeader swaps the master and the follower, as a DLedger election
+// that moves the leadership does: the new master registers as brokerId 0
+// and the old one as brokerId 1 at once. Clients keep their connections;
+// those that still send to the old master get SERVICE_NOT_AVAILABLE until
+// they refresh their routes. It needs Options.Follower.
+func (s *Server) SwitchLeader() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.followerEP == nil || s.closed {
+		return errors.New("rmqtest: no follower to switch to (Options.Follower)")
+	}
+	s.switched.Store(!s.switched.Load())
+	s.log.Info("leader switched", "master", s.masterEP().addr)
+	s.registerNow()
+	return nil
 }
 
 func (s *Server) nameServer() *nameServer {
@@ -289,6 +377,9 @@ func (s *Server) Close() {
 	close(s.stop)
 	if s.brokerEP != nil {
 		s.brokerEP.stop()
+	}
+	if s.followerEP != nil {
+		s.followerEP.stop()
 	}
 	if s.nsEP != nil {
 		s.nsEP.stop()
@@ -348,7 +439,7 @@ func (s *Server) StopBroker() {
 	// stopped broker's routes back.
 	s.regMu.Lock()
 	if ns := s.nameServer(); ns != nil {
-		ns.unregister(s.opts.BrokerName)
+		ns.unregister(s.opts.BrokerName, s.advertised(s.brokerEP))
 	}
 	s.closeRemotesLocked()
 	s.regMu.Unlock()
@@ -395,26 +486,33 @@ func (s *Server) registerLoop(stop <-chan struct{}) {
 	}
 }
 
-// registerNow registers the running broker with this server's NameServer
-// (a direct call) and with every RegisterTo NameServer (REGISTER_BROKER).
+// registerNow registers the running broker endpoints (master as brokerId
+// 0, follower as 1) with this server's NameServer (a direct call) and with
+// every RegisterTo NameServer (REGISTER_BROKER).
 func (s *Server) registerNow() {
 	if s.broker == nil {
 		return
 	}
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	if !s.brokerEP.isRunning() {
-		return
-	}
-	reg := s.broker.registration()
-	if s.nsEP != nil && s.nsEP.isRunning() {
-		if ns := s.nameServer(); ns != nil {
-			ns.register(reg, nil)
+	for _, ep := range []*endpoint{s.brokerEP, s.followerEP} {
+		if ep == nil || !ep.isRunning() {
+			continue
 		}
-	}
-	for _, addr := range s.opts.RegisterTo {
-		if err := s.registerRemote(addr, reg); err != nil {
-			s.log.Warn("broker registration failed", "namesrv", addr, "err", err)
+		id := int64(remoting.MasterID)
+		if !s.isMaster(ep) {
+			id = 1
+		}
+		reg := s.broker.registration(id, s.advertised(ep))
+		if s.nsEP != nil && s.nsEP.isRunning() {
+			if ns := s.nameServer(); ns != nil {
+				ns.register(reg, nil)
+			}
+		}
+		for _, addr := range s.opts.RegisterTo {
+			if err := s.registerRemote(addr, reg); err != nil {
+				s.log.Warn("broker registration failed", "namesrv", addr, "err", err)
+			}
 		}
 	}
 }
