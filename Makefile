@@ -9,9 +9,16 @@ BIN := bin
 
 all: build
 
+# TOXIPROXY is the fault proxy of the chaos stack (TXO_FAULT_PROXY=1, see
+# scripts/devstack.sh), built from the module version go.mod pins (a go.mod
+# tool), never from vendored code.
+TOXIPROXY_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/Shopify/toxiproxy/v2)
+
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/toxiproxy-server \
+		-ldflags "-X github.com/Shopify/toxiproxy/v2.Version=$(TOXIPROXY_VERSION)" github.com/Shopify/toxiproxy/v2/cmd/server
 
 # deps installs mariadb-server and redis-server when missing (apt-get, as root).
 deps:

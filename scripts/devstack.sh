@@ -24,7 +24,19 @@
 # TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_FULFILLMENTD_PORT, TXO_API_KEY,
 # TXO_WEBHOOK_SECRET, TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_REDIS_MAXMEMORY,
 # TXO_WAIT_SECONDS (readiness bound, default 60), TXO_STOP_SECONDS
-# (graceful stop bound, default 30).
+# (graceful stop bound, default 30), TXO_FAULT_PROXY and its ports (below).
+#
+# Fault proxy: with TXO_FAULT_PROXY=1 a faultproxy service
+# (bin/toxiproxy-server, Shopify's toxiproxy, built by `make build` at the
+# version go.mod pins) runs its API on 127.0.0.1:$TXO_FAULTPROXY_PORT
+# (default 8474) and one proxy per dependency, and orderd and fulfillmentd
+# reach every dependency through them: mysql on $TXO_MYSQL_PROXY_PORT
+# (default 13307), redis on $TXO_REDIS_PROXY_PORT (16380), namesrv on
+# $TXO_NAMESRV_PROXY_PORT (19876) and the broker on $TXO_BROKER_PROXY_PORT
+# (20911), which the broker advertises in its routes (rmqdev --advertise,
+# a Java broker's brokerIP1), so clients reach it through the proxy too.
+# The chaos scripts chaos/hang-*.sh, slow-*.sh and reset-*.sh add and
+# remove toxics through the API (chaos/lib.sh: fault_add, fault_clear).
 #
 # Configuration: start writes $RUN_DIR/orderd.yaml and
 # $RUN_DIR/fulfillmentd.yaml (the ports and settings above; no secret) and
@@ -60,8 +72,23 @@ TXO_API_KEY=${TXO_API_KEY:-dev-key-change-me}
 TXO_REDIS_MAXMEMORY=${TXO_REDIS_MAXMEMORY:-256mb}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
+# The fault proxy (see above); its defaults collide with no default port.
+TXO_FAULT_PROXY=${TXO_FAULT_PROXY:-0}
+TXO_FAULTPROXY_PORT=${TXO_FAULTPROXY_PORT:-8474}
+TXO_MYSQL_PROXY_PORT=${TXO_MYSQL_PROXY_PORT:-13307}
+TXO_REDIS_PROXY_PORT=${TXO_REDIS_PROXY_PORT:-16380}
+TXO_NAMESRV_PROXY_PORT=${TXO_NAMESRV_PROXY_PORT:-19876}
+TXO_BROKER_PROXY_PORT=${TXO_BROKER_PROXY_PORT:-20911}
 
-SERVICES=(mysql redis namesrv broker orderd fulfillmentd)
+# Start order. The fault proxy, when used, starts before the broker, which
+# advertises it.
+if [[ $TXO_FAULT_PROXY == 1 ]]; then
+	SERVICES=(mysql redis namesrv faultproxy broker orderd fulfillmentd)
+else
+	SERVICES=(mysql redis namesrv broker orderd fulfillmentd)
+fi
+# Every service stop may find running (a fault proxy from an earlier start).
+ALL_SERVICES=(mysql redis namesrv faultproxy broker orderd fulfillmentd)
 
 die() {
 	echo "devstack: $*" >&2
@@ -109,8 +136,9 @@ svc_pid() {
 	# Guard against a recycled pid: the process must be the service's binary.
 	if [[ -r /proc/$pid/comm ]]; then
 		comm=$(<"/proc/$pid/comm")
-		bin=$("$1_bin")
-		[[ $comm == "$(basename "$bin")" ]] || return 1
+		bin=$(basename "$("$1_bin")")
+		# The kernel keeps the first 15 characters (toxiproxy-serve).
+		[[ $comm == "${bin:0:15}" ]] || return 1
 	fi
 	echo "$pid"
 }
@@ -359,7 +387,11 @@ namesrv_launch() {
 }
 
 broker_launch() {
-	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$TXO_BROKER_PORT" \
+	local advertise=()
+	if [[ $TXO_FAULT_PROXY == 1 ]]; then
+		advertise=(--advertise "127.0.0.1:$TXO_BROKER_PROXY_PORT")
+	fi
+	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$TXO_BROKER_PORT" "${advertise[@]}" \
 		--namesrv "127.0.0.1:$TXO_NAMESRV_PORT" --register-interval 10s \
 		--check-interval "$TXO_CHECK_INTERVAL" --check-max "$TXO_CHECK_MAX" \
 		--topics ORDER_PAID:4
@@ -372,7 +404,53 @@ namesrv_describe() {
 	echo "  namesrv: 127.0.0.1:$TXO_NAMESRV_PORT (rmqdev, in memory)  log $(svc_log namesrv)"
 }
 broker_describe() {
-	echo "  broker: 127.0.0.1:$TXO_BROKER_PORT (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log broker)"
+	local via=""
+	[[ $TXO_FAULT_PROXY == 1 ]] && via=" advertised as 127.0.0.1:$TXO_BROKER_PROXY_PORT (the fault proxy)"
+	echo "  broker: 127.0.0.1:$TXO_BROKER_PORT$via (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log broker)"
+}
+
+# --- faultproxy: toxiproxy-server in front of every dependency (opt-in) ----
+
+faultproxy_bin() {
+	[[ -x $ROOT/bin/toxiproxy-server ]] || die "faultproxy: $ROOT/bin/toxiproxy-server is missing: run make build"
+	echo "$ROOT/bin/toxiproxy-server"
+}
+
+# faultproxy_init: the proxies, loaded by the server at start (-config).
+faultproxy_init() {
+	cat >"$(svc_dir faultproxy)/proxies.json" <<JSON
+[
+  {"name": "mysql", "listen": "127.0.0.1:$TXO_MYSQL_PROXY_PORT", "upstream": "127.0.0.1:$TXO_MYSQL_PORT", "enabled": true},
+  {"name": "redis", "listen": "127.0.0.1:$TXO_REDIS_PROXY_PORT", "upstream": "127.0.0.1:$TXO_REDIS_PORT", "enabled": true},
+  {"name": "namesrv", "listen": "127.0.0.1:$TXO_NAMESRV_PROXY_PORT", "upstream": "127.0.0.1:$TXO_NAMESRV_PORT", "enabled": true},
+  {"name": "broker", "listen": "127.0.0.1:$TXO_BROKER_PROXY_PORT", "upstream": "127.0.0.1:$TXO_BROKER_PORT", "enabled": true}
+]
+JSON
+}
+
+faultproxy_launch() {
+	# info: one line per connection and toxic change, not per chunk.
+	exec setsid env LOG_LEVEL=info "$(faultproxy_bin)" -host 127.0.0.1 -port "$TXO_FAULTPROXY_PORT" \
+		-config "$(svc_dir faultproxy)/proxies.json"
+}
+
+# faultproxy_ready: the API answers and lists the four proxies.
+faultproxy_ready() {
+	local port
+	for port in "$TXO_FAULTPROXY_PORT" "$TXO_MYSQL_PROXY_PORT" "$TXO_REDIS_PROXY_PORT" "$TXO_NAMESRV_PROXY_PORT" "$TXO_BROKER_PROXY_PORT"; do
+		port_open "$port" || return 1
+	done
+}
+
+faultproxy_describe() {
+	echo "  faultproxy: API http://127.0.0.1:$TXO_FAULTPROXY_PORT/proxies; mysql :$TXO_MYSQL_PROXY_PORT redis :$TXO_REDIS_PROXY_PORT namesrv :$TXO_NAMESRV_PROXY_PORT broker :$TXO_BROKER_PROXY_PORT  log $(svc_log faultproxy)"
+}
+
+# dep_port NAME: the port orderd and fulfillmentd use for dependency NAME:
+# its proxy's with TXO_FAULT_PROXY=1, else its own.
+dep_port() {
+	local own="TXO_${1^^}_PORT" proxied="TXO_${1^^}_PROXY_PORT"
+	if [[ $TXO_FAULT_PROXY == 1 ]]; then echo "${!proxied}"; else echo "${!own}"; fi
 }
 
 # --- orderd: the order service (built by `make build` into bin/) -----------
@@ -452,14 +530,14 @@ mode: development
 http:
   addr: 127.0.0.1:$TXO_ORDERD_PORT
 mysql:
-  addr: 127.0.0.1:$TXO_MYSQL_PORT
+  addr: 127.0.0.1:$(dep_port mysql)
   user: $MYSQL_USER
   database: $MYSQL_DATABASE
   password_file: $secrets/mysql-password
 redis:
-  addr: 127.0.0.1:$TXO_REDIS_PORT
+  addr: 127.0.0.1:$(dep_port redis)
 rocketmq:
-  name_servers: [127.0.0.1:$TXO_NAMESRV_PORT]
+  name_servers: [127.0.0.1:$(dep_port namesrv)]
   check_interval: $TXO_CHECK_INTERVAL
   check_max: $TXO_CHECK_MAX
 auth:
@@ -475,12 +553,12 @@ YAML
 http:
   addr: 127.0.0.1:$TXO_FULFILLMENTD_PORT
 mysql:
-  addr: 127.0.0.1:$TXO_MYSQL_PORT
+  addr: 127.0.0.1:$(dep_port mysql)
   user: $MYSQL_USER
   database: $MYSQL_DATABASE
   password_file: $secrets/mysql-password
 rocketmq:
-  name_servers: [127.0.0.1:$TXO_NAMESRV_PORT]
+  name_servers: [127.0.0.1:$(dep_port namesrv)]
 YAML
 	mv "$RUN_DIR/fulfillmentd.yaml.tmp" "$RUN_DIR/fulfillmentd.yaml"
 }
@@ -494,7 +572,7 @@ usage() {
 check_services() {
 	local svc known
 	for svc in "$@"; do
-		for known in "${SERVICES[@]}"; do
+		for known in "${ALL_SERVICES[@]}"; do
 			[[ $svc == "$known" ]] && continue 2
 		done
 		die "unknown service '$svc' (known: ${SERVICES[*]})"
@@ -506,7 +584,9 @@ main() {
 	shift || true
 	case $cmd in
 	start | stop | status)
-		(($# > 0)) || set -- "${SERVICES[@]}"
+		if (($# == 0)); then
+			if [[ $cmd == stop ]]; then set -- "${ALL_SERVICES[@]}"; else set -- "${SERVICES[@]}"; fi
+		fi
 		check_services "$@"
 		mkdir -p "$RUN_DIR"
 		if [[ $cmd == stop ]]; then

@@ -154,7 +154,9 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newStateCollector(store, cache))
+		newStateCollector(store, cache),
+		// Pool sizes: a dependency that hangs must not pile up connections.
+		collectors.NewDBStatsCollector(m.db, "orderd"), newRedisPoolCollector(m.rdb))
 	// Every Redis call goes through the breaker: a Redis that hangs is
 	// bypassed as fast as one that refuses (startBackground runs its probe).
 	m.redisBreaker, err = fallback.NewBreaker(m.Logger, m.registry, fallback.BreakerConfig{
