@@ -29,13 +29,18 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
+# test: vet, every test with -race, then every fuzz target for
+# TEST_FUZZTIME (10s) each, so that CI fuzzes the decoders on every run.
+TEST_FUZZTIME ?= 10s
 test: deps vet
 	$(GO) test $(GOTEST_FLAGS) ./...
+	FUZZTIME=$(TEST_FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
-# fuzz runs each fuzz target for FUZZTIME (default 30s).
+# fuzz runs every fuzz target (scripts/fuzz.sh finds them) for FUZZTIME
+# each (default 30s); e.g. make fuzz FUZZTIME=10m.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) ./api
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 # bench starts its own MariaDB, Redis (free ports), RocketMQ (in-process),
 # orderd and fulfillmentd, and measures placement, check-backs, degraded

@@ -22,11 +22,11 @@ const maxPendingListed = 1000
 
 // registerAdmin serves /v1/admin/* to holders of an admin key. Without admin
 // keys or a spill queue the routes do not exist.
-func registerAdmin(r *gin.Engine, cfg Config) {
+func registerAdmin(r *gin.Engine, cfg Config, limits *limiter) {
 	if len(cfg.Admins) == 0 || cfg.Spill == nil {
 		return
 	}
-	admin := r.Group("/v1/admin", newAuthenticator(cfg.Admins).middleware())
+	admin := r.Group("/v1/admin", newAuthenticator(nil, cfg.Admins).middleware(), limits.middleware())
 	admin.GET("/spill", func(c *gin.Context) {
 		switch state := c.DefaultQuery("state", "dead"); state {
 		case "dead":

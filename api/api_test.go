@@ -314,6 +314,14 @@ func TestGetErrors(t *testing.T) {
 	if res := f.do(t, http.MethodGet, "/v1/orders/0190a0c8-0000-7000-8000-000000000000", nil, auth); res.status != 404 || res.problem(t).Code != api.CodeOrderNotFound {
 		t.Fatalf("unknown id = %d %s", res.status, res.body)
 	}
+	// Issue 12, finding 10: one spelling per order. uuid.Parse takes all of
+	// these for the canonical id.
+	const id = "0190a0c8-0000-7000-8000-0000000000ab"
+	for _, form := range []string{strings.ToUpper(id), "urn:uuid:" + id, "%7B" + id + "%7D", strings.ReplaceAll(id, "-", "")} {
+		if res := f.do(t, http.MethodGet, "/v1/orders/"+form, nil, auth); res.status != 400 || res.problem(t).Code != api.CodeInvalidOrderID {
+			t.Fatalf("GET /v1/orders/%s = %d %s, want 400 invalid_order_id", form, res.status, res.body)
+		}
+	}
 	if res := f.do(t, http.MethodGet, "/v2/nothing", nil, auth); res.status != 404 || res.problem(t).Code != api.CodeNotFound {
 		t.Fatalf("unknown route = %d %s", res.status, res.body)
 	}
@@ -353,8 +361,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Fatalf("readyz = %d %s", res.status, res.body)
 	}
 	if ready.Checks["mysql"].Status != "up" || ready.Checks["redis"].Status != "down" ||
-		ready.Checks["redis"].Error != down.Error() || ready.Checks["rocketmq"].Status != "up" {
-		t.Fatalf("readyz checks = %+v", ready.Checks)
+		ready.Checks["redis"].Error != "" || ready.Checks["rocketmq"].Status != "up" {
+		t.Fatalf("readyz checks = %+v, want up/down without details", ready.Checks)
 	}
 	g := newFixture(t, api.Check{Name: "mysql", Required: true, Probe: func(context.Context) error { return down }})
 	if res := g.do(t, http.MethodGet, "/readyz", nil, nil); res.status != 503 || !strings.Contains(string(res.body), `"not_ready"`) {

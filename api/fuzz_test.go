@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"golang.org/x/text/currency"
 
 	"github.com/txorder/txorder/api"
 	"github.com/txorder/txorder/order"
@@ -31,6 +30,10 @@ func FuzzDecodeOrder(f *testing.F) {
 		`{"customer_id":"c","currency":"EUR","items":null}`,
 		`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","name":"n","quantity":1,"unit_price":9223372036854775807}]}`,
 		`{}`, `null`, `[]`, `"x"`, ``, `{"a":1}`, `{"customer_id":"c"}{}`,
+		`{"customer_id":"c","currency":"EUR","customer_id":"d","items":[{"sku":"s","name":"n","quantity":1,"unit_price":1}]}`,
+		`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","name":"n","quantity":1,"unit_price":1,"Quantity":9}]}`,
+		`{"customer_id":"c","currency":"XXX","items":[{"sku":"s","name":"a‮gnp.exe","quantity":1,"unit_price":1}]}`,
+		`{"customer_id":"​","currency":"VES","items":[{"sku":"ㅤ","name":"a b","quantity":1,"unit_price":1}]}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -56,18 +59,29 @@ func invalid(o order.NewOrder) string {
 		if !utf8.ValidString(s) || strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > max {
 			return false
 		}
+		visible := false
 		for _, r := range s {
-			if unicode.IsControl(r) || r == utf8.RuneError {
+			// No control, format (bidi, zero-width), separator, private
+			// or unassigned code point.
+			if unicode.IsControl(r) || r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) ||
+				unicode.Is(unicode.Zp, r) || unicode.Is(unicode.Co, r) || !unicode.IsGraphic(r) {
 				return false
 			}
+			if unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) {
+				visible = true
+			}
 		}
-		return true
+		return visible
 	}
 	if !str(o.CustomerID, order.MaxCustomerIDLen) {
 		return "customer_id"
 	}
-	if u, err := currency.ParseISO(o.Currency); err != nil || u.String() != o.Currency {
+	if len(o.Currency) != 3 || strings.Trim(o.Currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
 		return "currency"
+	}
+	switch o.Currency {
+	case "XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR":
+		return "currency of no money"
 	}
 	if len(o.Items) < 1 || len(o.Items) > order.MaxItems {
 		return "item count"

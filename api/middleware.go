@@ -17,7 +17,12 @@ import (
 // Keys of values the middleware stores in the gin context.
 const (
 	ctxRequestID = "request_id"
-	ctxClient    = "client"
+	// ctxClient is the name of the authenticated API client or admin.
+	ctxClient = "client"
+	// ctxAdmin is true when the key is an admin key.
+	ctxAdmin = "admin"
+	// ctxProblem is the code of the problem answered, if any.
+	ctxProblem = "problem"
 )
 
 // HeaderRequestID carries the request id in both directions.
@@ -54,6 +59,7 @@ func validToken(s string, max int) bool {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	problems *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -67,8 +73,12 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help:    "HTTP request latency by route and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
+		problems: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "txorder", Subsystem: "http", Name: "problems_total",
+			Help: "Problem answers by route and stable problem code (rate_limited, provider_txn_reused, …).",
+		}, []string{"route", "code"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.problems} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -89,6 +99,10 @@ func observe(logger *slog.Logger, m *httpMetrics) gin.HandlerFunc {
 		status := c.Writer.Status()
 		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 		m.duration.WithLabelValues(route, c.Request.Method).Observe(elapsed.Seconds())
+		problem := c.GetString(ctxProblem)
+		if problem != "" {
+			m.problems.WithLabelValues(route, problem).Inc()
+		}
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			return // probes would drown the log
 		}
@@ -102,6 +116,9 @@ func observe(logger *slog.Logger, m *httpMetrics) gin.HandlerFunc {
 		}
 		if client := c.GetString(ctxClient); client != "" {
 			attrs = append(attrs, slog.String("client", client))
+		}
+		if problem != "" {
+			attrs = append(attrs, slog.String("problem", problem))
 		}
 		level := slog.LevelInfo
 		if len(c.Errors) > 0 {
@@ -121,21 +138,31 @@ func observe(logger *slog.Logger, m *httpMetrics) gin.HandlerFunc {
 type authenticator struct {
 	digests [][sha256.Size]byte
 	names   []string
+	admin   []bool
 }
 
-func newAuthenticator(keys map[string]string) *authenticator {
+// newAuthenticator accepts the client keys and the admin keys (key → name);
+// either may be nil.
+func newAuthenticator(clients, admins map[string]string) *authenticator {
 	a := &authenticator{}
-	for key, name := range keys {
-		a.digests = append(a.digests, sha256.Sum256([]byte(key)))
-		a.names = append(a.names, name)
+	add := func(keys map[string]string, admin bool) {
+		for key, name := range keys {
+			a.digests = append(a.digests, sha256.Sum256([]byte(key)))
+			a.names = append(a.names, name)
+			a.admin = append(a.admin, admin)
+		}
 	}
+	add(clients, false)
+	add(admins, true)
 	return a
 }
 
-func (a *authenticator) client(header string) (string, bool) {
+// identify returns the name behind the header's key and whether it is an
+// admin key.
+func (a *authenticator) identify(header string) (name string, admin, ok bool) {
 	scheme, token, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", false
+		return "", false, false
 	}
 	d := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	match := -1
@@ -145,21 +172,22 @@ func (a *authenticator) client(header string) (string, bool) {
 		}
 	}
 	if match < 0 {
-		return "", false
+		return "", false, false
 	}
-	return a.names[match], true
+	return a.names[match], a.admin[match], true
 }
 
 func (a *authenticator) middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		client, ok := a.client(c.GetHeader("Authorization"))
+		name, admin, ok := a.identify(c.GetHeader("Authorization"))
 		if !ok {
 			c.Header("WWW-Authenticate", `Bearer realm="txorder"`)
 			abort(c, http.StatusUnauthorized, CodeUnauthorized, "Unauthorized",
 				"send Authorization: Bearer <api key>")
 			return
 		}
-		c.Set(ctxClient, client)
+		c.Set(ctxClient, name)
+		c.Set(ctxAdmin, admin)
 		c.Next()
 	}
 }

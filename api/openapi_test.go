@@ -73,6 +73,36 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		t.Fatalf("only %d routes registered: %v", len(registered), registered)
 	}
 
+	// Every stable problem code is documented, and nothing else.
+	var codes struct {
+		Components struct {
+			Schemas struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Enum []string `yaml:"enum"`
+						} `yaml:"code"`
+					} `yaml:"properties"`
+				} `yaml:"Problem"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(api.OpenAPIDocument(), &codes); err != nil {
+		t.Fatal(err)
+	}
+	documentedCodes := codes.Components.Schemas.Problem.Properties.Code.Enum
+	code := []string{api.CodeUnauthorized, api.CodeForbidden, api.CodeMalformedBody, api.CodeBodyTooLarge,
+		api.CodeUnsupportedMediaType, api.CodeValidationFailed, api.CodeIdempotencyKeyMissing, api.CodeIdempotencyKeyInvalid,
+		api.CodeIdempotencyKeyReused, api.CodeIdempotencyInProgress, api.CodeConflict, api.CodeInvalidOrderID,
+		api.CodeOrderNotFound, api.CodeNotFound, api.CodeMethodNotAllowed, api.CodeUnavailable, api.CodeOverloaded,
+		api.CodeInternal, api.CodeInvalidQuery, api.CodeRateLimited, api.CodeBadSignature, api.CodeAmountMismatch,
+		api.CodeOrderClosed, api.CodeOrderAlreadyPaid, api.CodeProviderTxnReused}
+	sort.Strings(documentedCodes)
+	sort.Strings(code)
+	if strings.Join(documentedCodes, " ") != strings.Join(code, " ") {
+		t.Fatalf("problem codes documented %v, defined %v", documentedCodes, code)
+	}
+
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.yaml", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "openapi: 3.1.0") {

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/txorder/txorder/internal/strictjson"
 	"github.com/txorder/txorder/order"
 )
 
@@ -77,6 +76,16 @@ type orderHandlers struct {
 }
 
 func (h *orderHandlers) create(c *gin.Context) {
+	if c.GetBool(ctxAdmin) {
+		abort(c, http.StatusForbidden, CodeForbidden, "Admin keys cannot place orders",
+			"an order belongs to the API client that places it: use that client's key")
+		return
+	}
+	if len(c.Request.Header.Values(HeaderIdempotencyKey)) > 1 {
+		abort(c, http.StatusBadRequest, CodeIdempotencyKeyInvalid, "Invalid Idempotency-Key",
+			"send exactly one Idempotency-Key header")
+		return
+	}
 	key := c.GetHeader(HeaderIdempotencyKey)
 	if key == "" {
 		abort(c, http.StatusBadRequest, CodeIdempotencyKeyMissing, "Idempotency-Key required",
@@ -111,12 +120,17 @@ func (h *orderHandlers) create(c *gin.Context) {
 }
 
 func (h *orderHandlers) get(c *gin.Context) {
-	id, err := uuid.Parse(c.Param("id"))
+	id, err := order.ParseID(c.Param("id"))
 	if err != nil {
-		abort(c, http.StatusBadRequest, CodeInvalidOrderID, "Invalid order id", "order ids are UUIDs")
+		abort(c, http.StatusBadRequest, CodeInvalidOrderID, "Invalid order id", err.Error())
 		return
 	}
 	loc, err := h.orders.Get(c.Request.Context(), id)
+	if err == nil && !c.GetBool(ctxAdmin) && !loc.Order.OwnedBy(c.GetString(ctxClient)) {
+		// Another client's order is answered exactly like a missing one,
+		// so that ids cannot be probed.
+		err = order.ErrNotFound
+	}
 	if err != nil {
 		abortError(c, err)
 		return
@@ -140,8 +154,9 @@ func isJSON(contentType string) bool {
 var errBodyTooLarge = errors.New("request body too large")
 
 // DecodeNewOrder reads one JSON order request of at most max bytes. It
-// rejects unknown fields, wrong types and trailing data; it does not apply
-// the business rules (the order.Validator does).
+// rejects unknown fields, wrong types, trailing data and keys given twice
+// (naming the key); it does not apply the business rules (the
+// order.Validator does).
 func DecodeNewOrder(r io.Reader, max int64) (order.NewOrder, error) {
 	var req order.NewOrder
 	body, err := io.ReadAll(io.LimitReader(r, max+1))
@@ -155,16 +170,8 @@ func DecodeNewOrder(r io.Reader, max int64) (order.NewOrder, error) {
 	if int64(len(body)) > max {
 		return req, errBodyTooLarge
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, fmt.Errorf("decode order: %w", err)
-	}
-	if dec.More() {
-		return req, errors.New("decode order: unexpected data after the JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return req, errors.New("decode order: unexpected data after the JSON object")
+	if err := strictjson.Decode(body, &req); err != nil {
+		return order.NewOrder{}, fmt.Errorf("decode order: %w", err)
 	}
 	return req, nil
 }

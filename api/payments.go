@@ -16,23 +16,31 @@ import (
 
 // Problem codes of the payment webhook. Like the others, never rename one.
 const (
-	CodeBadSignature     = "bad_signature"
-	CodeAmountMismatch   = "amount_mismatch"
-	CodeOrderClosed      = "order_closed"
-	CodeOrderAlreadyPaid = "order_already_paid"
+	CodeBadSignature      = "bad_signature"
+	CodeAmountMismatch    = "amount_mismatch"
+	CodeOrderClosed       = "order_closed"
+	CodeOrderAlreadyPaid  = "order_already_paid"
+	CodeProviderTxnReused = "provider_txn_reused"
 )
+
+// HeaderReplayed is set to "true" on the answer to a notification whose
+// provider transaction was recorded before: the status and body are the
+// first delivery's.
+const HeaderReplayed = "Idempotent-Replayed"
 
 // Payments is what the API needs from the payment service.
 type Payments interface {
 	// Verify checks the X-Signature header against the raw body. Errors:
 	// payment.ErrBadSignature.
 	Verify(header string, body []byte) error
-	// Notify records and applies a notification. Errors:
+	// Notify records and applies a notification, or replays the answer of
+	// a recorded one (Result.Replayed). Errors:
 	// payment.ErrInvalidNotification, payment.ErrOrderNotFound,
 	// payment.ErrAmountMismatch, payment.ErrOrderClosed and
 	// payment.ErrAlreadyPaid (both payment.ErrRefundRequired),
-	// order.ErrUnavailable. With ErrAmountMismatch and ErrRefundRequired
-	// the result describes the recorded payment.
+	// payment.ErrTxnReused, order.ErrUnavailable. With ErrAmountMismatch,
+	// ErrRefundRequired and ErrTxnReused the result describes the recorded
+	// payment.
 	Notify(ctx context.Context, n payment.Notification) (payment.Result, error)
 }
 
@@ -70,7 +78,14 @@ func (h *paymentHandlers) notify(c *gin.Context) {
 		abort(c, http.StatusBadRequest, CodeMalformedBody, "Malformed request body", "the body could not be read")
 		return
 	}
-	if err := h.payments.Verify(c.GetHeader(payment.HeaderSignature), body); err != nil {
+	// One signature header: with two, which one the MAC was checked
+	// against would depend on who reads the request.
+	sigs := c.Request.Header.Values(payment.HeaderSignature)
+	err = fmt.Errorf("%w: %d %s headers", payment.ErrBadSignature, len(sigs), payment.HeaderSignature)
+	if len(sigs) <= 1 {
+		err = h.payments.Verify(c.GetHeader(payment.HeaderSignature), body)
+	}
+	if err != nil {
 		_ = c.Error(err) // the reason goes to the access log, not to the caller
 		abort(c, http.StatusUnauthorized, CodeBadSignature, "Bad signature",
 			`send X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>"> made with the webhook secret, with t close to now`)
@@ -87,6 +102,9 @@ func (h *paymentHandlers) notify(c *gin.Context) {
 		return
 	}
 	res, err := h.payments.Notify(c.Request.Context(), n)
+	if res.Replayed && !errors.Is(err, payment.ErrTxnReused) {
+		c.Header(HeaderReplayed, "true")
+	}
 	if err != nil {
 		abortPaymentError(c, n, res, err)
 		return
@@ -114,6 +132,9 @@ func abortPaymentError(c *gin.Context, n payment.Notification, res payment.Resul
 	case errors.Is(err, payment.ErrAlreadyPaid):
 		abort(c, http.StatusConflict, CodeOrderAlreadyPaid, "Order already paid: refund required",
 			"another provider transaction paid the order first; "+recorded)
+	case errors.Is(err, payment.ErrTxnReused):
+		abort(c, http.StatusConflict, CodeProviderTxnReused, "Provider transaction id reused",
+			err.Error()+"; nothing was applied and the notification is recorded for review")
 	case errors.Is(err, order.ErrUnavailable):
 		_ = c.Error(err)
 		c.Header("Retry-After", "5")

@@ -241,15 +241,16 @@ func TestPaymentReplay(t *testing.T) {
 	o := f.place(t)
 	first := f.notify(t, notifyBody(o.ID, "tx-1", 2500, "EUR")).view(t)
 	before := f.order(t, o.ID)
-	for _, body := range []string{
-		notifyBody(o.ID, "tx-1", 2500, "EUR"),
-		notifyBody(o.ID, "tx-1", 1, "USD"), // a different body under the same transaction: the stored one wins
-	} {
-		again := f.notify(t, body).view(t)
-		if !again.Replayed || again.PaymentID != first.PaymentID || again.Status != "APPLIED" || again.OrderStatus != "PAID" {
-			t.Fatalf("replay of %s = %+v, want payment %d replayed", body, again, first.PaymentID)
-		}
+	again := f.notify(t, notifyBody(o.ID, "tx-1", 2500, "EUR"))
+	if v := again.view(t); !v.Replayed || v.PaymentID != first.PaymentID || v.Status != "APPLIED" || v.OrderStatus != "PAID" {
+		t.Fatalf("replay = %+v, want payment %d replayed", v, first.PaymentID)
 	}
+	if again.header.Get(api.HeaderReplayed) != "true" {
+		t.Fatalf("replay without %s: true", api.HeaderReplayed)
+	}
+	// A different body under the same transaction is not a replay: the
+	// stored payment stays, the new one is refused (TestPaymentTxnReused).
+	f.notify(t, notifyBody(o.ID, "tx-1", 1, "USD")).expectProblem(t, http.StatusConflict, api.CodeProviderTxnReused)
 	if got := f.payments(t); len(got) != 1 || got[0].amount != 2500 {
 		t.Fatalf("payments = %+v, want the one first recorded", got)
 	}
@@ -383,10 +384,13 @@ func TestPaymentClosedOrder(t *testing.T) {
 	if row := f.order(t, o.ID); row.status != "CLOSED" || row.paidAt.Valid {
 		t.Fatalf("order = %+v, want CLOSED", row)
 	}
-	// The provider retrying the same notification gets the stored outcome.
-	v := f.notify(t, notifyBody(o.ID, "tx-late", 2500, "EUR")).view(t)
-	if !v.Replayed || v.Status != "REFUND_REQUIRED" || v.OrderStatus != "CLOSED" {
-		t.Fatalf("replay = %+v", v)
+	// The provider retrying the same notification gets the same answer.
+	again := f.notify(t, notifyBody(o.ID, "tx-late", 2500, "EUR"))
+	if q := again.expectProblem(t, http.StatusConflict, api.CodeOrderClosed); q.Detail != p.Detail {
+		t.Fatalf("replay detail %q, want the first %q", q.Detail, p.Detail)
+	}
+	if again.header.Get(api.HeaderReplayed) != "true" {
+		t.Fatalf("replay without %s: true", api.HeaderReplayed)
 	}
 }
 

@@ -26,6 +26,7 @@ type Problem struct {
 // Stable problem codes. Clients may rely on them; never rename one.
 const (
 	CodeUnauthorized          = "unauthorized"
+	CodeForbidden             = "forbidden"
 	CodeMalformedBody         = "malformed_body"
 	CodeBodyTooLarge          = "body_too_large"
 	CodeUnsupportedMediaType  = "unsupported_media_type"
@@ -40,6 +41,7 @@ const (
 	CodeNotFound              = "not_found"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeUnavailable           = "service_unavailable"
+	CodeOverloaded            = "overloaded"
 	CodeInternal              = "internal_error"
 	CodeInvalidQuery          = "invalid_query"
 )
@@ -55,6 +57,7 @@ func abort(c *gin.Context, status int, code, title, detail string) {
 }
 
 func abortProblem(c *gin.Context, p Problem) {
+	c.Set(ctxProblem, p.Code) // counted by observe
 	p.Type = problemTypeBase + p.Code
 	p.Instance = c.Request.URL.Path
 	p.RequestID = c.GetString(ctxRequestID)

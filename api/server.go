@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -37,11 +38,13 @@ type Config struct {
 	// Payments serves the provider's webhook POST /v1/payments/notify;
 	// nil leaves the route out.
 	Payments Payments
-	// Admins maps admin key → name for /v1/admin; Spill is what those
-	// endpoints show. Both are needed for the routes to exist.
+	// Admins maps admin key → name. Admin keys may read every order
+	// (GET /v1/orders/{id}) but place none, and use /v1/admin, whose
+	// routes exist only with admin keys and a Spill to show.
 	Admins map[string]string
 	Spill  Spill
-	// Clients maps API key → client name.
+	// Clients maps API key → client name. An order belongs to the client
+	// that placed it: another client reading it gets 404.
 	Clients map[string]string
 	Checks  []Check
 	// Ready decides readiness from which checks are up. Default: every
@@ -52,6 +55,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// ProbeTimeout bounds each readiness probe. Default 1s.
 	ProbeTimeout time.Duration
+	// Limits are the per-client rate limits and the in-flight bound; the
+	// zero value limits nothing.
+	Limits Limits
 }
 
 // NewHandler returns the HTTP handler of the order API.
@@ -72,26 +78,40 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	shed, err := newInFlight(cfg.Limits.MaxInFlight, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, keys := range []map[string]string{cfg.Clients, cfg.Admins} {
+		for _, name := range keys {
+			names = append(names, name)
+		}
+	}
+	limits, err := newLimiter(cfg.Limits, names, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(requestID(), observe(cfg.Logger, metrics), recovery(cfg.Logger))
+	r.Use(requestID(), observe(cfg.Logger, metrics), recovery(cfg.Logger), shed.middleware())
 	r.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, CodeNotFound, "Not found", "") })
 	r.NoMethod(func(c *gin.Context) {
 		abort(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Method not allowed", "")
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "alive"}) })
-	r.GET("/readyz", readiness(cfg.Checks, cfg.Ready, cfg.ProbeTimeout))
+	r.GET("/readyz", readiness(cfg.Checks, cfg.Ready, cfg.ProbeTimeout, newAuthenticator(nil, cfg.Admins), cfg.Logger))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPIDocument) })
 
 	h := &orderHandlers{orders: cfg.Orders, maxBodyBytes: cfg.MaxBodyBytes}
-	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients).middleware())
+	v1 := r.Group("/v1", bodyLimit(cfg.MaxBodyBytes), newAuthenticator(cfg.Clients, cfg.Admins).middleware(), limits.middleware())
 	v1.POST("/orders", h.create)
 	v1.GET("/orders/:id", h.get)
 	registerPayments(r, cfg)
-	registerAdmin(r, cfg)
+	registerAdmin(r, cfg, limits)
 	return r, nil
 }
 
@@ -114,9 +134,13 @@ type checkResult struct {
 }
 
 // readiness probes every dependency concurrently and answers 200 when ready
-// says so (default: all required ones are up). Each dependency is listed,
-// up or down.
-func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Duration) gin.HandlerFunc {
+// says so (default: all required ones are up). Each dependency is listed up
+// or down; why one is down (an error that names hosts, ports and
+// addresses) is shown only to admin keys, and logged when a dependency
+// goes down or comes back, so that the log has it without one line per
+// probe.
+func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Duration,
+	admins *authenticator, logger *slog.Logger) gin.HandlerFunc {
 	if ready == nil {
 		ready = func(up map[string]bool) bool {
 			for _, ch := range checks {
@@ -127,6 +151,8 @@ func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Du
 			return true
 		}
 	}
+	// last[i]: 0 not probed yet, 1 up, 2 down.
+	last := make([]atomic.Int32, len(checks))
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
 		defer cancel()
@@ -138,15 +164,25 @@ func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Du
 				defer wg.Done()
 				if err := ch.Probe(ctx); err != nil {
 					results[i] = checkResult{Status: "down", Error: err.Error()}
+					if last[i].Swap(2) != 2 {
+						logger.Warn("dependency down", "check", ch.Name, "error", err)
+					}
 					return
 				}
 				results[i] = checkResult{Status: "up"}
+				if last[i].Swap(1) == 2 {
+					logger.Info("dependency up again", "check", ch.Name)
+				}
 			}()
 		}
 		wg.Wait()
+		_, admin, _ := admins.identify(c.GetHeader("Authorization"))
 		byName := make(map[string]checkResult, len(checks))
 		up := make(map[string]bool, len(checks))
 		for i, ch := range checks {
+			if !admin {
+				results[i].Error = ""
+			}
 			byName[ch.Name] = results[i]
 			up[ch.Name] = results[i].Status == "up"
 		}
@@ -154,6 +190,7 @@ func readiness(checks []Check, ready func(map[string]bool) bool, timeout time.Du
 		if !ready(up) {
 			status, word = http.StatusServiceUnavailable, "not_ready"
 		}
+		c.Header("Cache-Control", "no-store")
 		c.JSON(status, gin.H{"status": word, "checks": byName})
 	}
 }

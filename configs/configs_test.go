@@ -80,6 +80,13 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"short webhook secret", "", []string{testKeys, "TXORDER_PAYMENT__WEBHOOK_SECRET=short"}, "payment.webhook_secret"},
 		{"no webhook secret in prod", "mode: production\n", []string{testKeys}, "payment.webhook_secret: required in production"},
 		{"missing key file", "auth:\n  api_keys_file: /nonexistent/keys\n", nil, "api_keys_file"},
+		{"client name not an identifier", "", []string{"TXORDER_AUTH__API_KEYS=shop/1:0123456789abcdef0123"}, `name "shop/1" must be`},
+		{"admin key is a client key", "", []string{testKeys, "TXORDER_AUTH__ADMIN_KEYS=ops:0123456789abcdef0123"}, `admin "ops" has the key of client "demo"`},
+		{"limit for an unknown client", "", []string{testKeys, "TXORDER_LIMITS__CLIENTS__SHOP__RATE=5", "TXORDER_LIMITS__CLIENTS__SHOP__BURST=5"}, "limits.clients.shop: no client"},
+		{"zero rate", "limits:\n  rate: 0\n", []string{testKeys}, "limits.rate"},
+		{"zero burst override", "", []string{testKeys, "TXORDER_LIMITS__CLIENTS__DEMO__RATE=5"}, "limits.clients[demo].burst"},
+		{"zero in-flight", "limits:\n  max_in_flight: 0\n", []string{testKeys}, "limits.max_in_flight"},
+		{"sweep batch too big", "idempotency:\n  sweep_batch: 20000\n", []string{testKeys}, "idempotency.sweep_batch"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +123,24 @@ func TestErrorsNameTheField(t *testing.T) {
 			t.Errorf("clients = %v", clients)
 		}
 	})
+}
+
+func TestLimitsConfig(t *testing.T) {
+	cfg, err := LoadOrderd("orderd.yaml", []string{testKeys + ",bulk:bulk-key-0123456789abcdef",
+		"TXORDER_LIMITS__CLIENTS__BULK__RATE=500", "TXORDER_LIMITS__CLIENTS__BULK__BURST=1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultOrderd().Limits
+	if !cfg.Limits.Enabled || cfg.Limits.Rate != def.Rate || cfg.Limits.Burst != def.Burst || cfg.Limits.MaxInFlight != def.MaxInFlight {
+		t.Errorf("limits = %+v, want the defaults %+v from orderd.yaml", cfg.Limits, def)
+	}
+	if got := cfg.Limits.Clients["bulk"]; got != (ClientLimit{Rate: 500, Burst: 1000}) {
+		t.Errorf("bulk override = %+v", got)
+	}
+	if cfg.Idempotency != DefaultOrderd().Idempotency {
+		t.Errorf("idempotency = %+v, want the defaults", cfg.Idempotency)
+	}
 }
 
 func TestLogLogger(t *testing.T) {

@@ -28,11 +28,47 @@ type Orderd struct {
 	Reconciler Reconciler `koanf:"reconciler"`
 	// Closer tunes the closing of unpaid orders whose check-back never came.
 	Closer Closer `koanf:"closer"`
+	// Idempotency tunes the expiry of idempotency keys in MySQL.
+	Idempotency Idempotency `koanf:"idempotency"`
 	// FastCommit tunes the release of a paid order's event at its payment.
 	FastCommit FastCommit `koanf:"fast_commit"`
 	Auth       Auth       `koanf:"auth"`
+	Limits     Limits     `koanf:"limits"`
 	Payment    Payment    `koanf:"payment"`
 	Log        Log        `koanf:"log"`
+}
+
+// Limits bounds what API clients may ask of orderd (per replica).
+type Limits struct {
+	// Enabled turns the rate limits and the in-flight bound on. Turn it
+	// off only to measure what they cost.
+	Enabled bool `koanf:"enabled"`
+	// Rate is the sustained requests per second each API client (and
+	// admin) may send, Burst how many at once above it; beyond that 429
+	// with Retry-After.
+	Rate  float64 `koanf:"rate" validate:"gt=0"`
+	Burst int     `koanf:"burst" validate:"gte=1"`
+	// Clients overrides Rate and Burst by client name (a name of
+	// auth.api_keys or auth.admin_keys).
+	Clients map[string]ClientLimit `koanf:"clients" validate:"dive"`
+	// MaxInFlight bounds the requests handled at once; beyond it 503 with
+	// Retry-After at once, before queues build up.
+	MaxInFlight int `koanf:"max_in_flight" validate:"gte=1"`
+}
+
+// ClientLimit is one client's rate limit.
+type ClientLimit struct {
+	Rate  float64 `koanf:"rate" validate:"gt=0"`
+	Burst int     `koanf:"burst" validate:"gte=1"`
+}
+
+// Idempotency is the retention of idempotency keys in MySQL.
+type Idempotency struct {
+	// SweepInterval between rounds of the expiry of keys older than
+	// redis.idempotency_ttl.
+	SweepInterval time.Duration `koanf:"sweep_interval" validate:"gt=0"`
+	// SweepBatch bounds the keys deleted per statement (and lock held).
+	SweepBatch int `koanf:"sweep_batch" validate:"gte=1,lte=10000"`
 }
 
 // Payment is the payment provider's webhook.
@@ -319,12 +355,33 @@ func parseKeys(list, field string) (map[string]string, error) {
 		if !ok || name == "" || len(key) < 16 {
 			return nil, fmt.Errorf("%s: entry %q is not name:key with a key of at least 16 characters", field, redact(pair))
 		}
+		if !validClientName(name) {
+			return nil, fmt.Errorf("%s: name %q must be 1 to %d of A-Z a-z 0-9 . _ - (it owns orders and scopes idempotency keys)",
+				field, name, maxClientNameLen)
+		}
 		if _, dup := out[key]; dup {
 			return nil, fmt.Errorf("%s: key of %q is listed twice", field, name)
 		}
 		out[key] = name
 	}
 	return out, nil
+}
+
+// maxClientNameLen matches orders.client_id and idempotency_keys.client_id.
+const maxClientNameLen = 64
+
+func validClientName(name string) bool {
+	if name == "" || len(name) > maxClientNameLen {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func redact(pair string) string {
@@ -386,10 +443,12 @@ func DefaultOrderd() Orderd {
 		Order: Order{PaymentWindow: 5 * time.Minute},
 		Spill: Spill{MaxAttempts: 240, ClaimIdle: 30 * time.Second, BackoffMin: 200 * time.Millisecond,
 			BackoffMax: 30 * time.Second, BreakerFailures: 3, BreakerOpenFor: 2 * time.Second},
-		Reconciler: Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
-		Closer:     Closer{Interval: 30 * time.Second, Batch: 100},
+		Reconciler:  Reconciler{Interval: 30 * time.Second, Batch: 100, ProducerGroup: "order-reconciler"},
+		Closer:      Closer{Interval: 30 * time.Second, Batch: 100},
+		Idempotency: Idempotency{SweepInterval: time.Minute, SweepBatch: 500},
 		FastCommit: FastCommit{Enabled: true, Workers: 4, Queue: 1024, Timeout: 2 * time.Second, RouteTTL: time.Second,
 			ConnsPerBroker: 2, DialTimeout: 500 * time.Millisecond, RecordQueue: 4096},
+		Limits:  Limits{Enabled: true, Rate: 100, Burst: 200, MaxInFlight: 256},
 		Payment: Payment{Tolerance: 5 * time.Minute},
 		Log:     Log{Level: "info", Format: "json"},
 	}
@@ -443,7 +502,8 @@ func (c *Orderd) Check() []string {
 		msgs = append(msgs, fmt.Sprintf("fast_commit.coordinates_ttl: %s is shorter than order.payment_window %s: orders paid late in their window would wait for their check-back",
 			f.CoordinatesTTL, c.Order.PaymentWindow))
 	}
-	if _, err := c.Auth.Admins(); err != nil {
+	admins, err := c.Auth.Admins()
+	if err != nil {
 		msgs = append(msgs, err.Error())
 	}
 	if c.Mode == "production" && c.Payment.WebhookSecret == "" {
@@ -460,9 +520,25 @@ func (c *Orderd) Check() []string {
 		if err != nil {
 			msgs = append(msgs, err.Error())
 		}
+		names := map[string]bool{}
+		for _, name := range admins {
+			names[name] = true
+		}
+		for _, name := range clients {
+			names[name] = true
+		}
+		for name := range c.Limits.Clients {
+			if !names[name] {
+				msgs = append(msgs, fmt.Sprintf("limits.clients.%s: no client or admin of that name (names are case-sensitive; %s lower-cases them, so set upper-case names in the file)",
+					name, EnvName("limits.clients.<name>.rate")))
+			}
+		}
 		for key, name := range clients {
 			if c.Mode == "production" && key == DevAPIKey {
 				msgs = append(msgs, fmt.Sprintf("auth.api_keys: client %q uses the development key in production mode", name))
+			}
+			if admin, dup := admins[key]; dup {
+				msgs = append(msgs, fmt.Sprintf("auth.admin_keys: admin %q has the key of client %q; a key is a client's or an admin's", admin, name))
 			}
 		}
 	}

@@ -450,9 +450,12 @@ func (f fixedPayments) Notify(context.Context, payment.Notification) (payment.Re
 
 func TestPaymentsQueueACommitOnlyForAnAppliedPayment(t *testing.T) {
 	id := uuid.New()
-	applied := payment.Result{Payment: payment.Payment{OrderID: id, Status: payment.StatusApplied}, OrderStatus: order.StatusPaid}
+	applied := payment.Result{Payment: payment.Payment{OrderID: id, Status: payment.StatusApplied}, OrderStatus: order.StatusPaid,
+		MarkedPaid: true}
+	// A replay of that payment: the same payment and order status, but
+	// this call moved nothing (payment.Result.MarkedPaid).
 	replayed := applied
-	replayed.Replayed = true
+	replayed.Replayed, replayed.MarkedPaid = true, false
 	refund := payment.Result{Payment: payment.Payment{OrderID: id, Status: payment.StatusRefundRequired}, OrderStatus: order.StatusClosed}
 	tests := []struct {
 		name string

@@ -5,7 +5,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/txorder/txorder/order"
 	"github.com/txorder/txorder/payment"
 )
 
@@ -40,7 +39,7 @@ func NewPayments(svc PaymentService, r Releaser) *Payments {
 // call moved the order to PAID.
 func (p *Payments) Notify(ctx context.Context, n payment.Notification) (payment.Result, error) {
 	res, err := p.PaymentService.Notify(ctx, n)
-	if err == nil && !res.Replayed && res.Payment.Status == payment.StatusApplied && res.OrderStatus == order.StatusPaid {
+	if err == nil && res.MarkedPaid {
 		p.releaser.Commit(res.Payment.OrderID)
 	}
 	return res, err

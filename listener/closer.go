@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/txorder/txorder/internal/rounds"
 	"github.com/txorder/txorder/order"
 )
 
@@ -89,24 +90,13 @@ func NewCloser(store *order.Store, reg prometheus.Registerer, logger *slog.Logge
 // Run closes expired orders every Interval until ctx is done; a round that
 // filled its batch is followed at once by the next.
 func (c *Closer) Run(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		next := c.cfg.Interval
+	rounds.Run(ctx, 0, c.cfg.Interval, func(ctx context.Context) bool {
 		n, err := c.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			c.logger.Warn("close round failed", "error", err)
 		}
-		if err == nil && n >= c.cfg.Batch {
-			next = 0
-		}
-		timer.Reset(next)
-	}
+		return err == nil && n >= c.cfg.Batch
+	})
 }
 
 // RunOnce runs one round and returns how many orders it closed.

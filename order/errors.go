@@ -109,6 +109,10 @@ func isUnavailable(err error) bool {
 		errors.Is(err, driver.ErrBadConn),
 		errors.Is(err, mysql.ErrInvalidConn),
 		errors.Is(err, sql.ErrConnDone),
+		// The transaction's context ended between two of its statements:
+		// database/sql rolled it back, and the next call says ErrTxDone.
+		// It is the same timeout as a DeadlineExceeded inside a statement.
+		errors.Is(err, sql.ErrTxDone),
 		errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED),

@@ -6,6 +6,7 @@
 package order
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -61,12 +62,23 @@ type Order struct {
 	PaidAt          *time.Time `json:"paid_at,omitempty"`
 	ClosedAt        *time.Time `json:"closed_at,omitempty"`
 
-	// IdempotencyKey and RequestHash travel with the order so that whoever
-	// finally writes it to MySQL (directly, from the Redis cache or from the
-	// spill queue) records the key in the same transaction.
+	// ClientID is the API client that placed the order: its owner, the
+	// only client that may read it (OwnedBy). It travels with the order
+	// through the Redis cache and the spill queue into MySQL
+	// (orders.client_id). IdempotencyKey and RequestHash travel with it so
+	// that whoever finally writes it to MySQL (directly, from the Redis
+	// cache or from the spill queue) records the key in the same
+	// transaction.
 	ClientID       string `json:"client_id"`
 	IdempotencyKey string `json:"idempotency_key"`
 	RequestHash    string `json:"request_hash"`
+}
+
+// OwnedBy reports whether client placed o. An order without a recorded
+// owner (stored before owners were, without an idempotency key) belongs to
+// no client; admin keys still see it.
+func (o *Order) OwnedBy(client string) bool {
+	return o.ClientID != "" && o.ClientID == client
 }
 
 // Pay moves a pending order to PAID. It fails with ErrInvalidTransition
@@ -98,6 +110,22 @@ func (o *Order) transition(next Status, at time.Time) error {
 	o.Status = next
 	o.UpdatedAt = at.UTC()
 	return nil
+}
+
+// ErrInvalidID: an order id that is not in canonical form.
+var ErrInvalidID = errors.New("order ids are lower-case hyphenated UUIDs such as 0190b7a4-1c2d-7e3f-8a4b-5c6d7e8f9a0b")
+
+// ParseID parses an order id in its one canonical form, the 36-character
+// lower-case hyphenated UUID the API answers with. uuid.Parse also takes
+// upper case, braces, urn:uuid: and 32 hex digits; each spelling of one
+// order would be a different string to a cache, a log search or a
+// provider's records, so they are refused.
+func ParseID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil || id.String() != s {
+		return uuid.Nil, ErrInvalidID
+	}
+	return id, nil
 }
 
 // PastDeadline reports whether the payment window of o is over at now.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -29,7 +30,7 @@ const (
 // anything is written.
 type NewOrder struct {
 	CustomerID string    `json:"customer_id" validate:"required,max=64,printable"`
-	Currency   string    `json:"currency" validate:"required,iso4217"`
+	Currency   string    `json:"currency" validate:"required,currency"`
 	Items      []NewItem `json:"items" validate:"required,min=1,max=100,dive"`
 }
 
@@ -73,21 +74,71 @@ func NewValidator() *Validator {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		return name
 	})
-	// printable: valid UTF-8 without control characters, and not only
-	// whitespace. Keeps logs, CSV exports and terminals sane.
-	_ = v.RegisterValidation("printable", func(fl validator.FieldLevel) bool {
-		s := fl.Field().String()
-		if !utf8.ValidString(s) || strings.TrimSpace(s) == "" {
+	_ = v.RegisterValidation("printable", func(fl validator.FieldLevel) bool { return Printable(fl.Field().String()) })
+	_ = v.RegisterValidation("currency", func(fl validator.FieldLevel) bool { return ValidCurrency(fl.Field().String()) })
+	return &Validator{v: v}
+}
+
+// Printable reports whether s is text a person can read as it is stored:
+// valid UTF-8 of graphic characters only (letters, marks, numbers,
+// punctuation, symbols and spaces) with at least one visible one (not a
+// space, a mark or a blank letter). That
+// refuses control characters, format characters (Cf: zero-width spaces and
+// joiners, the bidirectional overrides and isolates such as U+202E that
+// make "a\u202Egnp.exe" display as "aexe.png", the byte-order mark), line
+// and paragraph separators (U+2028, U+2029), private-use and unassigned
+// code points, and text that is only spaces or blank letters such as the
+// Hangul filler. Keeps logs, CSV exports, terminals and the people reading
+// them sane.
+func Printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	visible := false
+	for _, r := range s {
+		if !unicode.IsGraphic(r) {
 			return false
 		}
-		for _, r := range s {
-			if unicode.IsControl(r) || r == utf8.RuneError {
-				return false
-			}
+		// Spaces, combining marks (a variation selector, the grapheme
+		// joiner) and blank letters show nothing on their own.
+		if !unicode.IsSpace(r) && !unicode.IsMark(r) && !blank[r] {
+			visible = true
 		}
-		return true
-	})
-	return &Validator{v: v}
+	}
+	return visible
+}
+
+// blank are letters and symbols that render as nothing.
+var blank = map[rune]bool{
+	'\u115F': true, '\u1160': true, // Hangul choseong and jungseong fillers
+	'\u3164': true, '\uFFA0': true, // Hangul filler, halfwidth Hangul filler
+	'\u2800': true, // Braille pattern blank
+}
+
+// nonMoney are ISO-4217 codes that are not money a customer can pay an
+// order in: X codes of no currency, testing, precious metals, special
+// drawing rights and supranational units of account, and the fund codes
+// (list A "Fund" entries, accounting units beside a currency).
+var nonMoney = map[string]bool{
+	"XXX": true, "XTS": true, // no currency, testing
+	"XAU": true, "XAG": true, "XPT": true, "XPD": true, // gold, silver, platinum, palladium
+	"XDR": true, "XSU": true, "XUA": true, // SDR, Sucre, ADB unit of account
+	"XBA": true, "XBB": true, "XBC": true, "XBD": true, // European bond market units
+	"BOV": true, "CHE": true, "CHW": true, "CLF": true, "COU": true, // funds
+	"MXV": true, "USN": true, "UYI": true, "UYW": true,
+}
+
+// iso4217 checks codes against go-playground/validator's ISO-4217 list A,
+// which its maintainers keep current (VES, MRU, SLE, ZWG, XCG in; HRK,
+// ANG out, as of v10.30); golang.org/x/text/currency carries CLDR 32
+// (2017) and would refuse VES and accept HRK. The validator is built once
+// and only read.
+var iso4217 = sync.OnceValue(func() *validator.Validate { return validator.New() })
+
+// ValidCurrency reports whether code is the upper-case ISO-4217 code of a
+// currency in use: on ISO 4217 list A and not one of the non-money codes.
+func ValidCurrency(code string) bool {
+	return len(code) == 3 && !nonMoney[code] && iso4217().Var(code, "iso4217") == nil
 }
 
 // Validate returns a *ValidationError naming every bad field, or nil.

@@ -77,9 +77,9 @@ func (s *Store) Create(ctx context.Context, o *Order) error {
 
 func insertOrder(ctx context.Context, tx *sql.Tx, o *Order) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO orders
-		(id, customer_id, currency, total_amount, status, payment_deadline, created_at, updated_at, paid_at, closed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		o.ID.String(), o.CustomerID, o.Currency, o.Total, string(o.Status),
+		(id, client_id, customer_id, currency, total_amount, status, payment_deadline, created_at, updated_at, paid_at, closed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		o.ID.String(), nullString(o.ClientID), o.CustomerID, o.Currency, o.Total, string(o.Status),
 		o.PaymentDeadline.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC(), nullTime(o.PaidAt), nullTime(o.ClosedAt))
 	if err != nil {
 		return fmt.Errorf("insert order: %w", err)
@@ -126,8 +126,10 @@ func getOrder(ctx context.Context, q queryer, id uuid.UUID) (*Order, error) {
 	var status string
 	var paidAt, closedAt sql.NullTime
 	var clientID, key, hash sql.NullString
+	// The owner is the order's own column: its idempotency key expires
+	// after redis.idempotency_ttl (order.KeyExpirer), the owner never.
 	err := q.QueryRowContext(ctx, `SELECT o.customer_id, o.currency, o.total_amount, o.status, o.payment_deadline,
-			o.created_at, o.updated_at, o.paid_at, o.closed_at, k.client_id, k.idem_key, k.request_hash
+			o.created_at, o.updated_at, o.paid_at, o.closed_at, o.client_id, k.idem_key, k.request_hash
 		FROM orders o LEFT JOIN idempotency_keys k ON k.order_id = o.id
 		WHERE o.id = ?`, id.String()).
 		Scan(&o.CustomerID, &o.Currency, &o.Total, &status, &o.PaymentDeadline,
@@ -307,6 +309,8 @@ func (s *Store) CountByStatus(ctx context.Context) (map[Status]int64, error) {
 	}
 	return out, translate(rows.Err())
 }
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func nullTime(t *time.Time) sql.NullTime {
 	if t == nil {

@@ -1,14 +1,12 @@
 package payment
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/google/uuid"
-	"golang.org/x/text/currency"
+
+	"github.com/txorder/txorder/internal/strictjson"
+	"github.com/txorder/txorder/order"
 )
 
 // MaxProviderTxnIDLen matches the payments.provider_txn_id column.
@@ -24,9 +22,8 @@ type Notification struct {
 	Currency      string    `json:"currency"`
 }
 
-// wireNotification keeps order_id as text so that only the canonical
-// 36-character form is accepted (uuid.UUID also takes urn:, braces, no
-// hyphens).
+// wireNotification keeps order_id as text so that only the canonical form
+// is accepted (uuid.UUID also takes urn:, braces, no hyphens, upper case).
 type wireNotification struct {
 	ProviderTxnID *string `json:"provider_txn_id"`
 	OrderID       *string `json:"order_id"`
@@ -35,18 +32,13 @@ type wireNotification struct {
 }
 
 // DecodeNotification decodes one JSON notification strictly: unknown
-// fields, missing fields, nulls, wrong types and trailing data are
-// rejected, and the fields must pass Validate. Errors wrap
-// ErrInvalidNotification.
+// fields, missing fields, nulls, wrong types, trailing data and keys given
+// twice (the MAC covers the bytes, not one reading of them) are rejected,
+// and the fields must pass Validate. Errors wrap ErrInvalidNotification.
 func DecodeNotification(body []byte) (Notification, error) {
 	var w wireNotification
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
+	if err := strictjson.Decode(body, &w); err != nil {
 		return Notification{}, fmt.Errorf("%w: %w", ErrInvalidNotification, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Notification{}, fmt.Errorf("%w: unexpected data after the JSON object", ErrInvalidNotification)
 	}
 	switch {
 	case w.ProviderTxnID == nil:
@@ -58,12 +50,9 @@ func DecodeNotification(body []byte) (Notification, error) {
 	case w.Currency == nil:
 		return Notification{}, fmt.Errorf("%w: currency is required", ErrInvalidNotification)
 	}
-	if len(*w.OrderID) != 36 {
-		return Notification{}, fmt.Errorf("%w: order_id is not a UUID", ErrInvalidNotification)
-	}
-	id, err := uuid.Parse(*w.OrderID)
+	id, err := order.ParseID(*w.OrderID)
 	if err != nil {
-		return Notification{}, fmt.Errorf("%w: order_id is not a UUID", ErrInvalidNotification)
+		return Notification{}, fmt.Errorf("%w: order_id: %w", ErrInvalidNotification, err)
 	}
 	n := Notification{ProviderTxnID: *w.ProviderTxnID, OrderID: id, Amount: *w.Amount, Currency: *w.Currency}
 	if err := n.Validate(); err != nil {
@@ -74,7 +63,8 @@ func DecodeNotification(body []byte) (Notification, error) {
 
 // Validate checks the fields: provider_txn_id 1..128 printable ASCII
 // characters without spaces, a non-nil order id, amount > 0, currency an
-// upper-case ISO-4217 code. Errors wrap ErrInvalidNotification.
+// ISO-4217 code of money in use (order.ValidCurrency). Errors wrap
+// ErrInvalidNotification.
 func (n Notification) Validate() error {
 	if !validTxnID(n.ProviderTxnID) {
 		return fmt.Errorf("%w: provider_txn_id must be 1 to %d printable ASCII characters without spaces",
@@ -86,8 +76,8 @@ func (n Notification) Validate() error {
 	if n.Amount <= 0 {
 		return fmt.Errorf("%w: amount must be a positive number of minor units", ErrInvalidNotification)
 	}
-	if !validCurrency(n.Currency) {
-		return fmt.Errorf("%w: currency must be an ISO-4217 code such as EUR", ErrInvalidNotification)
+	if !order.ValidCurrency(n.Currency) {
+		return fmt.Errorf("%w: currency must be the ISO-4217 code of a currency in use, such as EUR", ErrInvalidNotification)
 	}
 	return nil
 }
@@ -102,17 +92,4 @@ func validTxnID(s string) bool {
 		}
 	}
 	return true
-}
-
-func validCurrency(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for i := 0; i < 3; i++ {
-		if s[i] < 'A' || s[i] > 'Z' {
-			return false
-		}
-	}
-	_, err := currency.ParseISO(s)
-	return err == nil
 }

@@ -1,6 +1,8 @@
 package payment
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -18,7 +20,6 @@ func TestDecodeNotification(t *testing.T) {
 	}{
 		{"valid", valid, true},
 		{"field order and whitespace", ` { "currency":"JPY", "amount":1, "order_id":"` + id + `", "provider_txn_id":"` + strings.Repeat("x", 128) + `" } `, true},
-		{"upper-case uuid", strings.Replace(valid, id, strings.ToUpper(id), 1), true},
 
 		{"unknown field", strings.Replace(valid, `"amount"`, `"extra":1,"amount"`, 1), false},
 		{"missing txn", `{"order_id":"` + id + `","amount":2500,"currency":"EUR"}`, false},
@@ -34,6 +35,13 @@ func TestDecodeNotification(t *testing.T) {
 		{"order not uuid", strings.Replace(valid, id, "order-1", 1), false},
 		{"order uuid without hyphens", strings.Replace(valid, id, strings.ReplaceAll(id, "-", ""), 1), false},
 		{"order urn", strings.Replace(valid, `"`+id+`"`, `"urn:uuid:`+id+`"`, 1), false},
+		{"order in braces", strings.Replace(valid, `"`+id+`"`, `"{`+id+`}"`, 1), false},
+		{"upper-case uuid", strings.Replace(valid, id, strings.ToUpper(id), 1), false},
+		{"duplicate order_id", strings.Replace(valid, `"amount"`, `"order_id":"`+uuid.Nil.String()+`","amount"`, 1), false},
+		{"case-variant duplicate amount", strings.Replace(valid, `}`, `,"AMOUNT":1}`, 1), false},
+		{"currency XXX", strings.Replace(valid, `"EUR"`, `"XXX"`, 1), false},
+		{"currency gold", strings.Replace(valid, `"EUR"`, `"XAU"`, 1), false},
+		{"currency VES", strings.Replace(valid, `"EUR"`, `"VES"`, 1), true},
 		{"nil uuid", strings.Replace(valid, id, uuid.Nil.String(), 1), false},
 		{"zero amount", strings.Replace(valid, `2500`, `0`, 1), false},
 		{"negative amount", strings.Replace(valid, `2500`, `-1`, 1), false},
@@ -66,4 +74,82 @@ func TestDecodeNotification(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDecodeNotification feeds arbitrary bodies to the webhook decoder. It
+// must never panic, and whatever it accepts must be one unambiguous
+// notification: exactly the four fields, each once, in their canonical
+// form, and valid by rules restated here without Validate.
+func FuzzDecodeNotification(f *testing.F) {
+	const id = "0190b7a4-1c2d-7e3f-8a4b-5c6d7e8f9a0b"
+	valid := `{"provider_txn_id":"tx-1","order_id":"` + id + `","amount":2500,"currency":"EUR"}`
+	for _, s := range []string{
+		valid,
+		` { "currency":"JPY", "amount":1, "order_id":"` + id + `", "provider_txn_id":"X-TxnCase-Ab" } `,
+		strings.Replace(valid, `"amount"`, `"order_id":"`+id+`","amount"`, 1),
+		strings.Replace(valid, `}`, `,"AMOUNT":1}`, 1),
+		strings.Replace(valid, id, strings.ToUpper(id), 1),
+		strings.Replace(valid, `"`+id+`"`, `"{`+id+`}"`, 1),
+		strings.Replace(valid, `"EUR"`, `"XXX"`, 1),
+		strings.Replace(valid, `2500`, `2.5e3`, 1),
+		strings.Replace(valid, `"tx-1"`, `"tx\u00e9"`, 1),
+		valid + `{}`, `{}`, `null`, `[]`, ``, `{"provider_txn_id":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := DecodeNotification(body)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidNotification) {
+				t.Fatalf("error %v does not wrap ErrInvalidNotification", err)
+			}
+			return
+		}
+		// Exactly four top-level names, as written: no duplicate, no
+		// case variant (encoding/json would have merged either).
+		dec := json.NewDecoder(bytes.NewReader(body))
+		names := map[string]int{}
+		depth := 0
+		expectName := false
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				break
+			}
+			switch tok {
+			case json.Delim('{'), json.Delim('['):
+				depth++
+				expectName = tok == json.Delim('{') && depth == 1
+				continue
+			case json.Delim('}'), json.Delim(']'):
+				depth--
+				continue
+			}
+			if depth == 1 && expectName {
+				names[tok.(string)]++
+			}
+			expectName = depth == 1 && !expectName
+		}
+		if len(names) != 4 || names["provider_txn_id"] != 1 || names["order_id"] != 1 || names["amount"] != 1 || names["currency"] != 1 {
+			t.Fatalf("accepted %q with names %v", body, names)
+		}
+		if n.OrderID.String() == uuid.Nil.String() || !strings.Contains(string(body), `"`+n.OrderID.String()+`"`) {
+			t.Fatalf("accepted %q: order id %s not in canonical form in the body", body, n.OrderID)
+		}
+		if n.Amount <= 0 || len(n.ProviderTxnID) == 0 || len(n.ProviderTxnID) > MaxProviderTxnIDLen {
+			t.Fatalf("accepted %q as %+v", body, n)
+		}
+		for _, c := range []byte(n.ProviderTxnID) {
+			if c <= ' ' || c > '~' {
+				t.Fatalf("accepted provider_txn_id %q", n.ProviderTxnID)
+			}
+		}
+		if len(n.Currency) != 3 || strings.Trim(n.Currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			t.Fatalf("accepted currency %q", n.Currency)
+		}
+		switch n.Currency {
+		case "XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR":
+			t.Fatalf("accepted the non-money code %q", n.Currency)
+		}
+	})
 }

@@ -88,8 +88,6 @@ var errReplay = errors.New("payment already recorded")
 // Notify records the payment n and applies it to its order, in one MySQL
 // transaction in which the order row is locked:
 //
-//   - provider transaction recorded before → the stored payment, Replayed,
-//     nil error; nothing changes, whatever n says now;
 //   - no such order → ErrOrderNotFound; nothing is recorded;
 //   - amount or currency differ → recorded AMOUNT_MISMATCH, order
 //     unchanged, ErrAmountMismatch;
@@ -97,26 +95,38 @@ var errReplay = errors.New("payment already recorded")
 //   - order PAID (by another provider transaction) → recorded
 //     REFUND_REQUIRED, ErrAlreadyPaid;
 //   - order PENDING_PAYMENT → order PAID by compare-and-set, recorded
-//     APPLIED, nil error.
+//     APPLIED, MarkedPaid, nil error.
 //
-// With ErrAmountMismatch and ErrRefundRequired the Result describes the
-// recorded payment. MySQL unreachable or too slow → order.ErrUnavailable:
-// the outcome is unknown and the provider's retry settles it (a replay if
-// the first attempt committed). An invalid n → ErrInvalidNotification.
+// The outcome is stored with the payment. A provider transaction id
+// recorded before is a replay: nothing changes, and when n is the recorded
+// notification (same order, amount and currency) the result is Replayed
+// with the stored payment and the first delivery's error, so the provider
+// gets the same answer every time. When n differs it is another payment
+// reusing the id: ErrTxnReused, recorded in payment_conflicts and logged.
+// Provider transaction ids are compared byte for byte.
+//
+// With ErrAmountMismatch, ErrRefundRequired and ErrTxnReused the Result
+// describes the recorded payment. MySQL unreachable or too slow →
+// order.ErrUnavailable: the outcome is unknown and the provider's retry
+// settles it (a replay if the first attempt committed). An invalid n →
+// ErrInvalidNotification.
 //
 // The row lock and the compare-and-set make a payment racing the deadline
 // closer (which closes with UPDATE … WHERE status = 'PENDING_PAYMENT')
 // safe: exactly one of them wins, and a losing payment is REFUND_REQUIRED.
 // A payment after the deadline that arrives before the closer still wins.
+// Concurrent deliveries of one transaction wait on its unique key: one
+// applies, the others replay its answer.
 func (s *Service) Notify(ctx context.Context, n Notification) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	res, err := s.apply(ctx, n, s.now().UTC().Truncate(time.Microsecond))
+	now := s.now().UTC().Truncate(time.Microsecond)
+	res, err := s.apply(ctx, n, now)
 	if errors.Is(err, errReplay) {
-		return s.replay(ctx, n.ProviderTxnID)
+		return s.replay(ctx, n, now)
 	}
 	return res, err
 }
@@ -132,9 +142,9 @@ func (s *Service) apply(ctx context.Context, n Notification, now time.Time) (Res
 	// of the same transaction wait here until this one commits, then see
 	// a duplicate. The status is settled below, before commit.
 	p := Payment{ProviderTxnID: n.ProviderTxnID, OrderID: n.OrderID, Amount: n.Amount,
-		Currency: n.Currency, Status: StatusApplied, ReceivedAt: now}
-	r, err := tx.ExecContext(ctx, `INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, received_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, p.ProviderTxnID, p.OrderID.String(), p.Amount, p.Currency, string(p.Status), p.ReceivedAt)
+		Currency: n.Currency, Status: StatusApplied, Outcome: OutcomeApplied, ReceivedAt: now}
+	r, err := tx.ExecContext(ctx, `INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, outcome, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ProviderTxnID, p.OrderID.String(), p.Amount, p.Currency, string(p.Status), string(p.Outcome), p.ReceivedAt)
 	if err != nil {
 		err = order.TranslateError(err)
 		if errors.Is(err, order.ErrConflict) {
@@ -153,15 +163,13 @@ func (s *Service) apply(ctx context.Context, n Notification, now time.Time) (Res
 	if err != nil {
 		return Result{}, fmt.Errorf("lock order: %w", err)
 	}
-	var outcome error
 	switch {
 	case o.Total != n.Amount || o.Currency != n.Currency:
-		p.Status = StatusAmountMismatch
-		outcome = fmt.Errorf("%w: paid %d %s, order total is %d %s", ErrAmountMismatch, n.Amount, n.Currency, o.Total, o.Currency)
+		p.Status, p.Outcome = StatusAmountMismatch, OutcomeAmountMismatch
 	case o.Status == order.StatusClosed:
-		p.Status, outcome = StatusRefundRequired, ErrOrderClosed
+		p.Status, p.Outcome = StatusRefundRequired, OutcomeOrderClosed
 	case o.Status == order.StatusPaid:
-		p.Status, outcome = StatusRefundRequired, ErrAlreadyPaid
+		p.Status, p.Outcome = StatusRefundRequired, OutcomeAlreadyPaid
 	case o.Status == order.StatusPendingPayment:
 		won, err := s.store.Transition(ctx, tx, n.OrderID, order.StatusPendingPayment, order.StatusPaid, now)
 		if err != nil {
@@ -176,15 +184,17 @@ func (s *Service) apply(ctx context.Context, n Notification, now time.Time) (Res
 	default:
 		return Result{}, fmt.Errorf("order %s has unknown status %q", n.OrderID, o.Status)
 	}
-	if p.Status != StatusApplied {
-		if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = ? WHERE id = ?`, string(p.Status), p.ID); err != nil {
+	if p.Outcome != OutcomeApplied {
+		if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = ?, outcome = ? WHERE id = ?`,
+			string(p.Status), string(p.Outcome), p.ID); err != nil {
 			return Result{}, fmt.Errorf("record payment status: %w", order.TranslateError(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Result{}, fmt.Errorf("commit payment: %w", order.TranslateError(err))
 	}
-	res := Result{Payment: p, OrderStatus: o.Status}
+	res := Result{Payment: p, OrderStatus: o.Status, MarkedPaid: p.Outcome == OutcomeApplied}
+	outcome := outcomeError(p, o.Total, o.Currency)
 	if outcome != nil {
 		// Money that has to go back or be looked at by a person: say so
 		// once, here, with what an operator needs to find it.
@@ -196,25 +206,54 @@ func (s *Service) apply(ctx context.Context, n Notification, now time.Time) (Res
 	return res, outcome
 }
 
-// replay returns the payment stored under txnID and its order's current
-// status.
-func (s *Service) replay(ctx context.Context, txnID string) (Result, error) {
+// replay answers a notification whose provider transaction id is recorded:
+// the stored payment and the error its first delivery got when n is that
+// notification, ErrTxnReused (recorded in payment_conflicts) when it is not.
+func (s *Service) replay(ctx context.Context, n Notification, now time.Time) (Result, error) {
 	var p Payment
-	var orderID, status string
-	err := s.db.QueryRowContext(ctx, `SELECT id, provider_txn_id, order_id, amount, currency, status, received_at
-		FROM payments WHERE provider_txn_id = ?`, txnID).
-		Scan(&p.ID, &p.ProviderTxnID, &orderID, &p.Amount, &p.Currency, &status, &p.ReceivedAt)
+	var orderID, status, outcome, orderStatus, orderCurrency string
+	var orderTotal int64
+	// The order row exists: a payment is recorded only for an existing
+	// order, and orders are never deleted.
+	err := s.db.QueryRowContext(ctx, `SELECT p.id, p.provider_txn_id, p.order_id, p.amount, p.currency, p.status, p.outcome,
+			p.received_at, o.status, o.total_amount, o.currency
+		FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.provider_txn_id = ?`, n.ProviderTxnID).
+		Scan(&p.ID, &p.ProviderTxnID, &orderID, &p.Amount, &p.Currency, &status, &outcome,
+			&p.ReceivedAt, &orderStatus, &orderTotal, &orderCurrency)
 	if err != nil {
 		return Result{}, fmt.Errorf("read recorded payment: %w", order.TranslateError(err))
 	}
-	p.Status = Status(status)
+	p.Status, p.Outcome = Status(status), Outcome(outcome)
 	p.ReceivedAt = p.ReceivedAt.UTC()
 	if p.OrderID, err = uuid.Parse(orderID); err != nil {
 		return Result{}, fmt.Errorf("recorded payment %d: order id %q: %w", p.ID, orderID, err)
 	}
-	o, err := s.store.Get(ctx, p.OrderID)
-	if err != nil {
-		return Result{}, fmt.Errorf("read order of recorded payment: %w", err)
+	res := Result{Payment: p, OrderStatus: order.Status(orderStatus), Replayed: true}
+	if !p.Matches(n) {
+		return res, s.recordConflict(ctx, p, n, now)
 	}
-	return Result{Payment: p, OrderStatus: o.Status, Replayed: true}, nil
+	return res, outcomeError(p, orderTotal, orderCurrency)
+}
+
+// recordConflict keeps a notification that reused provider transaction id
+// of payment p for another order, amount or currency: one row per distinct
+// variant in payment_conflicts, counted, and a warning in the log. It
+// returns ErrTxnReused, or order.ErrUnavailable when the row could not be
+// written (the provider's retry records it).
+func (s *Service) recordConflict(ctx context.Context, p Payment, n Notification, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO payment_conflicts
+			(provider_txn_id, payment_id, order_id, amount, currency, times_seen, first_seen_at, last_seen_at)
+		VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+		ON DUPLICATE KEY UPDATE times_seen = times_seen + 1, last_seen_at = VALUES(last_seen_at)`,
+		n.ProviderTxnID, p.ID, n.OrderID.String(), n.Amount, n.Currency, now, now)
+	if err != nil {
+		return fmt.Errorf("record reused provider transaction: %w", order.TranslateError(err))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelWarn, "provider transaction id reused for a different payment; not applied",
+		slog.String("provider_txn_id", n.ProviderTxnID), slog.Int64("payment_id", p.ID),
+		slog.String("recorded_order_id", p.OrderID.String()), slog.Int64("recorded_amount", p.Amount),
+		slog.String("recorded_currency", p.Currency), slog.String("order_id", n.OrderID.String()),
+		slog.Int64("amount", n.Amount), slog.String("currency", n.Currency))
+	return fmt.Errorf("%w: %s is payment %d of %d %s for order %s; this notification is for %d %s of order %s",
+		ErrTxnReused, n.ProviderTxnID, p.ID, p.Amount, p.Currency, p.OrderID, n.Amount, n.Currency, n.OrderID)
 }

@@ -132,8 +132,8 @@ func TestNotifyApplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Replayed || res.OrderStatus != order.StatusPaid || res.Payment.Status != payment.StatusApplied ||
-		res.Payment.ID == 0 || !res.Payment.ReceivedAt.Equal(f.now) {
+	if res.Replayed || !res.MarkedPaid || res.OrderStatus != order.StatusPaid || res.Payment.Status != payment.StatusApplied ||
+		res.Payment.Outcome != payment.OutcomeApplied || res.Payment.ID == 0 || !res.Payment.ReceivedAt.Equal(f.now) {
 		t.Fatalf("result = %+v, want a new APPLIED payment and a PAID order", res)
 	}
 	got := f.order(t, o.ID)
@@ -154,19 +154,23 @@ func TestNotifyReplay(t *testing.T) {
 	}
 	paidAt := f.order(t, o.ID).PaidAt
 	f.now = f.now.Add(time.Minute)
-	// The same provider transaction again, even with another body, is the
-	// stored payment: nothing changes.
+	// The same notification again is the stored payment: nothing changes.
+	again, err := f.pay.Notify(context.Background(), notification(o, "tx-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Replayed || again.MarkedPaid || again.Payment != first.Payment || again.OrderStatus != order.StatusPaid {
+		t.Fatalf("replay = %+v, want the stored %+v", again, first.Payment)
+	}
+	// Another body under the same provider transaction is not a replay:
+	// ErrTxnReused with the stored payment, nothing applied.
 	for _, n := range []payment.Notification{
-		notification(o, "tx-1"),
 		{ProviderTxnID: "tx-1", OrderID: o.ID, Amount: 1, Currency: "USD"},
-		{ProviderTxnID: "tx-1", OrderID: uuid.Must(uuid.NewV7()), Amount: 1, Currency: "EUR"},
+		{ProviderTxnID: "tx-1", OrderID: uuid.Must(uuid.NewV7()), Amount: o.Total, Currency: "EUR"},
 	} {
-		again, err := f.pay.Notify(context.Background(), n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !again.Replayed || again.Payment != first.Payment || again.OrderStatus != order.StatusPaid {
-			t.Fatalf("replay of %+v = %+v, want the stored %+v", n, again, first.Payment)
+		res, err := f.pay.Notify(context.Background(), n)
+		if !errors.Is(err, payment.ErrTxnReused) || res.Payment != first.Payment || res.MarkedPaid {
+			t.Fatalf("reuse %+v = %+v, %v; want ErrTxnReused with the stored %+v", n, res, err, first.Payment)
 		}
 	}
 	if rows := f.payments(t); len(rows) != 1 || rows["tx-1"] != (paymentRow{o.ID.String(), o.Total, "EUR", payment.StatusApplied}) {
@@ -204,6 +208,9 @@ func TestNotifyConcurrentDeliveries(t *testing.T) {
 		}
 		if !results[i].Replayed {
 			fresh++
+		}
+		if results[i].MarkedPaid == results[i].Replayed {
+			t.Fatalf("delivery %d: MarkedPaid %v with Replayed %v", i, results[i].MarkedPaid, results[i].Replayed)
 		}
 		if results[i].Payment.Status != payment.StatusApplied || results[i].OrderStatus != order.StatusPaid {
 			t.Fatalf("delivery %d = %+v", i, results[i])
@@ -251,9 +258,11 @@ func TestNotifyMismatch(t *testing.T) {
 			if res, err := f.pay.Notify(context.Background(), notification(o, "tx-2")); err != nil || res.OrderStatus != order.StatusPaid {
 				t.Fatalf("correct payment after a mismatch = %+v, %v", res, err)
 			}
-			// The mismatched one replays as it was stored.
-			if res, err := f.pay.Notify(context.Background(), n); err != nil || !res.Replayed || res.Payment.Status != payment.StatusAmountMismatch {
-				t.Fatalf("replay of the mismatch = %+v, %v", res, err)
+			// The mismatched one replays as it was first answered.
+			again, againErr := f.pay.Notify(context.Background(), n)
+			if !errors.Is(againErr, payment.ErrAmountMismatch) || againErr.Error() != err.Error() || !again.Replayed ||
+				again.Payment != res.Payment {
+				t.Fatalf("replay of the mismatch = %+v, %v; want %+v, %v", again, againErr, res.Payment, err)
 			}
 		})
 	}

@@ -263,6 +263,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Registry:     m.registry,
 		Logger:       m.Logger,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+		Limits:       apiLimits(cfg.Limits),
 		Checks: []api.Check{
 			{Name: "mysql", Probe: store.Ping},
 			{Name: "redis", Probe: cache.Ping},
@@ -403,6 +404,17 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 		return err
 	}
 	tracker := listener.NewTracker(store, cfg.MySQL.Timeout*2, m.Logger)
+	// MySQL forgets idempotency keys when Redis does.
+	keys, err := order.NewKeyExpirer(store, m.Logger, order.KeyExpiryConfig{
+		TTL: cfg.Redis.IdempotencyTTL, Interval: cfg.Idempotency.SweepInterval, Batch: cfg.Idempotency.SweepBatch,
+	})
+	if err != nil {
+		return err
+	}
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "txorder", Subsystem: "idempotency", Name: "keys_expired_total",
+		Help: "Idempotency keys deleted from MySQL after redis.idempotency_ttl.",
+	}, func() float64 { return float64(keys.Expired()) }))
 
 	bg, stop := context.WithCancel(context.Background())
 	m.stopBackground = stop
@@ -418,6 +430,7 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 	run(func() { _ = drainer.Run(bg) })
 	run(func() { reconciler.Run(bg) })
 	run(func() { closer.Run(bg) })
+	run(func() { keys.Run(bg) })
 	run(func() { m.runTracker(bg, tracker) })
 	m.fast.run(bg, run)
 	return nil
@@ -543,6 +556,19 @@ func sweepCache(ctx context.Context, txl *listener.Transaction, cache *fallback.
 		}
 		timer.Reset(next)
 	}
+}
+
+// apiLimits turns the limits configuration into the API's; disabled, it
+// limits nothing.
+func apiLimits(l configs.Limits) api.Limits {
+	if !l.Enabled {
+		return api.Limits{}
+	}
+	per := make(map[string]api.ClientLimit, len(l.Clients))
+	for name, cl := range l.Clients {
+		per[name] = api.ClientLimit{Rate: cl.Rate, Burst: cl.Burst}
+	}
+	return api.Limits{Rate: l.Rate, Burst: l.Burst, PerClient: per, MaxInFlight: l.MaxInFlight}
 }
 
 // resolveNameServers builds the resolver every RocketMQ client of orderd

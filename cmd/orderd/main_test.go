@@ -140,6 +140,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_TRANSACTION__CACHE_SWEEP_INTERVAL=200ms",
 		"TXORDER_ORDER__PAYMENT_WINDOW=" + o.paymentWindow.String(),
 		"TXORDER_AUTH__API_KEYS=demo:" + testKey,
+		"TXORDER_AUTH__ADMIN_KEYS=ops:" + adminKey,
 		"TXORDER_PAYMENT__WEBHOOK_SECRET=" + webhookSecret,
 		"TXORDER_ROCKETMQ__SEND_TIMEOUT=1s",
 		"TXORDER_SPILL__CLAIM_IDLE=2s",
@@ -149,6 +150,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		"TXORDER_RECONCILER__GRACE=5s",
 		"TXORDER_RECONCILER__INTERVAL=200ms",
 		"TXORDER_LOG__LEVEL=debug",
+		// Bursts of hundreds of placements are what these tests make;
+		// TestRateLimitPerClient sets its own limits.
+		"TXORDER_LIMITS__RATE=100000",
+		"TXORDER_LIMITS__BURST=100000",
 	}
 	s.env = append(s.env, o.env...)
 	s.cfg, err = configs.LoadOrderd("../../configs/orderd.yaml", s.env)

@@ -168,13 +168,17 @@ func TestAuditCleanAndSettling(t *testing.T) {
 		a.apply(a.order("PAID"))
 	}
 	a.order("CLOSED")
-	a.exec(`INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, received_at) VALUES ('t1', ?, 100, 'EUR', 'REFUND_REQUIRED', NOW())`, uuid.NewString())
+	a.exec(`INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, outcome, received_at) VALUES ('t1', ?, 100, 'EUR', 'REFUND_REQUIRED', 'ORDER_CLOSED', NOW())`, uuid.NewString())
+	// A reused provider transaction id is reported, and is not a failure.
+	a.exec(`INSERT INTO payment_conflicts (provider_txn_id, payment_id, order_id, amount, currency, times_seen, first_seen_at, last_seen_at)
+		VALUES ('t1', 1, ?, 1, 'EUR', 3, NOW(), NOW())`, uuid.NewString())
 	code, r, errOut := a.audit()
-	if code != 0 || !r.OK || r.Paid != 5 || r.Applied != 5 || r.Closed != 1 || r.Stored != 6 || r.RefundsRequired != 1 || r.Accepted != -1 {
+	if code != 0 || !r.OK || r.Paid != 5 || r.Applied != 5 || r.Closed != 1 || r.Stored != 6 || r.RefundsRequired != 1 ||
+		r.TxnReused != 1 || r.Accepted != -1 {
 		t.Fatalf("clean audit = %d %+v %s", code, r, errOut)
 	}
 	code, out, _ := runTool(t, a.env, "audit", "--config", "", "--fulfillment-config", "", "--no-redis")
-	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "paid and applied") {
+	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "paid and applied") || !strings.Contains(out, "provider txn ids reused") {
 		t.Fatalf("table = %d\n%s", code, out)
 	}
 

@@ -42,7 +42,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("status before = %d %q %q", code, out, errOut)
 	}
 	code, out, errOut = runTool(t, env, "migrate", "--config", "")
-	if code != 0 || !strings.Contains(out, "applied migrations [1]") {
+	if code != 0 || !strings.Contains(out, "applied migrations [1 2") {
 		t.Fatalf("migrate = %d %q %q", code, out, errOut)
 	}
 	code, out, _ = runTool(t, env, "migrate", "--config", "")

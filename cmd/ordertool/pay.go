@@ -37,7 +37,7 @@ func runPay(ctx context.Context, env *environment, args []string) error {
 	cur := fs.String("currency", "", "ISO-4217 currency (default: the order's)")
 	txnID := fs.String("txn-id", "", "provider transaction id (default: a new UUID); send one again to replay it")
 	baseURL := fs.String("url", "", "orderd base URL (default: from http.addr of the configuration)")
-	apiKey := fs.String("api-key", "", "API key to read the order with (default: $"+envAPIKey+", else the first key of auth.api_keys, else the development key)")
+	apiKey := fs.String("api-key", "", "API key to read the order with (default: $"+envAPIKey+", else the first key of auth.admin_keys, which reads every order, else the first of auth.api_keys, which reads its own, else the development key)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound of each HTTP request")
 	args, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -75,7 +75,7 @@ func runPay(ctx context.Context, env *environment, args []string) error {
 	if !set["amount"] || !set["currency"] {
 		key := *apiKey
 		if key == "" {
-			key = defaultAPIKey(env.environ, cfg.Auth.APIKeys)
+			key = defaultAPIKey(env.environ, cfg.Auth.AdminKeys, cfg.Auth.APIKeys)
 		}
 		total, currency, err := fetchOrder(ctx, client, base, key, orderID)
 		if err != nil {
@@ -127,16 +127,19 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // defaultAPIKey is $TXO_API_KEY, else the key of the first name:key pair
-// of auth.api_keys, else the development key.
-func defaultAPIKey(environ []string, apiKeys string) string {
+// of the first non-empty list (admin keys read every order, a client's
+// key only that client's), else the development key.
+func defaultAPIKey(environ []string, keyLists ...string) string {
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == envAPIKey && v != "" {
 			return v
 		}
 	}
-	first, _, _ := strings.Cut(apiKeys, ",")
-	if _, key, ok := strings.Cut(strings.TrimSpace(first), ":"); ok && key != "" {
-		return key
+	for _, list := range keyLists {
+		first, _, _ := strings.Cut(list, ",")
+		if _, key, ok := strings.Cut(strings.TrimSpace(first), ":"); ok && key != "" {
+			return key
+		}
 	}
 	return configs.DevAPIKey
 }

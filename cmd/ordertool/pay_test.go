@@ -22,8 +22,10 @@ import (
 )
 
 const (
-	paySecret = "whsec-test-0123456789abcdef0123456789"
-	payAPIKey = "pay-test-key-0123456789"
+	paySecret   = "whsec-test-0123456789abcdef0123456789"
+	payAPIKey   = "pay-test-key-0123456789"
+	payOtherKey = "pay-other-key-0123456789"
+	payAdminKey = "pay-admin-key-0123456789"
 )
 
 type payServer struct {
@@ -59,7 +61,8 @@ func newPayServer(t *testing.T) *payServer {
 		t.Fatal(err)
 	}
 	h, err := api.NewHandler(api.Config{Orders: orders, Payments: payments,
-		Clients: map[string]string{payAPIKey: "demo"}, Registry: prometheus.NewRegistry(), Logger: logger})
+		Clients: map[string]string{payAPIKey: "demo", payOtherKey: "x"}, Admins: map[string]string{payAdminKey: "ops"},
+		Registry: prometheus.NewRegistry(), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +185,13 @@ func TestPayErrors(t *testing.T) {
 			[]string{"pay", id, "--config", "", "--url", s.url, "--api-key", payAPIKey}, 1, api.CodeBadSignature},
 		{"wrong API key", withSecret, []string{"pay", id, "--config", "", "--url", s.url, "--api-key", "nope-0123456789abcdef"}, 1,
 			api.CodeUnauthorized},
-		{"API key from auth.api_keys", append([]string{"TXORDER_AUTH__API_KEYS=demo:" + payAPIKey + ",x:other-key-0123456789"}, withSecret...),
+		{"API key from auth.api_keys", append([]string{"TXORDER_AUTH__API_KEYS=demo:" + payAPIKey + ",x:" + payOtherKey}, withSecret...),
+			[]string{"pay", id, "--config", "", "--url", s.url, "--amount", "1"}, 1, api.CodeAmountMismatch},
+		// Another client's key cannot read the order (404); an admin key,
+		// preferred when configured, reads every order.
+		{"another client's key", append([]string{"TXORDER_AUTH__API_KEYS=x:" + payOtherKey}, withSecret...),
+			[]string{"pay", id, "--config", "", "--url", s.url, "--amount", "1"}, 1, api.CodeOrderNotFound},
+		{"admin key from auth.admin_keys", append([]string{"TXORDER_AUTH__API_KEYS=x:" + payOtherKey, "TXORDER_AUTH__ADMIN_KEYS=ops:" + payAdminKey}, withSecret...),
 			[]string{"pay", id, "--config", "", "--url", s.url, "--amount", "1"}, 1, api.CodeAmountMismatch},
 		{"orderd not running", withSecret, []string{"pay", id, "--config", "", "--url", "http://127.0.0.1:1", "--amount", "1", "--currency", "EUR"}, 1,
 			"connection refused"},

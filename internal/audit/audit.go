@@ -73,6 +73,11 @@ type Report struct {
 	Shipments int `json:"shipments"`
 	// RefundsRequired counts payments recorded as REFUND_REQUIRED.
 	RefundsRequired int `json:"refunds_required"`
+	// TxnReused counts notifications refused because they reused a
+	// recorded provider transaction id for another payment
+	// (payment_conflicts, one row per variant): a provider-side problem
+	// for a person to look at, not a failure of the promise.
+	TxnReused int `json:"provider_txn_reused"`
 
 	// PaymentToShipment* describe, over the orders with an APPLIED
 	// payment and a shipment, the time from the payment's record
@@ -120,8 +125,9 @@ type PhantomEffect struct {
 }
 
 // Run audits until the system settled or cfg.Settle passed, and returns
-// the last report. An error means a database (or holder) could not be
-// read; the report is then incomplete and not returned.
+// the last report. A pass whose reads fail is retried until cfg.Settle has
+// passed; an error means a database (or holder) could still not be read,
+// and no report is returned.
 func Run(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report, error) {
 	if orders == nil || fulfillment == nil {
 		return Report{}, errors.New("audit: both the order and the fulfillment database are required")
@@ -140,7 +146,18 @@ func Run(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report, 
 	for pass := 1; ; pass++ {
 		r, err := once(ctx, orders, fulfillment, cfg)
 		if err != nil {
-			return Report{}, err
+			// A read that fails (a connection dropped or timed out on a
+			// loaded machine) is tried again while the settle time lasts;
+			// a verdict only ever comes from a complete read.
+			if ctx.Err() != nil || !time.Now().Add(cfg.Poll).Before(deadline) {
+				return Report{}, err
+			}
+			select {
+			case <-ctx.Done():
+				return Report{}, err
+			case <-time.After(cfg.Poll):
+			}
+			continue
 		}
 		r.Passes = pass
 		r.Waited = time.Since(start).Seconds()
@@ -166,6 +183,9 @@ func once(ctx context.Context, orders, fulfillment *sql.DB, cfg Config) (Report,
 	}
 	if err := orders.QueryRowContext(ctx, `SELECT COUNT(*) FROM payments WHERE status = 'REFUND_REQUIRED'`).Scan(&r.RefundsRequired); err != nil {
 		return r, fmt.Errorf("audit: read payments: %w", err)
+	}
+	if err := orders.QueryRowContext(ctx, `SELECT COUNT(*) FROM payment_conflicts`).Scan(&r.TxnReused); err != nil {
+		return r, fmt.Errorf("audit: read payment_conflicts: %w", err)
 	}
 	shipments, err := countByOrder(ctx, fulfillment, `SELECT order_id, COUNT(*) FROM shipments GROUP BY order_id`)
 	if err != nil {
@@ -393,6 +413,7 @@ func (r Report) WriteTable(w io.Writer) error {
 	row("paid and applied", r.Applied)
 	row("shipments", r.Shipments)
 	row("refunds required", r.RefundsRequired)
+	row("provider txn ids reused", r.TxnReused)
 	if r.PaymentToShipmentCount > 0 {
 		fmt.Fprintf(tw, "payment → shipment p50 / p99 / max\t%.0f / %.0f / %.0f ms\t\n",
 			r.PaymentToShipmentP50, r.PaymentToShipmentP99, r.PaymentToShipmentMax)

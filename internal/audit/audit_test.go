@@ -130,6 +130,44 @@ func TestSettleGivesUp(t *testing.T) {
 	}
 }
 
+// TestReadRetriedWhileSettling: with mariadbd SIGKILLed when the audit
+// starts, passes fail until it is back, and the audit then reports from a
+// complete read; a database that stays down past Settle is an error.
+func TestReadRetriedWhileSettling(t *testing.T) {
+	my := testenv.MySQL(t)
+	db, err := sql.Open("mysql", my.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := migrations.Up(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	ship(t, db, seedOrder(t, db, "PAID"), true)
+	if err := my.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), db, db, Config{Settle: 300 * time.Millisecond, Poll: 100 * time.Millisecond}); err == nil {
+		t.Fatal("audit with MySQL down throughout reported")
+	}
+	type result struct {
+		r   Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := Run(context.Background(), db, db, Config{Settle: time.Minute, Poll: 100 * time.Millisecond})
+		done <- result{r, err}
+	}()
+	if err := my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || !res.r.OK || res.r.Paid != 1 || res.r.Applied != 1 || res.r.Passes < 2 {
+		t.Fatalf("audit across the restart = %+v, %v; want OK from a later pass", res.r, res.err)
+	}
+}
+
 // TestPaymentToShipment: the latency from an APPLIED payment's record to
 // the order's first shipment, over the orders that have both.
 func TestPaymentToShipment(t *testing.T) {
@@ -137,8 +175,12 @@ func TestPaymentToShipment(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Millisecond)
 	pay := func(id, txn, status string, at time.Time) {
 		t.Helper()
-		if _, err := db.Exec(`INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, received_at) VALUES (?, ?, 1, 'EUR', ?, ?)`,
-			txn, id, status, at); err != nil {
+		outcome := status // APPLIED
+		if status == "REFUND_REQUIRED" {
+			outcome = "ALREADY_PAID"
+		}
+		if _, err := db.Exec(`INSERT INTO payments (provider_txn_id, order_id, amount, currency, status, outcome, received_at) VALUES (?, ?, 1, 'EUR', ?, ?, ?)`,
+			txn, id, status, outcome, at); err != nil {
 			t.Fatal(err)
 		}
 	}

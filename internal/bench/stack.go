@@ -162,6 +162,11 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 		"TXORDER_TRANSACTION__BREAKER_OPEN_FOR=500ms",
 		"TXORDER_ORDER__PAYMENT_WINDOW=10m",
 		"TXORDER_AUTH__API_KEYS=bench:" + apiKey,
+		// The limiter stays on (its cost is part of every placement) but
+		// never throttles the bench client; TXORDER_LIMITS__ENABLED=false
+		// in the environment turns it off to measure that cost.
+		"TXORDER_LIMITS__CLIENTS__BENCH__RATE=1000000",
+		"TXORDER_LIMITS__CLIENTS__BENCH__BURST=1000000",
 		"TXORDER_PAYMENT__WEBHOOK_SECRET=" + webhookSecret,
 		"TXORDER_SPILL__BACKOFF_MIN=50ms",
 		"TXORDER_SPILL__BACKOFF_MAX=500ms",

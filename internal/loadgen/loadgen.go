@@ -99,9 +99,12 @@ type Summary struct {
 	// PlaceCodes counts answers by status code; "error" counts requests
 	// without an answer (connection refused, timeout).
 	PlaceCodes map[string]int `json:"place_status_codes"`
-	Paid       int            `json:"paid"`
-	Pay        Latency        `json:"pay_latency_ms"`
-	PayCodes   map[string]int `json:"pay_status_codes"`
+	// Throttled counts 429 answers (rate limited) that were waited out
+	// and retried with the same key; they are not in PlaceCodes.
+	Throttled int            `json:"throttled"`
+	Paid      int            `json:"paid"`
+	Pay       Latency        `json:"pay_latency_ms"`
+	PayCodes  map[string]int `json:"pay_status_codes"`
 	// Timeline has one entry per second of the run (by completion time).
 	Timeline []Second `json:"timeline"`
 }
@@ -245,12 +248,30 @@ func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
 	qty, price := 1+n%3, int64(100+n%900)
 	body := fmt.Sprintf(`{"customer_id":"load-%d","currency":"EUR","items":[{"sku":"SKU-%d","name":"Load item","quantity":%d,"unit_price":%d}]}`,
 		n%100, n%50, qty, price)
-	start := time.Now()
-	code, answer, err := do(rctx, cfg, http.MethodPost, "/v1/orders", []byte(body), map[string]string{
-		"Authorization":   "Bearer " + cfg.APIKey,
-		"Content-Type":    "application/json",
-		"Idempotency-Key": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
-	})
+	var start time.Time
+	var code int
+	var answer []byte
+	var err error
+	for attempt := 1; ; attempt++ {
+		start = time.Now()
+		var wait time.Duration
+		code, answer, wait, err = do(rctx, cfg, http.MethodPost, "/v1/orders", []byte(body), map[string]string{
+			"Authorization":   "Bearer " + cfg.APIKey,
+			"Content-Type":    "application/json",
+			"Idempotency-Key": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
+		})
+		// Rate limited (429): a well-behaved client waits as told and
+		// sends the same request again; the 429 is counted, not the
+		// placement's answer.
+		if code != http.StatusTooManyRequests || attempt > maxThrottled || ctx.Err() != nil {
+			break
+		}
+		r.throttle()
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 	out := Outcome{N: n, Code: code, Err: err}
 	if code == http.StatusCreated || code == http.StatusAccepted {
 		var o struct{ ID string }
@@ -268,7 +289,7 @@ func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
 	backoff := 100 * time.Millisecond
 	for {
 		start = time.Now()
-		code, _, err = do(rctx, cfg, http.MethodPost, "/v1/payments/notify", pay, map[string]string{
+		code, _, _, err = do(rctx, cfg, http.MethodPost, "/v1/payments/notify", pay, map[string]string{
 			"Content-Type":          "application/json",
 			payment.HeaderSignature: payment.Sign(cfg.WebhookSecret, time.Now(), pay),
 		})
@@ -289,26 +310,35 @@ func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
 	}
 }
 
-func do(ctx context.Context, cfg Config, method, path string, body []byte, headers map[string]string) (int, []byte, error) {
+// maxThrottled bounds how many 429s one placement waits out.
+const maxThrottled = 20
+
+// do sends one request and returns the status, the body and the wait its
+// Retry-After asks for (1s when absent or unreadable, at most 10s).
+func do(ctx context.Context, cfg Config, method, path string, body []byte, headers map[string]string) (int, []byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, cfg.BaseURL+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
 	res, err := cfg.Client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	defer res.Body.Close()
+	wait := time.Second
+	if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && secs > 0 {
+		wait = min(time.Duration(secs)*time.Second, 10*time.Second)
+	}
 	answer, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if err != nil {
-		return res.StatusCode, nil, err
+		return res.StatusCode, nil, wait, err
 	}
-	return res.StatusCode, answer, nil
+	return res.StatusCode, answer, wait, nil
 }
 
 // recorder collects measurements from the workers.
@@ -323,6 +353,7 @@ type recorder struct {
 	payCodes   map[string]int
 	timeline   map[int]*Second
 	paid       int
+	throttled  int
 }
 
 func (r *recorder) second(at time.Time) *Second {
@@ -365,6 +396,12 @@ func (r *recorder) place(start time.Time, d time.Duration, code int, err error, 
 	}
 }
 
+func (r *recorder) throttle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.throttled++
+}
+
 func (r *recorder) pay(d time.Duration, code int, err error, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -381,7 +418,7 @@ func (r *recorder) result(runID string, interrupted bool) Result {
 	defer r.mu.Unlock()
 	elapsed := time.Since(r.start)
 	s := Summary{RunID: runID, Started: r.start.UTC(), Elapsed: elapsed.Seconds(), Interrupted: interrupted,
-		Placed: len(r.placeMs), Accepted: len(r.accepted), Place: summarize(r.placeMs), PlaceCodes: r.placeCodes,
+		Placed: len(r.placeMs), Accepted: len(r.accepted), Place: summarize(r.placeMs), PlaceCodes: r.placeCodes, Throttled: r.throttled,
 		Paid: r.paid, Pay: summarize(r.payMs), PayCodes: r.payCodes, Timeline: []Second{}}
 	if elapsed > 0 {
 		s.Throughput = float64(s.Placed) / elapsed.Seconds()

@@ -36,6 +36,10 @@ type fakeOrderd struct {
 	paid          map[string]bool
 	block         chan struct{} // when set, placements wait for it
 	verifier      *payment.Verifier
+	// throttleFirst answers the first attempt of every key 429, as
+	// orderd's rate limit would.
+	throttleFirst bool
+	throttled     map[string]bool
 }
 
 func newFakeOrderd(t *testing.T) (*fakeOrderd, *httptest.Server) {
@@ -44,7 +48,7 @@ func newFakeOrderd(t *testing.T) (*fakeOrderd, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeOrderd{keys: map[string]bool{}, paid: map[string]bool{}, verifier: v}
+	f := &fakeOrderd{keys: map[string]bool{}, paid: map[string]bool{}, throttled: map[string]bool{}, verifier: v}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -63,6 +67,13 @@ func (f *fakeOrderd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
+		if f.throttleFirst && !f.throttled[r.Header.Get("Idempotency-Key")] {
+			f.throttled[r.Header.Get("Idempotency-Key")] = true
+			f.mu.Unlock()
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
 		dup := f.keys[r.Header.Get("Idempotency-Key")]
 		f.keys[r.Header.Get("Idempotency-Key")] = true
 		f.mu.Unlock()
@@ -277,5 +288,21 @@ func TestPaymentRetries(t *testing.T) {
 		Concurrency: 1, Count: 1, PayFraction: 1})
 	if s := res.Summary; s.Paid != 0 || s.PayCodes["404"] != 1 {
 		t.Fatalf("summary without retries = %+v", s)
+	}
+}
+
+// TestRunWaitsOutRateLimits: a 429 is waited out for its Retry-After and
+// the same request (same key) sent again; the summary counts the 429s
+// apart from the placements' answers.
+func TestRunWaitsOutRateLimits(t *testing.T) {
+	f, srv := newFakeOrderd(t)
+	f.throttleFirst = true
+	res, err := Run(context.Background(), Config{BaseURL: srv.URL, APIKey: testKey, Concurrency: 4, Count: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Summary
+	if s.Placed != 4 || s.Throttled != 4 || s.PlaceCodes["429"] != 0 || s.PlaceCodes["409"] != 0 || f.arrived.Load() != 8 {
+		t.Fatalf("summary = %+v after %d requests, want 4 placements each retried once after its 429", s, f.arrived.Load())
 	}
 }
