@@ -155,14 +155,14 @@ func TestMySQLHangDuringCheckBacks(t *testing.T) {
 		}
 		paid = append(paid, o.id)
 	}
-	before := metric(t, m.Addr(), `txorder_tx_check_total{answer="unknown",reason="breaker_open"}`)
+	before := metricValue(t, m.Addr(), `txorder_tx_check_total{answer="unknown",reason="breaker_open"}`)
 	// The first check-back comes transaction_timeout (4s) after each half
 	// message: hang MySQL before that.
 	if err := s.px.mysql.Hang(faultproxy.Both); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "check-backs answered from the breaker while MySQL hangs", func() bool {
-		return metric(t, m.Addr(), `txorder_tx_check_total{answer="unknown",reason="breaker_open"}`) > max(before, 0)+5
+		return metricValue(t, m.Addr(), `txorder_tx_check_total{answer="unknown",reason="breaker_open"}`) > max(before, 0)+5
 	})
 	if n := len(s.published()); n != 0 {
 		t.Fatalf("%d events released while MySQL hangs", n)

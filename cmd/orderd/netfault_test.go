@@ -292,13 +292,6 @@ func (s *stack) settleRefusedRetrying(addr string, accepted int, refused []place
 	}
 }
 
-// metric returns the value of the first /metrics line starting with
-// name (with its labels), or -1.
-func metric(t *testing.T, addr, name string) float64 {
-	t.Helper()
-	return metricIn(scrape(t, addr), name)
-}
-
 // scrape returns orderd's /metrics.
 func scrape(t *testing.T, addr string) string {
 	t.Helper()
@@ -311,7 +304,7 @@ func scrape(t *testing.T, addr string) string {
 	return string(b)
 }
 
-// metricIn is metric on a scrape already taken.
+// metricIn is metricValue on a scrape already taken (-1: absent).
 func metricIn(scrape, name string) float64 {
 	for line := range strings.SplitSeq(scrape, "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
