@@ -474,6 +474,11 @@ func (m *Main) runTracker(ctx context.Context, tracker *listener.Tracker) {
 	}
 }
 
+// migrateTimeout bounds the migrations run at start. A migration that
+// rebuilds a large table takes longer: turn migrate_on_start off and run
+// `ordertool migrate` in a quiet hour (README, configuration).
+const migrateTimeout = 30 * time.Second
+
 // migrate applies pending migrations. With MySQL unreachable it starts
 // anyway on the schema the last start left: orderd exists to accept orders
 // while MySQL is down (they go to the Redis cache), and a replica that
@@ -486,9 +491,9 @@ func (m *Main) migrate(ctx context.Context) error {
 		m.Logger.Warn("mysql unreachable at start: migrations skipped; running on the existing schema", "error", err)
 		return nil
 	}
-	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
 	defer cancel()
-	applied, err := migrations.Up(mctx, m.db)
+	applied, err := migrations.UpDSN(mctx, m.Config.MySQL.DSN(), migrateTimeout)
 	if err != nil {
 		return err
 	}
