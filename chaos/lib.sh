@@ -556,9 +556,9 @@ chaos_main() {
 
 	sleep "$CHAOS_BEFORE"
 	echo "label,from_unix,to_unix" >"$dir/outages.csv"
+	[[ $CHAOS_FAULT == SIGKILL ]] || fault_snapshot "$dir/before-fault.txt"
 	down=$(now)
 	chaos_log "$CHAOS_FAULT $label"
-	[[ $CHAOS_FAULT == SIGKILL ]] || fault_snapshot "$dir/before-fault.txt"
 	TARGET_DOWN=1
 	target_kill
 	sleep "$CHAOS_OUTAGE"
@@ -571,7 +571,9 @@ chaos_main() {
 	target_restart
 	TARGET_DOWN=0
 	up=$(now)
-	echo "$label down,$down,$up" >>"$dir/outages.csv"
+	local state=down
+	[[ $CHAOS_FAULT == SIGKILL ]] || state=$CHAOS_FAULT
+	echo "$label $state,$down,$up" >>"$dir/outages.csv"
 	chaos_log "$label back after $(awk -v a="$down" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
 
 	# The load ends by itself (count or duration, each request bounded by
