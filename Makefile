@@ -67,14 +67,16 @@ run: deps build
 	@echo "  bin/ordertool audit --settle 30s"
 	@echo "Stop everything with: make stop"
 
-# chaos-local runs chaos/kill-mysql.sh and chaos/kill-namesrv.sh on the local
-# stack (started when down; `make stop` stops it) with small counts, each
-# bounded to 3 minutes, and fails when either audit fails. Reports: reports/.
+# chaos-local runs chaos/kill-mysql.sh, kill-namesrv.sh, hang-redis.sh and
+# slow-mysql.sh (the two fastest network-fault runs; the stack is restarted
+# behind the fault proxy for them) on the local stack (started when down;
+# `make stop` stops it) with small counts, each bounded to 3 minutes, and
+# fails when any audit fails. Reports: reports/.
 .PHONY: chaos-local
 CHAOS_LOCAL_ENV := CHAOS_MODE=local CHAOS_COUNT=300 CHAOS_DURATION=30 CHAOS_RATE=20 CHAOS_BEFORE=4 CHAOS_OUTAGE=6 CHAOS_PAY_WAIT=60 CHAOS_SETTLE=60s
 chaos-local: build
 	@rc=0; \
-	for script in kill-mysql kill-namesrv; do \
+	for script in kill-mysql kill-namesrv hang-redis slow-mysql; do \
 		echo "=== chaos/$$script.sh"; \
 		$(CHAOS_LOCAL_ENV) timeout --kill-after=10s 180s chaos/$$script.sh || { echo "chaos/$$script.sh FAILED (exit $$?)"; rc=1; }; \
 	done; \
