@@ -348,6 +348,35 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
+// waitForDrain waits until remaining() is 0. It fails when remaining has
+// not gone down for stall, or after most in all: a drain that is stuck
+// fails as fast as under a fixed bound, while one that is merely slow (a
+// loaded machine, where each commit can take a hundred milliseconds and
+// more) is not mistaken for a stuck one. A negative remaining (a read
+// that failed) counts as no progress.
+func waitForDrain(t *testing.T, stall, most time.Duration, what string, remaining func() int) {
+	t.Helper()
+	start := time.Now()
+	best, bestAt := -1, start
+	for {
+		n := remaining()
+		if n == 0 {
+			t.Logf("%s: drained in %s", what, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if n > 0 && (best < 0 || n < best) {
+			best, bestAt = n, time.Now()
+		}
+		switch {
+		case time.Since(bestAt) > stall:
+			t.Fatalf("%s: stuck at %d for %s (%s since the start)", what, best, stall, time.Since(start).Round(time.Second))
+		case time.Since(start) > most:
+			t.Fatalf("%s: %d left after %s", what, n, most)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestOrderdServes(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	m := s.orderd()
