@@ -33,10 +33,12 @@ mysql-hang+redis-slow)
 	;;
 broker-hang+mysql-down)
 	target_kill() {
+		local b
 		fault_disable mysql
-		fault_add broker timeout both '{"timeout":0}'
+		for b in $(broker_proxies); do fault_add "$b" timeout both '{"timeout":0}'; done
 	}
-	target_restart() { fault_clear broker mysql; }
+	# shellcheck disable=SC2046 # one proxy name per line
+	target_restart() { fault_clear $(broker_proxies) mysql; }
 	LABEL="broker + mysql"
 	;;
 *) chaos_die "CHAOS_COMBINED must be mysql-hang+redis-slow or broker-hang+mysql-down, not '$CHAOS_COMBINED'" ;;

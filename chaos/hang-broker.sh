@@ -7,7 +7,7 @@
 # the background, and the drainer places the queued orders once the broker
 # answers. fulfillmentd's pulls stall meanwhile. Exit status: the audit's.
 #
-# Local mode: a toxiproxy timeout toxic on the broker proxy (rmqdev
+# Local mode: a toxiproxy timeout toxic on every broker's proxy (rmqdev
 # advertises it in its routes). Compose mode: `docker compose pause` of the
 # DLedger leader (ordertool cluster --master); the two others elect a new
 # one. Settings: see chaos/lib.sh.
@@ -36,8 +36,14 @@ compose)
 	target_restart() { compose_unpause "$LEADER"; }
 	;;
 *)
-	target_kill() { fault_add broker timeout both '{"timeout":0}'; }
-	target_restart() { fault_clear broker; }
+	# Every broker (each its own group): with one left the client would
+	# send to it.
+	target_kill() {
+		local b
+		for b in $(broker_proxies); do fault_add "$b" timeout both '{"timeout":0}'; done
+	}
+	# shellcheck disable=SC2046 # one proxy name per line
+	target_restart() { fault_clear $(broker_proxies); }
 	;;
 esac
 

@@ -20,7 +20,7 @@ type Orderd struct {
 	Redis    Redis    `koanf:"redis"`
 	RocketMQ RocketMQ `koanf:"rocketmq"`
 	Order    Order    `koanf:"order"`
-	// Transaction tunes the transaction listener (DESIGN.md §4.2).
+	// Transaction tunes the transaction listener (docs/design.md §4.2).
 	Transaction Transaction `koanf:"transaction"`
 	// Spill tunes the spill queue (orders waiting for RocketMQ) and its drainer.
 	Spill Spill `koanf:"spill"`
@@ -88,7 +88,13 @@ type HTTP struct {
 	ReadTimeout       time.Duration `koanf:"read_timeout" validate:"gt=0"`
 	WriteTimeout      time.Duration `koanf:"write_timeout" validate:"gt=0"`
 	IdleTimeout       time.Duration `koanf:"idle_timeout" validate:"gt=0"`
-	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// DrainDelay is how long SIGTERM keeps serving with /readyz answering
+	// 503 before the listener closes, so that load balancers take the
+	// replica out of rotation before connections are refused. Make it at
+	// least the balancer's check interval × its fall count.
+	DrainDelay time.Duration `koanf:"drain_delay" validate:"gte=0,lte=5m"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM,
+	// after DrainDelay.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" validate:"gt=0"`
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64 `koanf:"max_body_bytes" validate:"gt=0,lte=1048576"`
@@ -159,7 +165,9 @@ type RocketMQ struct {
 	// it with another producer (check-backs go to any member of the group).
 	ProducerGroup string `koanf:"producer_group" validate:"required,max=255"`
 	// InstanceName keeps the producer's client id apart from any consumer
-	// in the same process (the client shares one instance per client id).
+	// in the same process (the client shares one instance per client id),
+	// and from other replicas on the same IP. "{hostname}" in it is
+	// replaced by the host name (a container's id under docker compose).
 	InstanceName string `koanf:"instance_name" validate:"required"`
 	// SendTimeout bounds each half-message send, and so how long a
 	// placement waits on a broker that stopped answering before the order
@@ -199,7 +207,7 @@ type Transaction struct {
 	CacheSweepInterval time.Duration `koanf:"cache_sweep_interval" validate:"gt=0"`
 }
 
-// Spill tunes the spill queue and its drainer (DESIGN.md §4.5).
+// Spill tunes the spill queue and its drainer (docs/design.md §4.5).
 type Spill struct {
 	// MaxAttempts placements of a spilled order before it is marked dead
 	// (kept, listed by `ordertool spill list`, replayable). Every failed
@@ -219,7 +227,7 @@ type Spill struct {
 	BreakerOpenFor  time.Duration `koanf:"breaker_open_for" validate:"gt=0"`
 }
 
-// Reconciler tunes the reconciler (DESIGN.md §4.4).
+// Reconciler tunes the reconciler (docs/design.md §4.4).
 type Reconciler struct {
 	// Grace after payment before a paid order whose event was not seen on
 	// the topic is republished; 0 means 3 × rocketmq.check_interval.
@@ -228,7 +236,8 @@ type Reconciler struct {
 	Interval time.Duration `koanf:"interval" validate:"gt=0"`
 	// Batch bounds the orders republished per round.
 	Batch int `koanf:"batch" validate:"gte=1,lte=1000"`
-	// ProducerGroup and InstanceName of the plain producer it republishes with.
+	// ProducerGroup of the plain producer it republishes with (its client
+	// instance name is rocketmq.instance_name + "-reconciler").
 	ProducerGroup string `koanf:"producer_group" validate:"required"`
 }
 
@@ -242,7 +251,7 @@ func (r Reconciler) GraceOr(checkInterval time.Duration) time.Duration {
 
 // Closer tunes the deadline closer: unpaid orders still PENDING_PAYMENT a
 // grace after their payment deadline are closed, because their half message
-// is gone and no check-back will close them (DESIGN.md §4.2).
+// is gone and no check-back will close them (docs/design.md §4.2).
 type Closer struct {
 	// Grace after the payment deadline before a pending order is closed;
 	// 0 means 3 × rocketmq.check_interval. It must exceed two intervals so
@@ -416,6 +425,7 @@ func DefaultOrderd() Orderd {
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      15 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			DrainDelay:        5 * time.Second,
 			ShutdownTimeout:   20 * time.Second,
 			MaxBodyBytes:      64 << 10,
 		},
@@ -463,6 +473,7 @@ func LoadOrderd(path string, environ []string) (Orderd, error) {
 	if err := Load(&cfg, path, WithoutFulfillment(environ)); err != nil {
 		return Orderd{}, err
 	}
+	cfg.RocketMQ.InstanceName = ExpandHostname(cfg.RocketMQ.InstanceName)
 	return cfg, nil
 }
 
