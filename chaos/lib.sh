@@ -297,11 +297,15 @@ stack_up() {
 faultproxy_up() {
 	export TXO_FAULT_PROXY=1
 	local -a restart=()
-	if ! curl -fsS -m 2 -o /dev/null "$FAULTPROXY_URL/proxies" 2>/dev/null ||
+	local b missing=0
+	for b in $(broker_proxies); do
+		curl -fsS -m 2 -o /dev/null "$FAULTPROXY_URL/proxies/$b" 2>/dev/null || missing=1
+	done
+	if ((missing)) ||
 		! grep -q "127.0.0.1:${TXO_MYSQL_PROXY_PORT:-13307}" "${RUN_DIR:-$CHAOS_ROOT/.run}/orderd.yaml" 2>/dev/null; then
-		chaos_log "the local stack is not running behind the fault proxy: (re)starting it with TXO_FAULT_PROXY=1"
+		chaos_log "the local stack is not running behind the fault proxy (or it has no proxy for some broker): (re)starting it with TXO_FAULT_PROXY=1"
 		mapfile -t restart < <("$DEVSTACK" names fulfillmentd && "$DEVSTACK" names orderd && "$DEVSTACK" names broker)
-		"$DEVSTACK" stop "${restart[@]}" >&2
+		"$DEVSTACK" stop "${restart[@]}" faultproxy >&2
 	fi
 	if ! "$DEVSTACK" status >/dev/null; then
 		(cd "$CHAOS_ROOT" && make run) >&2

@@ -59,8 +59,9 @@
 # $TXO_NAMESRV_PROXY_PORT (19876) and broker k on $TXO_BROKER_PROXY_PORT +
 # 10(k-1) (20911, 20921, ...), which that broker advertises in its routes
 # (rmqdev --advertise, a Java broker's brokerIP1), so clients reach it
-# through the proxy too. Each proxy is named as its service (mysql, redis,
-# namesrv, broker, broker-2, ...).
+# through the proxy too (keep the two series apart: the defaults are 10000
+# apart). Each proxy is named as its service (mysql, redis, namesrv,
+# broker, broker-2, ...).
 # The chaos scripts chaos/hang-*.sh, slow-*.sh and reset-*.sh add and
 # remove toxics through the API (chaos/lib.sh: fault_add, fault_clear).
 #
