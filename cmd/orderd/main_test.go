@@ -93,11 +93,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.privateRedis {
 		s.rd = testenv.Redis(t)
 	}
+	if o.proxied {
+		// First: its longer payment window must not be the default's.
+		o = o.withProxiedTimeouts()
+	}
 	if o.paymentWindow == 0 {
 		o.paymentWindow = time.Minute
-	}
-	if o.proxied {
-		o = o.withProxiedTimeouts()
 	}
 	if o.brokerTxTimeout == 0 {
 		o.brokerTxTimeout = txTimeout

@@ -142,7 +142,9 @@ func TestNetworkFaultsDuringPayment(t *testing.T) {
 // breaker_open at once) and the broker keeps asking; once MySQL answers,
 // each paid order is committed and announced once, and no unpaid order is.
 func TestMySQLHangDuringCheckBacks(t *testing.T) {
-	s := newStack(t, stackOptions{proxied: true})
+	// Without the fast commit: a payment would release its event at once,
+	// and this test is about the check-backs.
+	s := newStack(t, stackOptions{proxied: true, env: []string{"TXORDER_FAST_COMMIT__ENABLED=false"}})
 	m := s.orderd()
 	orders := s.placeN(m.Addr(), "chk", 12, http.StatusCreated)
 	var paid []string
