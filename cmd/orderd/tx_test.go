@@ -486,8 +486,10 @@ func TestSameKeyConcurrently(t *testing.T) {
 			// Redis is not this test's fault: with the stack's 300ms
 			// bound, a Redis stalled by the loaded machine's disk (AOF
 			// fsync always) made a replay's read fail (503: "cannot be
-			// read now").
-			s := newStack(t, stackOptions{privateMySQL: true, env: []string{"TXORDER_REDIS__TIMEOUT=1s"}})
+			// read now"). The longer bound needs a longer transaction
+			// timeout (orderd checks the sum at start).
+			s := newStack(t, stackOptions{privateMySQL: true, brokerTxTimeout: 4 * time.Second,
+				env: []string{"TXORDER_REDIS__TIMEOUT=1s", "TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=4s"}})
 			m := s.orderd()
 			heal := tc.fault(s)
 			const n = 8
