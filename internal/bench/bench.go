@@ -237,7 +237,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if want("placement") {
 		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point (fast commit %s)", cfg.PlacementDuration, onOff(!cfg.NoFastCommit))
 		if err := withStack(ctx, cfg, in, stackOptions{name: "placement", database: "bench_placement", redisDB: 1,
-			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, brokerProcess: true}, func(s *stack) error {
 			var err error
 			rep.Placement, err = measurePlacement(ctx, cfg, s, logf)
 			return err
