@@ -25,7 +25,7 @@ type Counter struct {
 	redis *prometheus.CounterVec
 
 	begin, commit, rollback, exec, query, prepare, stmt, ping prometheus.Counter
-	command, pipeline, pipelined                             prometheus.Counter
+	command, pipeline, pipelined                              prometheus.Counter
 }
 
 // New registers txorder_mysql_requests_total{request} and
