@@ -92,6 +92,11 @@ type HTTP struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" validate:"gt=0"`
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64 `koanf:"max_body_bytes" validate:"gt=0,lte=1048576"`
+	// PprofAddr, if set, serves net/http/pprof (/debug/pprof/) on its own
+	// listener for profiling. Off by default; only a loopback address
+	// (127.0.0.1, ::1, localhost) is accepted: profiles show internals and
+	// cost CPU, and are for an operator on the host.
+	PprofAddr string `koanf:"pprof_addr" validate:"omitempty,loopback_addr"`
 }
 
 // MySQL is the order database.

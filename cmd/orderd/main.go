@@ -83,6 +83,7 @@ type Main struct {
 	fast     *fastCommit
 	srv      *http.Server
 	ln       net.Listener
+	pprof    *pprofServer // http.pprof_addr; nil: off
 	served   chan error
 
 	stopBackground context.CancelFunc
@@ -283,6 +284,11 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.srv.Serve(m.ln) }()
+	if cfg.HTTP.PprofAddr != "" {
+		if m.pprof, err = startPprof(cfg.HTTP.PprofAddr, m.Logger); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -299,6 +305,10 @@ func (m *Main) Addr() string {
 // handlers used. It is safe to call on a partly opened Main.
 func (m *Main) Close() error {
 	var errs []error
+	if m.pprof != nil {
+		m.pprof.close()
+		m.pprof = nil
+	}
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.HTTP.ShutdownTimeout)
 		if err := m.srv.Shutdown(ctx); err != nil {
