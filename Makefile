@@ -44,12 +44,13 @@ BENCH_FLAGS ?=
 bench: deps build
 	$(BIN)/ordertool bench --out .bench $(BENCH_FLAGS)
 
-# run starts MariaDB, Redis, rmqdev (NameServer + broker) and orderd from
-# .run/ (see scripts/devstack.sh).
+# run starts MariaDB, Redis, rmqdev (NameServer + TXO_BROKERS brokers),
+# TXO_ORDERD_REPLICAS orderd and TXO_FULFILLMENTD_REPLICAS fulfillmentd
+# from .run/ (see scripts/devstack.sh for the ports of each replica).
 run: deps build
 	scripts/devstack.sh start
 	@echo
-	@echo "orderd:  http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}  (health /healthz, readiness /readyz, metrics /metrics, API doc /openapi.yaml)"
+	@echo "orderd:  $$(scripts/devstack.sh urls | sed 's/,/ /g')  (health /healthz, readiness /readyz, metrics /metrics, API doc /openapi.yaml)"
 	@echo "fulfillmentd: http://127.0.0.1:$${TXO_FULFILLMENTD_PORT:-8081}  (/healthz, /readyz, /metrics)"
 	@echo "Place an order:"
 	@echo "  curl -s -X POST http://127.0.0.1:$${TXO_ORDERD_PORT:-8080}/v1/orders \\"
@@ -60,16 +61,21 @@ run: deps build
 	@echo "  bin/ordertool audit --settle 30s"
 	@echo "Stop everything with: make stop"
 
-# chaos-local runs chaos/kill-mysql.sh and chaos/kill-namesrv.sh on the local
-# stack (started when down; `make stop` stops it) with small counts, each
-# bounded to 3 minutes, and fails when either audit fails. Reports: reports/.
+# chaos-local runs chaos/kill-mysql.sh and chaos/kill-namesrv.sh (one orderd),
+# then chaos/kill-replica.sh and chaos/rolling-restart.sh (three orderd, two
+# fulfillmentd: the scripts start the missing replicas) on the local stack
+# (started when down; `make stop` stops it, replicas included) with small
+# counts, each bounded to 3-4 minutes, and fails when any audit fails.
+# Reports: reports/.
 .PHONY: chaos-local
-CHAOS_LOCAL_ENV := CHAOS_MODE=local CHAOS_COUNT=300 CHAOS_DURATION=30 CHAOS_RATE=20 CHAOS_BEFORE=4 CHAOS_OUTAGE=6 CHAOS_PAY_WAIT=60 CHAOS_SETTLE=60s
+CHAOS_LOCAL_ENV := CHAOS_MODE=local CHAOS_RATE=20 CHAOS_BEFORE=4 CHAOS_OUTAGE=6 CHAOS_PAY_WAIT=60 CHAOS_SETTLE=60s
 chaos-local: build
 	@rc=0; \
-	for script in kill-mysql kill-namesrv; do \
+	for run in kill-mysql:300:30:180 kill-namesrv:300:30:180 kill-replica:300:30:240 rolling-restart:1000:50:240; do \
+		IFS=: read -r script count duration bound <<<"$$run"; \
 		echo "=== chaos/$$script.sh"; \
-		$(CHAOS_LOCAL_ENV) timeout --kill-after=10s 180s chaos/$$script.sh || { echo "chaos/$$script.sh FAILED (exit $$?)"; rc=1; }; \
+		$(CHAOS_LOCAL_ENV) CHAOS_COUNT=$$count CHAOS_DURATION=$$duration \
+			timeout --kill-after=10s $${bound}s chaos/$$script.sh || { echo "chaos/$$script.sh FAILED (exit $$?)"; rc=1; }; \
 	done; \
 	exit $$rc
 

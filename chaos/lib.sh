@@ -1,6 +1,8 @@
 # shellcheck shell=bash
-# chaos/lib.sh — shared by the chaos scripts (chaos/kill-*.sh); source it,
-# define target_kill and target_restart, then call chaos_main NAME LABEL.
+# chaos/lib.sh — shared by the chaos scripts (chaos/*.sh); source it,
+# define target_kill and target_restart (or target_disrupt, which does the
+# whole disruption itself and records its outages with outage_begin /
+# outage_end), then call chaos_main NAME LABEL.
 #
 # One run: start `ordertool load` (bounded by CHAOS_COUNT and
 # CHAOS_DURATION), let it run CHAOS_BEFORE seconds, SIGKILL the target,
@@ -14,8 +16,14 @@
 # load-summary.json, metrics.csv (orderd's fallback depths, once a second),
 # outages.csv, load.out, pay.log, audit.json, timeline.png and timeline.html
 # (drawn by `ordertool report`), summary.txt (the figures), run.log (this
-# script's output) and, in local mode, orderd.log and fulfillmentd.log (the
-# services' log lines during the run).
+# script's output) and, in local mode, orderd.log, orderd-2.log, ...,
+# fulfillmentd.log, ... (each replica's log lines during the run).
+#
+# Replicas (local mode): with TXO_ORDERD_REPLICAS > 1 the load goes to
+# every orderd replica (scripts/devstack.sh urls): each placement to the
+# next ready one, each payment to another replica than its placement, and
+# the summary counts 201/202/503/no answer per replica. In compose mode
+# the load goes to the API's one published address (the load balancer).
 #
 # Environment (defaults in brackets):
 #   CHAOS_MODE         local (the `make run` stack, started if down) or
@@ -29,6 +37,9 @@
 #   CHAOS_PAY_RETRY    how long the load retries a failed payment, when its
 #                      ordertool has --pay-retry; 0s keeps the workers placing
 #                      orders through the outage [0s]
+#   CHAOS_RETRY_FOR    how long the load retries a placement that got no
+#                      answer, 503 or 409 in progress, with the same key on
+#                      the next ready replica (ordertool load --retry-for) [0s]
 #   CHAOS_BEFORE       seconds of load before the kill [5]
 #   CHAOS_OUTAGE       seconds the target stays down [6]
 #   CHAOS_PAY_WAIT     seconds to wait for orders held in Redis to reach
@@ -39,6 +50,9 @@
 #   CHAOS_DRY_RUN      1: print the docker / ordertool commands, run nothing
 #                      (compose mode only) [0]
 #   COMPOSE            the compose command [docker compose]
+#   CHAOS_COMPOSE_ORDERD, CHAOS_COMPOSE_FULFILLMENTD
+#                      replicas `docker compose up --scale` starts (compose
+#                      mode) [1, 1; kill-replica and rolling-restart: 3, 2]
 # Local mode also honours scripts/devstack.sh's TXO_* variables (ports, API
 # key, webhook secret); everything is on 127.0.0.1.
 #
@@ -56,6 +70,7 @@ CHAOS_RATE=${CHAOS_RATE:-25}
 CHAOS_CONCURRENCY=${CHAOS_CONCURRENCY:-16}
 CHAOS_PAY=${CHAOS_PAY:-0.8}
 CHAOS_PAY_RETRY=${CHAOS_PAY_RETRY:-0s}
+CHAOS_RETRY_FOR=${CHAOS_RETRY_FOR:-0s}
 CHAOS_BEFORE=${CHAOS_BEFORE:-5}
 CHAOS_OUTAGE=${CHAOS_OUTAGE:-6}
 CHAOS_PAY_WAIT=${CHAOS_PAY_WAIT:-90}
@@ -76,6 +91,13 @@ TXO_FULFILLMENTD_PORT=${TXO_FULFILLMENTD_PORT:-8081}
 ORDERTOOL=$CHAOS_ROOT/bin/ordertool
 DEVSTACK=$CHAOS_ROOT/scripts/devstack.sh
 ORDERD_URL=http://127.0.0.1:$TXO_ORDERD_PORT
+# Every orderd the load goes to, comma-separated: the replicas (local) or
+# the load balancer (compose).
+if [[ $CHAOS_MODE == local ]]; then
+	ORDERD_URLS=$("$DEVSTACK" urls)
+else
+	ORDERD_URLS=$ORDERD_URL
+fi
 
 chaos_log() { printf '%s chaos: %s\n' "$(date -u +%T)" "$*" >&2; }
 chaos_die() {
@@ -114,6 +136,67 @@ svc_kill() {
 	local) "$DEVSTACK" kill "$@" ;;
 	compose) compose kill -s SIGKILL "$@" ;;
 	esac
+}
+
+# replica_container SERVICE: the container of a compose replica: orderd-2
+# is txorder-orderd-2 (project name "txorder", docker-compose.yml), orderd
+# is txorder-orderd-1.
+replica_container() {
+	local svc=$1
+	[[ $svc =~ -[0-9]+$ ]] || svc=$svc-1
+	echo "${COMPOSE_PROJECT_NAME:-txorder}-$svc"
+}
+
+# compose_wait_healthy CONTAINER SECONDS: until its healthcheck passes.
+compose_wait_healthy() {
+	local deadline=$((SECONDS + $2)) st
+	dry && return 0
+	while st=$(docker inspect --format '{{.State.Health.Status}}' "$1" 2>/dev/null) && [[ $st != healthy ]]; do
+		((SECONDS < deadline)) || {
+			chaos_log "$1 not healthy after $2 s ($st)"
+			return 1
+		}
+		sleep 1
+	done
+}
+
+# replica_kill / replica_stop / replica_start SERVICE: one replica (orderd-2)
+# SIGKILLed, stopped gracefully (SIGTERM: readiness down, drain, exit) or
+# started and waited for. Local: devstack; compose: the replica's container.
+replica_kill() {
+	case $CHAOS_MODE in
+	local) "$DEVSTACK" kill "$1" ;;
+	compose) x docker kill -s SIGKILL "$(replica_container "$1")" ;;
+	esac
+}
+replica_stop() {
+	case $CHAOS_MODE in
+	local) "$DEVSTACK" stop "$1" ;;
+	compose) x docker stop -t 40 "$(replica_container "$1")" ;;
+	esac
+}
+replica_start() {
+	case $CHAOS_MODE in
+	local) "$DEVSTACK" start-one "$1" ;;
+	compose)
+		x docker start "$(replica_container "$1")"
+		compose_wait_healthy "$(replica_container "$1")" 90
+		;;
+	esac
+}
+
+# orderd_replicas: the orderd instances (local: devstack's names; compose:
+# orderd, orderd-2, ... up to CHAOS_COMPOSE_ORDERD, default 3).
+orderd_replicas() {
+	local k
+	if [[ $CHAOS_MODE == local ]]; then
+		"$DEVSTACK" names orderd
+		return
+	fi
+	echo orderd
+	for ((k = 2; k <= ${CHAOS_COMPOSE_ORDERD:-3}; k++)); do
+		echo "orderd-$k"
+	done
 }
 
 # svc_start SERVICE...: start again and wait until it is ready.
@@ -164,10 +247,17 @@ stack_up() {
 			(cd "$CHAOS_ROOT" && make run) >&2
 		fi
 		wait_http "http://127.0.0.1:$TXO_FULFILLMENTD_PORT/readyz" 60
+		local url
+		for url in ${ORDERD_URLS//,/ }; do
+			wait_http "$url/readyz" 90
+		done
 		;;
 	compose)
 		command -v docker >/dev/null || dry || chaos_die "compose mode needs docker"
-		compose up -d --wait
+		local -a scale=()
+		((${CHAOS_COMPOSE_ORDERD:-1} > 1)) && scale+=(--scale "orderd=$CHAOS_COMPOSE_ORDERD")
+		((${CHAOS_COMPOSE_FULFILLMENTD:-1} > 1)) && scale+=(--scale "fulfillmentd=$CHAOS_COMPOSE_FULFILLMENTD")
+		compose up -d --wait "${scale[@]}"
 		;;
 	*) chaos_die "CHAOS_MODE must be local or compose, not '$CHAOS_MODE'" ;;
 	esac
@@ -207,6 +297,27 @@ credentials() {
 
 # --- measuring -----------------------------------------------------------------
 
+# any_replica_metrics: /metrics of the first orderd that answers.
+any_replica_metrics() {
+	local url
+	for url in ${ORDERD_URLS//,/ }; do
+		curl -fsS -m 0.8 "$url/metrics" 2>/dev/null && return 0
+	done
+	return 1
+}
+
+# live_url: the first orderd whose /healthz answers (or the first one).
+live_url() {
+	local url
+	for url in ${ORDERD_URLS//,/ }; do
+		if curl -fsS -o /dev/null -m 2 "$url/healthz" 2>/dev/null; then
+			echo "$url"
+			return 0
+		fi
+	done
+	echo "${ORDERD_URLS%%,*}"
+}
+
 # sampler FILE STOPFILE: scrape orderd's fallback depths once a second until
 # STOPFILE exists (bounded by CHAOS_MAX_SECONDS). A failed scrape (orderd
 # down) writes nothing: the chart shows a gap.
@@ -216,7 +327,9 @@ sampler() {
 	for ((i = 0; i < CHAOS_MAX_SECONDS; i++)); do
 		[[ -e $stop ]] && return 0
 		t=$(now)
-		if m=$(curl -fsS -m 0.8 "$ORDERD_URL/metrics" 2>/dev/null); then
+		# The depths are Redis's, the same from any replica: ask the
+		# first one that answers.
+		if m=$(any_replica_metrics); then
 			awk -v t="$t" '
 				/^txorder_order_cache_size / { c = $2 }
 				/^txorder_spill_depth\{state="pending"\} / { s = $2 }
@@ -233,14 +346,16 @@ sampler() {
 # (PENDING_PAYMENT, PAID, CLOSED, or ACCEPTED / QUEUED while held in Redis);
 # one curl for all of them, on one kept-alive connection.
 statuses() {
-	sed "s|.*|url = \"$ORDERD_URL/v1/orders/&\"|" "$1" |
+	local url
+	url=$(live_url)
+	sed "s|.*|url = \"$url/v1/orders/&\"|" "$1" |
 		curl -sS -m 60 -H "Authorization: Bearer $API_KEY" -w '\n' -K - 2>/dev/null |
 		sed -nE 's/.*"id":"([0-9a-f-]+)","status":"([A-Z_]+)".*/\1 \2/p' || true
 }
 
 # pay_one ID LOG: pay one order; prints "paid ID" or "retry ID".
 pay_one() {
-	if "$ORDERTOOL" pay "$1" --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
+	if "$ORDERTOOL" pay "$1" --url "$PAY_URL" --api-key "$API_KEY" --config "" \
 		--txn-id "chaos-$1" >>"$2" 2>&1; then
 		echo "paid $1"
 	else
@@ -262,6 +377,7 @@ pay_rest() {
 	cp "$accepted" "$todo"
 	PAID_LATER=0 LEFT_UNPAID=0 NOT_PAYABLE=0
 	for ((round = 1; ; round++)); do
+		PAY_URL=$(live_url)
 		status=()
 		while read -r id st; do
 			status[$id]=$st
@@ -372,14 +488,29 @@ chaos_cleanup() {
 	return 0
 }
 
-# chaos_main NAME LABEL: the whole run; exits with the audit's status.
-# The calling script defines target_kill and target_restart.
+# outage_begin LABEL / outage_end: record that LABEL is down from now
+# until outage_end, for the chart's red band.
+outage_begin() {
+	OUTAGE_LABEL=$1
+	OUTAGE_FROM=$(now)
+}
+outage_end() {
+	local up
+	up=$(now)
+	echo "$OUTAGE_LABEL down,$OUTAGE_FROM,$up" >>"$CHAOS_DIR/outages.csv"
+	chaos_log "$OUTAGE_LABEL back after $(awk -v a="$OUTAGE_FROM" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
+}
+
+# chaos_main NAME LABEL: the whole run; exits with the audit's status (or
+# with CHAOS_EXTRA_VERDICT's, when the script sets that function and the
+# audit passed). The calling script defines target_kill and target_restart,
+# or target_disrupt.
 chaos_main() {
 	local name=$1 label=$2 started=$SECONDS
-	local dir down up rc=0 load_rc=0 stop v
+	local dir rc=0 load_rc=0 stop v
 	load_pid='' sampler_pid=''
-	if ! declare -F target_kill >/dev/null || ! declare -F target_restart >/dev/null; then
-		chaos_die "$name: define target_kill and target_restart before chaos_main"
+	if ! declare -F target_disrupt >/dev/null && { ! declare -F target_kill >/dev/null || ! declare -F target_restart >/dev/null; }; then
+		chaos_die "$name: define target_kill and target_restart (or target_disrupt) before chaos_main"
 	fi
 	[[ $CHAOS_MODE == local || $CHAOS_MODE == compose ]] ||
 		chaos_die "CHAOS_MODE must be local or compose, not '$CHAOS_MODE'"
@@ -413,17 +544,24 @@ chaos_main() {
 		x "$ORDERTOOL" load --url "$ORDERD_URL" --api-key "<from .env>" --count "$CHAOS_COUNT" --duration "${CHAOS_DURATION}s" \
 			--rate "$CHAOS_RATE" --concurrency "$CHAOS_CONCURRENCY" --pay "$CHAOS_PAY" --config "" \
 			--accepted-out "$dir/accepted.txt" --summary-out "$dir/load-summary.json"
-		target_kill
-		target_restart
+		if declare -F target_disrupt >/dev/null; then
+			target_disrupt
+		else
+			target_kill
+			target_restart
+		fi
 		audit "$dir/accepted.txt" "$dir/audit.json"
 		chaos_log "dry run: nothing ran"
 		return 0
 	fi
 
-	local log_mark_orderd=0 log_mark_fulfillmentd=0
+	# Where each replica's log stands, so that only the run's lines are kept.
+	local -A log_mark=()
+	local svc
 	if [[ $CHAOS_MODE == local ]]; then
-		log_mark_orderd=$(wc -l <"$CHAOS_ROOT/.run/orderd/orderd.log" 2>/dev/null || echo 0)
-		log_mark_fulfillmentd=$(wc -l <"$CHAOS_ROOT/.run/fulfillmentd/fulfillmentd.log" 2>/dev/null || echo 0)
+		for svc in $("$DEVSTACK" names orderd) $("$DEVSTACK" names fulfillmentd); do
+			log_mark[$svc]=$(wc -l <"${RUN_DIR:-$CHAOS_ROOT/.run}/$svc/$svc.log" 2>/dev/null || echo 0)
+		done
 	fi
 
 	sampler "$dir/metrics.csv" "$stop" &
@@ -442,7 +580,10 @@ chaos_main() {
 	if "$ORDERTOOL" load --help 2>&1 | grep -q -- '-pay-retry'; then
 		retry=(--pay-retry "$CHAOS_PAY_RETRY")
 	fi
-	"$ORDERTOOL" load --url "$ORDERD_URL" --api-key "$API_KEY" --config "" \
+	if "$ORDERTOOL" load --help 2>&1 | grep -q -- '-retry-for'; then
+		retry+=(--retry-for "$CHAOS_RETRY_FOR")
+	fi
+	"$ORDERTOOL" load --url "$ORDERD_URLS" --api-key "$API_KEY" --config "" \
 		--count "$CHAOS_COUNT" --duration "${CHAOS_DURATION}s" --rate "$CHAOS_RATE" \
 		--concurrency "$CHAOS_CONCURRENCY" --pay "$CHAOS_PAY" "${retry[@]}" --timeout 10s \
 		--accepted-out "$dir/accepted.txt" --summary-out "$dir/load-summary.json" \
@@ -451,17 +592,19 @@ chaos_main() {
 
 	sleep "$CHAOS_BEFORE"
 	echo "label,from_unix,to_unix" >"$dir/outages.csv"
-	down=$(now)
-	chaos_log "SIGKILL $label"
-	TARGET_DOWN=1
-	target_kill
-	sleep "$CHAOS_OUTAGE"
-	chaos_log "restarting $label"
-	target_restart
-	TARGET_DOWN=0
-	up=$(now)
-	echo "$label down,$down,$up" >>"$dir/outages.csv"
-	chaos_log "$label back after $(awk -v a="$down" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
+	if declare -F target_disrupt >/dev/null; then
+		target_disrupt
+	else
+		outage_begin "$label"
+		chaos_log "SIGKILL $label"
+		TARGET_DOWN=1
+		target_kill
+		sleep "$CHAOS_OUTAGE"
+		chaos_log "restarting $label"
+		target_restart
+		TARGET_DOWN=0
+		outage_end
+	fi
 
 	# The load ends by itself (count or duration, each request bounded by
 	# its timeout, payments by their retries); the watchdog is for a hung one.
@@ -489,18 +632,26 @@ chaos_main() {
 	rm -f "$stop"
 
 	if [[ $CHAOS_MODE == local ]]; then
-		tail -n +"$((log_mark_orderd + 1))" "$CHAOS_ROOT/.run/orderd/orderd.log" >"$dir/orderd.log" 2>/dev/null || true
-		tail -n +"$((log_mark_fulfillmentd + 1))" "$CHAOS_ROOT/.run/fulfillmentd/fulfillmentd.log" >"$dir/fulfillmentd.log" 2>/dev/null || true
+		for svc in "${!log_mark[@]}"; do
+			tail -n +"$((log_mark[$svc] + 1))" "${RUN_DIR:-$CHAOS_ROOT/.run}/$svc/$svc.log" >"$dir/$svc.log" 2>/dev/null || true
+		done
 	fi
-	"$ORDERTOOL" report --dir "$dir" --title "$name ($CHAOS_MODE): $label SIGKILLed for ${CHAOS_OUTAGE}s under load" ||
+	"$ORDERTOOL" report --dir "$dir" --title "$name ($CHAOS_MODE): ${CHAOS_TITLE:-$label SIGKILLed for ${CHAOS_OUTAGE}s under load}" ||
 		chaos_log "the chart could not be drawn (the audit's verdict stands)"
 
-	local s=$dir/load-summary.json a=$dir/audit.json verdict=PASS
+	local s=$dir/load-summary.json a=$dir/audit.json verdict=PASS extra=''
+	if ((rc == 0)) && declare -F chaos_extra_verdict >/dev/null; then
+		extra=$(chaos_extra_verdict "$s") || rc=$?
+	fi
 	((rc == 0)) || verdict=FAIL
 	{
 		echo "$name ($CHAOS_MODE) $verdict in $((SECONDS - started))s wall time"
 		echo "placed $(json_num "$s" placed), accepted $(json_num "$s" accepted):" \
-			"201×$(code_count "$s" 201) 202×$(code_count "$s" 202) 503×$(code_count "$s" 503) no-answer×$(code_count "$s" error)"
+			"201×$(code_count "$s" 201) 202×$(code_count "$s" 202) 200×$(code_count "$s" 200) 503×$(code_count "$s" 503) no-answer×$(code_count "$s" error)" \
+			"(final answers; retried $(json_num "$s" retried))"
+		# Every attempt, by the replica it went to (ordertool load prints
+		# these lines when there are several).
+		grep '^replica ' "$dir/load.out" || true
 		echo "paid by the load $(json_num "$s" paid), paid afterwards $PAID_LATER, left unpaid on purpose $LEFT_UNPAID, not payable $NOT_PAYABLE"
 		echo "audit: paid $(json_num "$a" paid) applied $(json_num "$a" applied)" \
 			"lost $(json_num "$a" lost) duplicated $(json_num "$a" duplicated)" \
@@ -508,6 +659,7 @@ chaos_main() {
 		echo "payment → shipment over $(json_num "$a" payment_to_shipment_count) orders:" \
 			"p50 $(json_num "$a" payment_to_shipment_p50_ms) ms, p99 $(json_num "$a" payment_to_shipment_p99_ms) ms," \
 			"max $(json_num "$a" payment_to_shipment_max_ms) ms (from the payment's record to the first shipment row)"
+		[[ -z $extra ]] || echo "$extra"
 		echo "report: $dir/timeline.png  $dir/timeline.html"
 	} | tee "$dir/summary.txt"
 	if ((rc != 0)); then

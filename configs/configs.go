@@ -68,6 +68,24 @@ func Load(cfg any, path string, environ []string) error {
 	return Validate(cfg)
 }
 
+// HostnamePlaceholder in a RocketMQ instance name stands for the host name.
+const HostnamePlaceholder = "{hostname}"
+
+// ExpandHostname replaces HostnamePlaceholder in name with the host name
+// (os.Hostname; "localhost" if it cannot be read). Replicas started from
+// one configuration, such as containers of a scaled compose service, then
+// get distinct RocketMQ client ids.
+func ExpandHostname(name string) string {
+	if !strings.Contains(name, HostnamePlaceholder) {
+		return name
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return strings.ReplaceAll(name, HostnamePlaceholder, host)
+}
+
 // unmarshal decodes k over cfg. Unknown keys are errors: a typo in the file
 // or in an environment variable name must not silently keep a default.
 func unmarshal(k *koanf.Koanf, cfg any) error {

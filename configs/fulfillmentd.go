@@ -45,7 +45,9 @@ type FulfillmentRocketMQ struct {
 	// Group is the consumer group; consumption is recorded per group.
 	Group string `koanf:"group" validate:"required,max=255"`
 	// InstanceName keeps this client apart from any other client in the
-	// process (the client shares one instance per client id).
+	// process (the client shares one instance per client id), and from
+	// other replicas on the same IP. "{hostname}" in it is replaced by the
+	// host name (a container's id under docker compose).
 	InstanceName string `koanf:"instance_name" validate:"required"`
 	// ConsumeGoroutines: how many handler calls run at once.
 	ConsumeGoroutines int `koanf:"consume_goroutines" validate:"gte=1,lte=1000"`
@@ -111,6 +113,7 @@ func LoadFulfillmentd(path string, environ []string) (Fulfillmentd, error) {
 		// Load names variables with the plain prefix; name ours.
 		return Fulfillmentd{}, fmt.Errorf("%s", strings.ReplaceAll(err.Error(), EnvPrefix, FulfillmentEnvPrefix))
 	}
+	cfg.RocketMQ.InstanceName = ExpandHostname(cfg.RocketMQ.InstanceName)
 	return cfg, nil
 }
 

@@ -88,7 +88,13 @@ type HTTP struct {
 	ReadTimeout       time.Duration `koanf:"read_timeout" validate:"gt=0"`
 	WriteTimeout      time.Duration `koanf:"write_timeout" validate:"gt=0"`
 	IdleTimeout       time.Duration `koanf:"idle_timeout" validate:"gt=0"`
-	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// DrainDelay is how long SIGTERM keeps serving with /readyz answering
+	// 503 before the listener closes, so that load balancers take the
+	// replica out of rotation before connections are refused. Make it at
+	// least the balancer's check interval × its fall count.
+	DrainDelay time.Duration `koanf:"drain_delay" validate:"gte=0,lte=5m"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM,
+	// after DrainDelay.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" validate:"gt=0"`
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64 `koanf:"max_body_bytes" validate:"gt=0,lte=1048576"`
@@ -158,7 +164,9 @@ type RocketMQ struct {
 	// it with another producer (check-backs go to any member of the group).
 	ProducerGroup string `koanf:"producer_group" validate:"required,max=255"`
 	// InstanceName keeps the producer's client id apart from any consumer
-	// in the same process (the client shares one instance per client id).
+	// in the same process (the client shares one instance per client id),
+	// and from other replicas on the same IP. "{hostname}" in it is
+	// replaced by the host name (a container's id under docker compose).
 	InstanceName string        `koanf:"instance_name" validate:"required"`
 	SendTimeout  time.Duration `koanf:"send_timeout" validate:"gt=0"`
 	// SendRetries: extra attempts of a failed half-message send.
@@ -412,6 +420,7 @@ func DefaultOrderd() Orderd {
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      15 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			DrainDelay:        5 * time.Second,
 			ShutdownTimeout:   20 * time.Second,
 			MaxBodyBytes:      64 << 10,
 		},
@@ -459,6 +468,7 @@ func LoadOrderd(path string, environ []string) (Orderd, error) {
 	if err := Load(&cfg, path, WithoutFulfillment(environ)); err != nil {
 		return Orderd{}, err
 	}
+	cfg.RocketMQ.InstanceName = ExpandHostname(cfg.RocketMQ.InstanceName)
 	return cfg, nil
 }
 

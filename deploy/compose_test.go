@@ -108,7 +108,7 @@ var brokers = []string{"broker-n0", "broker-n1", "broker-n2"}
 
 func TestComposeServices(t *testing.T) {
 	p := project(t)
-	want := []string{"broker-n0", "broker-n1", "broker-n2", "broker-volumes", "dashboard", "fulfillmentd", "migrate",
+	want := []string{"api", "broker-n0", "broker-n1", "broker-n2", "broker-volumes", "dashboard", "fulfillmentd", "migrate",
 		"mysql", "namesrv-1", "namesrv-2", "orderd", "prometheus", "redis", "rocketmq-init"}
 	got := p.ServiceNames()
 	slices.Sort(got)
@@ -391,7 +391,7 @@ func publishedPorts(p *types.Project) map[string][]published {
 func TestOnlyIntendedPortsPublished(t *testing.T) {
 	want := func(ip string) map[string][]published {
 		return map[string][]published{
-			"orderd":     {{ip, "8080", 8080}},
+			"api":        {{ip, "8080", 8080}},
 			"dashboard":  {{ip, "8082", 8080}},
 			"prometheus": {{ip, "9090", 9090}},
 		}
@@ -503,7 +503,7 @@ func TestOrderdAgreesWithBrokers(t *testing.T) {
 	if cfg.MySQL.MigrateOnStart {
 		t.Error("orderd migrates on start; the migrate job does it once")
 	}
-	checkGrace(t, service(t, p, "orderd"), cfg.HTTP.ShutdownTimeout)
+	checkGrace(t, service(t, p, "orderd"), cfg.HTTP.DrainDelay+cfg.HTTP.ShutdownTimeout)
 	rules := dledger.Rules{
 		PaymentWindow:      cfg.Order.PaymentWindow,
 		CheckInterval:      cfg.RocketMQ.CheckInterval,
@@ -607,6 +607,11 @@ type prometheusConfig struct {
 		StaticConfigs []struct {
 			Targets []string `yaml:"targets"`
 		} `yaml:"static_configs"`
+		DNSSDConfigs []struct {
+			Names []string `yaml:"names"`
+			Type  string   `yaml:"type"`
+			Port  int      `yaml:"port"`
+		} `yaml:"dns_sd_configs"`
 	} `yaml:"scrape_configs"`
 }
 
@@ -624,7 +629,8 @@ func readPrometheusConfig(t *testing.T) prometheusConfig {
 }
 
 // TestPrometheusScrapesBothServices checks deploy/prometheus.yml against the
-// services' listen ports.
+// services' listen ports: every replica of orderd and fulfillmentd, found
+// through Docker's DNS.
 func TestPrometheusScrapesBothServices(t *testing.T) {
 	p := project(t)
 	cfg := readPrometheusConfig(t)
@@ -636,6 +642,15 @@ func TestPrometheusScrapesBothServices(t *testing.T) {
 		for _, st := range sc.StaticConfigs {
 			for _, target := range st.Targets {
 				targets[target] = true
+			}
+		}
+		// Scaled services are found by DNS: one A record per container.
+		for _, d := range sc.DNSSDConfigs {
+			if d.Type != "A" {
+				t.Errorf("job %s: dns_sd type %q, want A (Docker's DNS has no SRV records)", sc.JobName, d.Type)
+			}
+			for _, name := range d.Names {
+				targets[fmt.Sprintf("%s:%d", name, d.Port)] = true
 			}
 		}
 	}

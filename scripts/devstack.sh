@@ -1,14 +1,37 @@
 #!/usr/bin/env bash
 # devstack.sh runs the local stack that `make run` and the chaos scripts use
-# (MariaDB, Redis, rmqdev's NameServer and broker, orderd) from the installed
-# and built binaries, with data, logs and pid files
-# under $RUN_DIR (default: .run/ in the repository, which git ignores).
+# (MariaDB, Redis, rmqdev's NameServer and brokers, orderd and fulfillmentd
+# replicas) from the installed and built binaries, with data, logs and pid
+# files under $RUN_DIR (default: .run/ in the repository, which git ignores).
 #
 #   devstack.sh start [SERVICE...]   start (default: all); running ones are left as they are
 #   devstack.sh stop [SERVICE...]    graceful stop (SIGTERM), SIGKILL after TXO_STOP_SECONDS
+#                                    (default: all, and any replica still running from an
+#                                    earlier start with more replicas)
 #   devstack.sh status [SERVICE...]  exit 0 if all are running, 3 otherwise
 #   devstack.sh kill SERVICE...      SIGKILL, for chaos tests
 #   devstack.sh start-one SERVICE    same as start SERVICE
+#   devstack.sh names KIND           the instances of orderd, fulfillmentd or broker, one
+#                                    per line (orderd orderd-2 orderd-3): the configured
+#                                    ones and any further one running
+#   devstack.sh urls                 the orderd replicas' base URLs, comma-separated, the
+#                                    same way (for `ordertool load --url`)
+#
+# Replicas: TXO_ORDERD_REPLICAS (default 1) orderd and
+# TXO_FULFILLMENTD_REPLICAS (default 1) fulfillmentd processes share the
+# one MariaDB and Redis; TXO_BROKERS (default 2) rmqdev brokers, each its
+# own broker group (broker-a, broker-b, ...), register with the one
+# NameServer, so half messages, check-backs and consumption are spread
+# over both. Instance k of a kind is named KIND for k = 1 (orderd-1 is
+# accepted too) and KIND-k above, and listens on:
+#   orderd k        127.0.0.1:$TXO_ORDERD_PORT + 2(k-1)   8080, 8082, 8084, ...
+#   fulfillmentd k  127.0.0.1:$TXO_FULFILLMENTD_PORT + 2(k-1)  8081, 8083, ...
+#   broker k        127.0.0.1:$TXO_BROKER_PORT + 10(k-1)  10911, 10921, ...
+# (defaults shown; keep TXO_ORDERD_PORT and TXO_FULFILLMENTD_PORT an odd
+# distance apart so the two series never meet). Each orderd replica has its
+# own RocketMQ instance name (orderd-tx, orderd-2-tx, ...: the client keeps
+# one instance per IP and name), each fulfillmentd too (fulfillmentd,
+# fulfillmentd-2, ...). At most 9 of each.
 #
 # Services: mysql (127.0.0.1:$TXO_MYSQL_PORT, default 3307; database,
 # user and password txorder), redis (127.0.0.1:$TXO_REDIS_PORT, default
@@ -21,7 +44,8 @@
 # bin/fulfillmentd, the ORDER_PAID consumer, same database as orderd).
 #
 # Environment: RUN_DIR, TXO_MYSQL_PORT, TXO_REDIS_PORT, TXO_NAMESRV_PORT,
-# TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_FULFILLMENTD_PORT, TXO_API_KEY,
+# TXO_BROKER_PORT, TXO_ORDERD_PORT, TXO_FULFILLMENTD_PORT,
+# TXO_ORDERD_REPLICAS, TXO_FULFILLMENTD_REPLICAS, TXO_BROKERS, TXO_API_KEY,
 # TXO_WEBHOOK_SECRET, TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_REDIS_MAXMEMORY,
 # TXO_WAIT_SECONDS (readiness bound, default 60), TXO_STOP_SECONDS
 # (graceful stop bound, default 30).
@@ -29,13 +53,17 @@
 # Configuration: start writes $RUN_DIR/orderd.yaml and
 # $RUN_DIR/fulfillmentd.yaml (the ports and settings above; no secret) and
 # the local secrets under $RUN_DIR/secrets/ (mode 0600), which those files
-# name in their *_file settings. orderd and fulfillmentd run with them, and
-# bin/ordertool reads them by default when run from the repository root, so
-# `bin/ordertool audit`, `dlq`, `spill` and `pay` need no environment.
+# name in their *_file settings. orderd and fulfillmentd run with them (each
+# replica with its own port and instance name on top, from the
+# environment), and bin/ordertool reads them by default when run from the
+# repository root, so `bin/ordertool audit`, `dlq`, `spill` and `pay` need
+# no environment (they reach replica 1; `ordertool load --url
+# "$(scripts/devstack.sh urls)"` reaches them all).
 #
 # Adding a service: write NAME_launch, NAME_ready and NAME_describe (and
-# NAME_init if it needs one-time setup), give it NAME_bin, and append NAME
-# to SERVICES. The generic start/stop/kill/status below do the rest.
+# NAME_init if it needs one-time setup), give it NAME_bin, and add NAME to
+# services(). Each gets the instance name (e.g. orderd-2) as $1. The
+# generic start/stop/kill/status below do the rest.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +74,9 @@ TXO_NAMESRV_PORT=${TXO_NAMESRV_PORT:-9876}
 TXO_BROKER_PORT=${TXO_BROKER_PORT:-10911}
 TXO_ORDERD_PORT=${TXO_ORDERD_PORT:-8080}
 TXO_FULFILLMENTD_PORT=${TXO_FULFILLMENTD_PORT:-8081}
+TXO_ORDERD_REPLICAS=${TXO_ORDERD_REPLICAS:-1}
+TXO_FULFILLMENTD_REPLICAS=${TXO_FULFILLMENTD_REPLICAS:-1}
+TXO_BROKERS=${TXO_BROKERS:-2}
 # Transaction checks of the local broker, and what orderd is told about
 # them: a check every 5 s (a real broker: 30 s), so a paid order's event is
 # out within seconds; 100 checks cover the 5 min payment window.
@@ -61,11 +92,95 @@ TXO_REDIS_MAXMEMORY=${TXO_REDIS_MAXMEMORY:-256mb}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
 
-SERVICES=(mysql redis namesrv broker orderd fulfillmentd)
+# The kinds of service that run as several instances, and their counts.
+REPLICATED=(broker orderd fulfillmentd)
 
 die() {
 	echo "devstack: $*" >&2
 	exit 1
+}
+
+for v in TXO_ORDERD_REPLICAS TXO_FULFILLMENTD_REPLICAS TXO_BROKERS; do
+	[[ ${!v} =~ ^[1-9]$ ]] || die "$v must be 1 to 9, not '${!v}'"
+done
+
+# replicas KIND: how many instances of KIND are configured.
+replicas() {
+	case $1 in
+	broker) echo "$TXO_BROKERS" ;;
+	orderd) echo "$TXO_ORDERD_REPLICAS" ;;
+	fulfillmentd) echo "$TXO_FULFILLMENTD_REPLICAS" ;;
+	*) echo 1 ;;
+	esac
+}
+
+# instance_name KIND K: KIND for the first instance, KIND-K for the others.
+instance_name() {
+	if (($2 == 1)); then echo "$1"; else echo "$1-$2"; fi
+}
+
+# names KIND: the configured instances of KIND.
+names() {
+	local k
+	for ((k = 1; k <= $(replicas "$1"); k++)); do
+		instance_name "$1" "$k"
+	done
+}
+
+# running_names KIND: the configured instances of KIND, and any further one
+# that is running (started with a larger TXO_*_REPLICAS), so that `urls`
+# run without the variable still lists every replica `make run` started.
+running_names() {
+	local k svc
+	names "$1"
+	for ((k = $(replicas "$1") + 1; k <= 9; k++)); do
+		svc=$(instance_name "$1" "$k")
+		if svc_pid "$svc" >/dev/null; then
+			echo "$svc"
+		fi
+	done
+}
+
+# services: every configured instance, in start order.
+services() {
+	printf "%s\n" mysql redis namesrv
+	names broker
+	names orderd
+	names fulfillmentd
+}
+
+# svc_kind SVC: orderd for orderd-2; svc_index SVC: 2 for orderd-2, 1 for orderd.
+svc_kind() { echo "${1%-[1-9]}"; }
+svc_index() {
+	if [[ $1 =~ -([1-9])$ ]]; then echo "${BASH_REMATCH[1]}"; else echo 1; fi
+}
+
+# canonical SVC: orderd-1 is orderd.
+canonical() {
+	if [[ $1 == *-1 ]]; then echo "${1%-1}"; else echo "$1"; fi
+}
+
+# svc_port SVC: the port the instance listens on (empty for none).
+svc_port() {
+	local k
+	k=$(svc_index "$1")
+	case $(svc_kind "$1") in
+	mysql) echo "$TXO_MYSQL_PORT" ;;
+	redis) echo "$TXO_REDIS_PORT" ;;
+	namesrv) echo "$TXO_NAMESRV_PORT" ;;
+	broker) echo $((TXO_BROKER_PORT + 10 * (k - 1))) ;;
+	orderd) echo $((TXO_ORDERD_PORT + 2 * (k - 1))) ;;
+	fulfillmentd) echo $((TXO_FULFILLMENTD_PORT + 2 * (k - 1))) ;;
+	esac
+}
+
+# orderd_urls: the orderd replicas' base URLs (running_names), comma-separated.
+orderd_urls() {
+	local svc out=()
+	for svc in $(running_names orderd); do
+		out+=("http://127.0.0.1:$(svc_port "$svc")")
+	done
+	(IFS=,; echo "${out[*]}")
 }
 
 # find_bin NAME PACKAGE: path of NAME in PATH, /usr/sbin or /usr/bin.
@@ -109,7 +224,7 @@ svc_pid() {
 	# Guard against a recycled pid: the process must be the service's binary.
 	if [[ -r /proc/$pid/comm ]]; then
 		comm=$(<"/proc/$pid/comm")
-		bin=$("$1_bin")
+		bin=$("$(svc_kind "$1")_bin")
 		[[ $comm == "$(basename "$bin")" ]] || return 1
 	fi
 	echo "$pid"
@@ -127,29 +242,30 @@ log_tail() {
 }
 
 start_service() {
-	local svc=$1 pid log deadline
+	local svc=$1 pid log deadline kind port
+	kind=$(svc_kind "$svc")
 	if pid=$(svc_pid "$svc"); then
 		echo "$svc: already running (pid $pid)"
-		"${svc}_describe"
+		"${kind}_describe" "$svc"
 		return 0
 	fi
 	mkdir -p "$(svc_dir "$svc")"
-	if declare -F "${svc}_init" >/dev/null; then
-		"${svc}_init"
+	if declare -F "${kind}_init" >/dev/null; then
+		"${kind}_init" "$svc"
 	fi
-	local port_var="TXO_${svc^^}_PORT"
-	if [[ -n ${!port_var:-} ]] && port_open "${!port_var}"; then
-		die "$svc: 127.0.0.1:${!port_var} is in use by another process; stop it or set $port_var"
+	port=$(svc_port "$svc")
+	if [[ -n $port ]] && port_open "$port"; then
+		die "$svc: 127.0.0.1:$port is in use by another process; stop it or change the TXO_*_PORT variables (see the header of $0)"
 	fi
 	log=$(svc_log "$svc")
 	echo "=== devstack $(date -u +%FT%TZ) start $svc" >>"$log"
 	# NAME_launch execs the server under setsid in this background subshell,
 	# so $! is the server's pid and it outlives this script and ignores ^C.
-	"${svc}_launch" >>"$log" 2>&1 </dev/null &
+	"${kind}_launch" "$svc" >>"$log" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$(svc_pidfile "$svc")"
 	deadline=$((SECONDS + TXO_WAIT_SECONDS))
-	until "${svc}_ready"; do
+	until "${kind}_ready" "$svc"; do
 		if ! alive "$pid"; then
 			log_tail "$svc"
 			die "$svc: exited during start-up"
@@ -161,7 +277,7 @@ start_service() {
 		sleep 0.1
 	done
 	echo "$svc: started (pid $pid)"
-	"${svc}_describe"
+	"${kind}_describe" "$svc"
 }
 
 # wait_gone SVC PID SECONDS: wait until PID has exited.
@@ -206,7 +322,7 @@ status_service() {
 	local svc=$1 pid
 	if pid=$(svc_pid "$svc"); then
 		echo "$svc: running (pid $pid)"
-		"${svc}_describe"
+		"$(svc_kind "$svc")_describe" "$svc"
 		return 0
 	fi
 	echo "$svc: stopped"
@@ -358,21 +474,28 @@ namesrv_launch() {
 	exec setsid "$(namesrv_bin)" namesrv --addr "127.0.0.1:$TXO_NAMESRV_PORT"
 }
 
+# broker_group SVC: broker-a for broker, broker-b for broker-2, ...
+broker_group() {
+	local letters=abcdefghi
+	echo "broker-${letters:$(($(svc_index "$1") - 1)):1}"
+}
+
 broker_launch() {
-	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$TXO_BROKER_PORT" \
+	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$(svc_port "$1")" \
+		--broker-name "$(broker_group "$1")" \
 		--namesrv "127.0.0.1:$TXO_NAMESRV_PORT" --register-interval 10s \
 		--check-interval "$TXO_CHECK_INTERVAL" --check-max "$TXO_CHECK_MAX" \
 		--topics ORDER_PAID:4
 }
 
 namesrv_ready() { port_open "$TXO_NAMESRV_PORT"; }
-broker_ready() { port_open "$TXO_BROKER_PORT"; }
+broker_ready() { port_open "$(svc_port "$1")"; }
 
 namesrv_describe() {
 	echo "  namesrv: 127.0.0.1:$TXO_NAMESRV_PORT (rmqdev, in memory)  log $(svc_log namesrv)"
 }
 broker_describe() {
-	echo "  broker: 127.0.0.1:$TXO_BROKER_PORT (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log broker)"
+	echo "  $1: 127.0.0.1:$(svc_port "$1") group $(broker_group "$1") (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log "$1")"
 }
 
 # --- orderd: the order service (built by `make build` into bin/) -----------
@@ -385,19 +508,25 @@ orderd_bin() {
 orderd_init() { write_config; }
 
 orderd_launch() {
-	# $RUN_DIR/orderd.yaml (write_config), which bin/ordertool reads too.
-	exec setsid "$(orderd_bin)" --config "$RUN_DIR/orderd.yaml"
+	# $RUN_DIR/orderd.yaml (write_config), which bin/ordertool reads too;
+	# each replica has its own port and RocketMQ instance name on top. The
+	# replicas start one after the other, so migrate_on_start never runs
+	# twice at once.
+	exec setsid env \
+		TXORDER_HTTP__ADDR="127.0.0.1:$(svc_port "$1")" \
+		TXORDER_ROCKETMQ__INSTANCE_NAME="$1-tx" \
+		"$(orderd_bin)" --config "$RUN_DIR/orderd.yaml"
 }
 
 orderd_ready() (
-	exec 3<>"/dev/tcp/127.0.0.1/$TXO_ORDERD_PORT" || exit 1
+	exec 3<>"/dev/tcp/127.0.0.1/$(svc_port "$1")" || exit 1
 	printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
 	IFS= read -r -t 1 status <&3 || exit 1
 	[[ $status == "HTTP/1."?" 200"* ]]
 ) 2>/dev/null
 
 orderd_describe() {
-	echo "  orderd: http://127.0.0.1:$TXO_ORDERD_PORT  (API key $TXO_API_KEY)  log $(svc_log orderd)"
+	echo "  $1: http://127.0.0.1:$(svc_port "$1")  (API key $TXO_API_KEY; instance $1-tx)  log $(svc_log "$1")"
 }
 
 # --- fulfillmentd: the ORDER_PAID consumer (built by `make build`) ---------
@@ -411,19 +540,22 @@ fulfillmentd_init() { write_config; }
 
 fulfillmentd_launch() {
 	# $RUN_DIR/fulfillmentd.yaml (write_config): the shipments live in
-	# orderd's database.
-	exec setsid "$(fulfillmentd_bin)" --config "$RUN_DIR/fulfillmentd.yaml"
+	# orderd's database. Each replica has its own port and instance name.
+	exec setsid env \
+		TXORDER_FULFILLMENT__HTTP__ADDR="127.0.0.1:$(svc_port "$1")" \
+		TXORDER_FULFILLMENT__ROCKETMQ__INSTANCE_NAME="$1" \
+		"$(fulfillmentd_bin)" --config "$RUN_DIR/fulfillmentd.yaml"
 }
 
 fulfillmentd_ready() (
-	exec 3<>"/dev/tcp/127.0.0.1/$TXO_FULFILLMENTD_PORT" || exit 1
+	exec 3<>"/dev/tcp/127.0.0.1/$(svc_port "$1")" || exit 1
 	printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
 	IFS= read -r -t 1 status <&3 || exit 1
 	[[ $status == "HTTP/1."?" 200"* ]]
 ) 2>/dev/null
 
 fulfillmentd_describe() {
-	echo "  fulfillmentd: http://127.0.0.1:$TXO_FULFILLMENTD_PORT/readyz (metrics /metrics; dead letters: bin/ordertool dlq list)  log $(svc_log fulfillmentd)"
+	echo "  $1: http://127.0.0.1:$(svc_port "$1")/readyz (metrics /metrics; dead letters: bin/ordertool dlq list)  log $(svc_log "$1")"
 }
 
 # --- configuration of orderd, fulfillmentd and bin/ordertool ----------------
@@ -491,49 +623,83 @@ usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
+# check_services SVC...: prints the canonical names, or dies on an unknown one.
 check_services() {
-	local svc known
+	local svc kind
 	for svc in "$@"; do
-		for known in "${SERVICES[@]}"; do
-			[[ $svc == "$known" ]] && continue 2
-		done
-		die "unknown service '$svc' (known: ${SERVICES[*]})"
+		svc=$(canonical "$svc")
+		kind=$(svc_kind "$svc")
+		case $kind in
+		mysql | redis | namesrv)
+			[[ $svc == "$kind" ]] || die "unknown service '$svc': $kind has one instance"
+			;;
+		broker | orderd | fulfillmentd) ;;
+		*) die "unknown service '$svc' (known: $(services | tr '\n' ' ')and KIND-k for k up to 9)" ;;
+		esac
+		echo "$svc"
 	done
+}
+
+# leftovers: instances beyond the configured counts that still have a pid
+# file (started earlier with more replicas), so that stop stops them too.
+leftovers() {
+	local kind k svc
+	for kind in "${REPLICATED[@]}"; do
+		for ((k = $(replicas "$kind") + 1; k <= 9; k++)); do
+			svc=$(instance_name "$kind" "$k")
+			[[ -e $(svc_pidfile "$svc") ]] && echo "$svc"
+		done
+	done
+	return 0
 }
 
 main() {
 	local cmd=${1:-} rc=0 svc
+	local -a list
 	shift || true
 	case $cmd in
 	start | stop | status)
-		(($# > 0)) || set -- "${SERVICES[@]}"
-		check_services "$@"
+		if (($# > 0)); then
+			mapfile -t list < <(check_services "$@")
+			((${#list[@]} == $#)) || exit 1
+		else
+			mapfile -t list < <(services)
+			[[ $cmd == start ]] || mapfile -t -O "${#list[@]}" list < <(leftovers)
+		fi
 		mkdir -p "$RUN_DIR"
 		if [[ $cmd == stop ]]; then
 			# Stop in reverse order of start.
 			local i
-			for ((i = $# ; i >= 1; i--)); do
-				stop_service "${!i}"
+			for ((i = ${#list[@]} - 1; i >= 0; i--)); do
+				stop_service "${list[i]}"
 			done
 			return 0
 		fi
-		for svc in "$@"; do
+		for svc in "${list[@]}"; do
 			"${cmd}_service" "$svc" || rc=$?
 		done
 		return "$rc"
 		;;
 	start-one)
 		(($# == 1)) || die "usage: devstack.sh start-one SERVICE"
-		check_services "$1"
+		svc=$(check_services "$1") || exit 1
 		mkdir -p "$RUN_DIR"
-		start_service "$1"
+		start_service "$svc"
 		;;
 	kill)
 		(($# > 0)) || die "usage: devstack.sh kill SERVICE..."
-		check_services "$@"
-		for svc in "$@"; do
+		mapfile -t list < <(check_services "$@")
+		((${#list[@]} == $#)) || exit 1
+		for svc in "${list[@]}"; do
 			kill_service "$svc"
 		done
+		;;
+	names)
+		(($# == 1)) || die "usage: devstack.sh names orderd|fulfillmentd|broker"
+		running_names "$1"
+		;;
+	urls)
+		orderd_urls
 		;;
 	-h | --help | help)
 		usage

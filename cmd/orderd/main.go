@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2"
@@ -85,6 +86,9 @@ type Main struct {
 	ln       net.Listener
 	pprof    *pprofServer // http.pprof_addr; nil: off
 	served   chan error
+	// draining is set when Close begins: /readyz answers 503 from then on
+	// while the listener still serves (http.drain_delay).
+	draining atomic.Bool
 
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
@@ -256,6 +260,14 @@ func (m *Main) Open(ctx context.Context) error {
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		Limits:       apiLimits(cfg.Limits),
 		Checks: []api.Check{
+			// Down from the moment shutdown begins, while requests are still
+			// served: a load balancer stops sending before the listener closes.
+			{Name: "serving", Probe: func(context.Context) error {
+				if m.draining.Load() {
+					return errShuttingDown
+				}
+				return nil
+			}},
 			{Name: "mysql", Probe: store.Ping},
 			{Name: "redis", Probe: cache.Ping},
 			{Name: "rocketmq", Probe: m.ns.DialAny},
@@ -263,7 +275,7 @@ func (m *Main) Open(ctx context.Context) error {
 		// An order is accepted durably when MySQL or Redis can hold it
 		// (cache) and RocketMQ or Redis can take its message (spill).
 		Ready: func(up map[string]bool) bool {
-			return (up["mysql"] || up["redis"]) && (up["rocketmq"] || up["redis"])
+			return up["serving"] && (up["mysql"] || up["redis"]) && (up["rocketmq"] || up["redis"])
 		},
 	})
 	if err != nil {
@@ -275,7 +287,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", cfg.HTTP.Addr, err)
 	}
 	m.srv = &http.Server{
-		Handler:           handler,
+		Handler:           m.closeWhileDraining(handler),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		WriteTimeout:      cfg.HTTP.WriteTimeout,
@@ -300,9 +312,14 @@ func (m *Main) Addr() string {
 	return m.ln.Addr().String()
 }
 
-// Close shuts down in dependency order: stop accepting and drain in-flight
-// requests (bounded by http.shutdown_timeout), then close the pools the
-// handlers used. It is safe to call on a partly opened Main.
+var errShuttingDown = errors.New("shutting down")
+
+// Close shuts down in dependency order: report not ready and keep serving
+// for http.drain_delay (load balancers take the replica out of rotation),
+// stop accepting and drain in-flight requests (bounded by
+// http.shutdown_timeout), stop the background jobs, then the producers
+// (their half messages' check-backs go to the other replicas), then close
+// the pools. It is safe to call on a partly opened Main.
 func (m *Main) Close() error {
 	var errs []error
 	if m.pprof != nil {
@@ -310,6 +327,7 @@ func (m *Main) Close() error {
 		m.pprof = nil
 	}
 	if m.srv != nil {
+		m.drain()
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.HTTP.ShutdownTimeout)
 		if err := m.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
@@ -353,6 +371,33 @@ func (m *Main) Close() error {
 		m.db = nil
 	}
 	return errors.Join(errs...)
+}
+
+// drain turns readiness down and keeps serving for http.drain_delay.
+func (m *Main) drain() {
+	if m.draining.Swap(true) {
+		return
+	}
+	if d := m.Config.HTTP.DrainDelay; d > 0 {
+		m.Logger.Info("draining: /readyz answers 503; the listener closes after the drain delay", "drain_delay", d)
+		time.Sleep(d)
+	}
+}
+
+// closeWhileDraining answers "Connection: close" while draining, so each
+// connection still used closes after its next answer and its client
+// reconnects (through its balancer, to a ready replica). Idle connections
+// are left alone until the listener closes: closing them at once
+// (SetKeepAlivesEnabled(false)) races with a request a client is sending on
+// one, which then fails without an answer; after the drain delay no
+// balancer that polls /readyz sends on them any more.
+func (m *Main) closeWhileDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // startBackground starts what runs beside the API: the cache sweeper, the

@@ -57,6 +57,11 @@ type stack struct {
 	cfg configs.Orderd
 	db  *sql.DB
 	env []string
+	// brokers are further broker groups (addBroker) beside mq, with mq's
+	// transaction timeout and check interval.
+	brokers             []*rmqtest.Server
+	brokerTxTimeout     time.Duration
+	brokerCheckInterval time.Duration
 }
 
 type stackOptions struct {
@@ -94,6 +99,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.brokerCheckInterval == 0 {
 		o.brokerCheckInterval = checkInterval
 	}
+	s.brokerTxTimeout, s.brokerCheckInterval = o.brokerTxTimeout, o.brokerCheckInterval
 	s.mq = rmqtest.RunT(t, rmqtest.Options{
 		TransactionTimeout: o.brokerTxTimeout, CheckInterval: o.brokerCheckInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},
@@ -104,6 +110,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	s.env = []string{
 		"TXORDER_HTTP__ADDR=127.0.0.1:0",
+		// No load balancer to wait for (TestReadinessDownBeforeListenerCloses sets one).
+		"TXORDER_HTTP__DRAIN_DELAY=0s",
 		"TXORDER_MYSQL__ADDR=" + dsn.Addr,
 		"TXORDER_MYSQL__USER=" + dsn.User,
 		"TXORDER_MYSQL__PASSWORD=" + dsn.Passwd,

@@ -26,13 +26,16 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 			"  recovery    cached orders back in MySQL; spill drain rate after the broker returns\n"+
 			"  e2e         payment notification → shipment row latency at each --e2e-intervals, with the\n"+
 			"              fast commit on and off (--e2e-fast-commit)\n"+
+			"  replicas    throughput with 1, 2, 3 orderd replicas (--replicas), each process's CPU per\n"+
+			"              1,000 placements, and payment → shipment with payment and placement on\n"+
+			"              the same replica vs different ones\n"+
 			"Prints the table with ratios and writes bench.json, bench.md and bench.png to --out.\n"+
 			"Every run is bounded; the defaults finish in a few minutes on 2 cores (make bench).")
 	bin := fs.String("bin", d.BinDir, "directory holding the orderd and fulfillmentd binaries")
 	orderdCfg := fs.String("orderd-config", d.OrderdConfig, "orderd configuration file")
 	fulfillCfg := fs.String("fulfillmentd-config", d.FulfillmentdConfig, "fulfillmentd configuration file")
 	out := fs.String("out", d.OutDir, "output directory")
-	sections := fs.String("only", "", "comma-separated sections to run (placement,checkback,degraded,recovery,e2e); empty: all")
+	sections := fs.String("only", "", "comma-separated sections to run (placement,checkback,degraded,recovery,e2e,replicas); empty: all")
 	conc := fs.String("concurrency", joinInts(d.Concurrency), "placement concurrency levels")
 	pd := fs.Duration("duration", d.PlacementDuration, "duration of each placement point (per side)")
 	pending := fs.String("pending", joinInts(d.CheckPending), "K values (pending orders) of the check-back measurement")
@@ -46,6 +49,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	e2eN := fs.Int("e2e-orders", d.E2EOrders, "paid orders per end-to-end run")
 	e2eFast := fs.String("e2e-fast-commit", "on,off", "fast-commit modes of the end-to-end runs, each at every interval (on, off or on,off)")
 	noFast := fs.Bool("no-fast-commit", false, "run the placement, degraded and recovery stacks with the fast commit off, for comparison")
+	replicas := fs.String("replicas", joinInts(d.ReplicaCounts), "orderd replica counts of the replicas section")
+	replicaDur := fs.Duration("replica-duration", d.ReplicaDuration, "duration of each replica count's load")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -57,7 +62,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		BinDir: *bin, OrderdConfig: *orderdCfg, FulfillmentdConfig: *fulfillCfg, OutDir: *out,
 		PlacementDuration: *pd, DegradedDuration: *dd, CheckInterval: *interval, DegradedConcurrency: 32,
 		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, NoStateView: *noView, NoFastCommit: *noFast,
-		Log: env.stderr,
+		ReplicaDuration: *replicaDur, Log: env.stderr,
 	}
 	var err error
 	if *sections != "" {
@@ -71,6 +76,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	}
 	if cfg.E2EIntervals, err = parseDurations(*e2eIv); err != nil {
 		return usageErr(env, "--e2e-intervals", err)
+	}
+	if cfg.ReplicaCounts, err = parseInts(*replicas); err != nil {
+		return usageErr(env, "--replicas", err)
 	}
 	for _, m := range strings.Split(*e2eFast, ",") {
 		switch strings.TrimSpace(m) {

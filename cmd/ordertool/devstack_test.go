@@ -37,6 +37,30 @@ func freePorts(t *testing.T, n int) []int {
 	return out
 }
 
+// stackPorts returns free ports for devstack's MySQL, Redis, NameServer,
+// broker, orderd and fulfillmentd such that the second broker (+10) and
+// the second orderd and fulfillmentd replicas (+2) are free too.
+func stackPorts(t *testing.T) []int {
+	t.Helper()
+	free := func(port int) bool {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		return true
+	}
+	for range 50 {
+		p := freePorts(t, 6)
+		if p[3]+10 < 65536 && p[4]+2 < 65536 && p[5]+2 < 65536 && p[4]+2 != p[5] &&
+			free(p[3]+10) && free(p[4]+2) && free(p[5]+2) {
+			return p
+		}
+	}
+	t.Fatal("no free port set for the stack and its replicas")
+	return nil
+}
+
 // cleanEnviron is this process's environment without any TXORDER_
 // variable (and RUN_DIR): what a shell on a fresh clone has.
 func cleanEnviron() []string {
@@ -57,6 +81,10 @@ func cleanEnviron() []string {
 // no TXORDER_ variable at all, reach its MySQL, Redis and orderd: they read
 // the configuration devstack wrote to .run/, whose secrets are in 0600
 // files and not in the YAML. Redis runs with maxmemory and noeviction.
+// The stack runs two orderd and two fulfillmentd replicas and two broker
+// groups: each replica serves on its own port, one can be killed and
+// started by name, and a stop without the replica variables still stops
+// them all.
 func TestLocalStackToolsNeedNoEnvironment(t *testing.T) {
 	root := t.TempDir()
 	for _, dir := range []string{"scripts", "configs", "bin"} {
@@ -73,20 +101,21 @@ func TestLocalStackToolsNeedNoEnvironment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ports := freePorts(t, 6)
-	stackEnv := append(cleanEnviron(),
+	ports := stackPorts(t)
+	stackEnv := append(cleanEnviron(), "TXO_ORDERD_REPLICAS=2", "TXO_FULFILLMENTD_REPLICAS=2",
 		"TXO_MYSQL_PORT="+strconv.Itoa(ports[0]), "TXO_REDIS_PORT="+strconv.Itoa(ports[1]),
 		"TXO_NAMESRV_PORT="+strconv.Itoa(ports[2]), "TXO_BROKER_PORT="+strconv.Itoa(ports[3]),
 		"TXO_ORDERD_PORT="+strconv.Itoa(ports[4]), "TXO_FULFILLMENTD_PORT="+strconv.Itoa(ports[5]),
 		"TXO_WAIT_SECONDS=180", "TXO_STOP_SECONDS=20")
-	devstack := func(args ...string) (string, error) {
+	devstackEnv := func(env []string, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "devstack.sh"), args...)
-		cmd.Dir, cmd.Env = root, stackEnv
+		cmd.Dir, cmd.Env = root, env
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
+	devstack := func(args ...string) (string, error) { return devstackEnv(stackEnv, args...) }
 	t.Cleanup(func() {
 		if out, err := devstack("stop"); err != nil {
 			t.Errorf("devstack stop: %v\n%s", err, out)
@@ -157,15 +186,72 @@ func TestLocalStackToolsNeedNoEnvironment(t *testing.T) {
 			t.Errorf("orderd /metrics lacks %s", want)
 		}
 	}
+
+	checkReplicas(t, ports, stackEnv, devstack, devstackEnv)
+}
+
+// checkReplicas: the second orderd and fulfillmentd serve on their base
+// port + 2, devstack names and lists them, kills and restarts orderd-2 by
+// name, and a stop run without the replica variables stops the replicas
+// too (it finds them by their pid files).
+func checkReplicas(t *testing.T, ports []int, stackEnv []string, devstack func(...string) (string, error),
+	devstackEnv func([]string, ...string) (string, error)) {
+	t.Helper()
+	orderd2 := "http://127.0.0.1:" + strconv.Itoa(ports[4]+2)
+	if out, err := devstack("urls"); err != nil || strings.TrimSpace(out) != "http://127.0.0.1:"+strconv.Itoa(ports[4])+","+orderd2 {
+		t.Fatalf("devstack urls = %q (%v)", out, err)
+	}
+	if out, err := devstack("names", "fulfillmentd"); err != nil || strings.Fields(out)[1] != "fulfillmentd-2" {
+		t.Fatalf("devstack names fulfillmentd = %q (%v)", out, err)
+	}
+	for _, url := range []string{orderd2 + "/readyz", "http://127.0.0.1:" + strconv.Itoa(ports[5]+2) + "/readyz"} {
+		if res, err := http.Get(url); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v", url, err)
+		} else {
+			res.Body.Close()
+		}
+	}
+	placeDevOrderKey(t, orderd2, "devstack-2")
+	if out, err := devstack("kill", "orderd-2"); err != nil || !strings.Contains(out, "orderd-2: killed") {
+		t.Fatalf("devstack kill orderd-2 = %q (%v)", out, err)
+	}
+	if _, err := devstack("status"); err == nil {
+		t.Fatal("devstack status = 0 with orderd-2 killed, want 3")
+	}
+	if out, err := devstack("start-one", "orderd-2"); err != nil {
+		t.Fatalf("devstack start-one orderd-2: %v\n%s", err, out)
+	}
+	if out, err := devstack("status"); err != nil {
+		t.Fatalf("devstack status after the restart: %v\n%s", err, out)
+	}
+	// A stop run with one replica configured (the variables forgotten)
+	// finds the second ones by their pid files and stops them too.
+	var oneReplica []string
+	for _, kv := range stackEnv {
+		if !strings.HasPrefix(kv, "TXO_ORDERD_REPLICAS=") && !strings.HasPrefix(kv, "TXO_FULFILLMENTD_REPLICAS=") {
+			oneReplica = append(oneReplica, kv)
+		}
+	}
+	out, err := devstackEnv(oneReplica, "stop")
+	if err != nil || !strings.Contains(out, "orderd-2: stopped") || !strings.Contains(out, "fulfillmentd-2: stopped") {
+		t.Fatalf("stop without the replica variables = %q (%v), want the replicas stopped too", out, err)
+	}
+	if _, err := http.Get(orderd2 + "/healthz"); err == nil {
+		t.Fatal("orderd-2 still answers after the stop")
+	}
 }
 
 func placeDevOrder(t *testing.T, orderd string) string {
+	return placeDevOrderKey(t, orderd, "devstack-1")
+}
+
+func placeDevOrderKey(t *testing.T, orderd, key string) string {
 	t.Helper()
 	body := `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-1","name":"Widget","quantity":2,"unit_price":1250}]}`
 	req, _ := http.NewRequest(http.MethodPost, orderd+"/v1/orders", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+configs.DevAPIKey)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", "devstack-1")
+	req.Header.Set("Idempotency-Key", key)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -77,3 +77,41 @@ func TestLoadRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadOverReplicas: with several --url the load spreads over them and
+// prints one line per replica, which the chaos report copies.
+func TestLoadOverReplicas(t *testing.T) {
+	var hits [2]atomic.Int64
+	var urls []string
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/readyz":
+			case "/v1/orders":
+				hits[i].Add(1)
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"id":"` + uuid.NewString() + `"}`))
+			}
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	dir := t.TempDir()
+	summary := filepath.Join(dir, "summary.json")
+	code, out, errOut := runTool(t, []string{envAPIKey + "=cli-load-key-0123456789"}, "load", "--config", "",
+		"--url", strings.Join(urls, ","), "--count", "20", "--pay", "0",
+		"--accepted-out", filepath.Join(dir, "ids.txt"), "--summary-out", summary)
+	if code != 0 {
+		t.Fatalf("load = %d\n%s%s", code, out, errOut)
+	}
+	for i, u := range urls {
+		if hits[i].Load() == 0 || !strings.Contains(out, "replica "+u+" place: 201×") {
+			t.Errorf("replica %s: %d placements; output:\n%s", u, hits[i].Load(), out)
+		}
+	}
+	var s loadgen.Summary
+	b, _ := os.ReadFile(summary)
+	if err := json.Unmarshal(b, &s); err != nil || len(s.Replicas) != 2 || s.Replicas[0].PlaceCodes["201"]+s.Replicas[1].PlaceCodes["201"] != 20 {
+		t.Fatalf("summary replicas = %+v (%v), want 2 sharing 20 placements", s.Replicas, err)
+	}
+}

@@ -137,14 +137,39 @@ func loadTimeline(summaryPath, metricsPath, eventsPath, auditPath string) (chart
 	} else if verdict != "" {
 		tl.Subtitle += "   |   " + verdict
 	}
+	if r := replicaLine(s); r != "" {
+		tl.Subtitle += "\n" + r
+	}
 	return tl, nil
 }
 
 func loadLine(s loadgen.Summary) string {
 	c := s.PlaceCodes
-	other := s.Placed - c["201"] - c["202"] - c["503"]
-	return fmt.Sprintf("placed %d in %.0fs: 201×%d 202×%d 503×%d other×%d; accepted %d, paid by the load %d",
-		s.Placed, s.Elapsed, c["201"], c["202"], c["503"], other, s.Accepted, s.Paid)
+	other := s.Placed - c["201"] - c["202"] - c["503"] - c["200"]
+	replays := ""
+	if c["200"] > 0 {
+		replays = fmt.Sprintf(" 200×%d (retries replayed)", c["200"])
+	}
+	return fmt.Sprintf("placed %d in %.0fs: 201×%d 202×%d%s 503×%d other×%d; accepted %d, paid by the load %d",
+		s.Placed, s.Elapsed, c["201"], c["202"], replays, c["503"], other, s.Accepted, s.Paid)
+}
+
+// replicaLine counts every placement attempt by the replica it went to
+// ("host:port 201×n 202×n 503×n none×n", none = no answer); "" with one.
+func replicaLine(s loadgen.Summary) string {
+	if len(s.Replicas) < 2 {
+		return ""
+	}
+	parts := make([]string, 0, len(s.Replicas))
+	for _, r := range s.Replicas {
+		name := r.URL
+		if _, rest, ok := strings.Cut(name, "://"); ok {
+			name = rest
+		}
+		p := r.PlaceCodes
+		parts = append(parts, fmt.Sprintf("%s 201×%d 202×%d 503×%d none×%d", name, p["201"], p["202"], p["503"], p["error"]))
+	}
+	return "attempts per replica: " + strings.Join(parts, "  |  ")
 }
 
 // auditLine reads ordertool audit --json output; "" when there is none.

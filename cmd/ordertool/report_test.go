@@ -137,3 +137,17 @@ func TestReportErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestReplicaLine(t *testing.T) {
+	s := loadgen.Summary{Replicas: []loadgen.ReplicaCounts{
+		{URL: "http://127.0.0.1:8080", PlaceCodes: map[string]int{"201": 10, "error": 2}},
+		{URL: "http://orderd-lb:8080", PlaceCodes: map[string]int{"201": 9, "202": 1, "503": 1}},
+	}}
+	want := "attempts per replica: 127.0.0.1:8080 201×10 202×0 503×0 none×2  |  orderd-lb:8080 201×9 202×1 503×1 none×0"
+	if got := replicaLine(s); got != want {
+		t.Errorf("replicaLine = %q\nwant          %q", got, want)
+	}
+	if got := replicaLine(loadgen.Summary{Replicas: s.Replicas[:1]}); got != "" {
+		t.Errorf("one replica: %q, want no line", got)
+	}
+}

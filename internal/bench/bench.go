@@ -30,7 +30,7 @@ type Config struct {
 	// OutDir receives bench.json, bench.md, bench.png and the process logs.
 	OutDir string
 	// Sections to run, of "placement", "checkback", "degraded",
-	// "recovery", "e2e"; empty runs all.
+	// "recovery", "e2e", "replicas"; empty runs all.
 	Sections []string
 
 	// Concurrency levels of the placement comparison, each run for
@@ -61,6 +61,14 @@ type Config struct {
 	// comparisons of placement cost.
 	NoFastCommit bool
 
+	// ReplicaCounts are the orderd replica counts of the replicas section,
+	// each loaded at ReplicaConcurrency for ReplicaDuration; its payment →
+	// shipment runs use ReplicaCheckInterval and E2EOrders.
+	ReplicaCounts        []int
+	ReplicaConcurrency   int
+	ReplicaDuration      time.Duration
+	ReplicaCheckInterval time.Duration
+
 	// NoStateView measures check-backs with the order store's state view
 	// off (every check reads MySQL), for before/after comparisons.
 	NoStateView bool
@@ -74,18 +82,22 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		BinDir: "bin", OrderdConfig: "configs/orderd.yaml", FulfillmentdConfig: "configs/fulfillmentd.yaml",
-		OutDir:              ".bench",
-		Concurrency:         []int{1, 8, 32, 128},
-		PlacementDuration:   8 * time.Second,
-		CheckPending:        []int{10000, 100000},
-		DegradedConcurrency: 32,
-		DegradedDuration:    8 * time.Second,
-		CheckInterval:       30 * time.Second,
-		CachedOrders:        10000,
-		SpilledOrders:       10000,
-		E2EIntervals:        []time.Duration{5 * time.Second, 30 * time.Second, time.Minute},
-		E2EOrders:           100,
-		E2EFastCommit:       []bool{true, false},
+		OutDir:               ".bench",
+		Concurrency:          []int{1, 8, 32, 128},
+		PlacementDuration:    8 * time.Second,
+		CheckPending:         []int{10000, 100000},
+		DegradedConcurrency:  32,
+		DegradedDuration:     8 * time.Second,
+		CheckInterval:        30 * time.Second,
+		CachedOrders:         10000,
+		SpilledOrders:        10000,
+		E2EIntervals:         []time.Duration{5 * time.Second, 30 * time.Second, time.Minute},
+		E2EOrders:            100,
+		E2EFastCommit:        []bool{true, false},
+		ReplicaCounts:        []int{1, 2, 3},
+		ReplicaConcurrency:   32,
+		ReplicaDuration:      10 * time.Second,
+		ReplicaCheckInterval: 2 * time.Second,
 	}
 }
 
@@ -136,6 +148,18 @@ func (c Config) withDefaults() Config {
 	if len(c.E2EFastCommit) == 0 {
 		c.E2EFastCommit = d.E2EFastCommit
 	}
+	if len(c.ReplicaCounts) == 0 {
+		c.ReplicaCounts = d.ReplicaCounts
+	}
+	if c.ReplicaConcurrency <= 0 {
+		c.ReplicaConcurrency = d.ReplicaConcurrency
+	}
+	if c.ReplicaDuration <= 0 {
+		c.ReplicaDuration = d.ReplicaDuration
+	}
+	if c.ReplicaCheckInterval <= 0 {
+		c.ReplicaCheckInterval = d.ReplicaCheckInterval
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -143,7 +167,7 @@ func (c Config) withDefaults() Config {
 }
 
 // Sections lists the measurements in run order.
-var Sections = []string{"placement", "checkback", "degraded", "recovery", "e2e"}
+var Sections = []string{"placement", "checkback", "degraded", "recovery", "e2e", "replicas"}
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
@@ -168,7 +192,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("e2e interval %s out of 100ms..1m", iv))
 		}
 	}
-	if c.PlacementDuration > 5*time.Minute || c.DegradedDuration > 5*time.Minute {
+	for _, n := range c.ReplicaCounts {
+		if n < 1 || n > 9 {
+			errs = append(errs, fmt.Errorf("replica count %d out of 1..9", n))
+		}
+	}
+	if c.PlacementDuration > 5*time.Minute || c.DegradedDuration > 5*time.Minute || c.ReplicaDuration > 5*time.Minute {
 		errs = append(errs, errors.New("durations are capped at 5m"))
 	}
 	return errors.Join(errs...)
@@ -204,6 +233,7 @@ type Report struct {
 	Degraded  *Degraded        `json:"degraded,omitempty"`
 	Recovery  *Recovery        `json:"recovery,omitempty"`
 	EndToEnd  []E2EPoint       `json:"end_to_end,omitempty"`
+	Replicas  *ReplicaRun      `json:"replicas,omitempty"`
 	// Errors lists sections that failed, with why.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -284,6 +314,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				cell++
 			}
+		}
+	}
+	if want("replicas") && ctx.Err() == nil {
+		logf("replicas: placements over 1..%d orderd replicas sharing one MariaDB, Redis and RocketMQ, %s each",
+			cfg.ReplicaCounts[len(cfg.ReplicaCounts)-1], cfg.ReplicaDuration)
+		// No check-back during the throughput runs (their orders stay
+		// unpaid): a check round over every pending order would grow from
+		// one point to the next and land on all replicas.
+		err := withStack(ctx, cfg, in, stackOptions{name: "replicas", database: "bench_replicas", redisDB: 14,
+			checkInterval: 10 * time.Minute}, func(s *stack) error {
+			var err error
+			rep.Replicas, err = measureReplicas(ctx, cfg, s, logf)
+			return err
+		})
+		if err == nil && rep.Replicas != nil && ctx.Err() == nil {
+			err = withStack(ctx, cfg, in, stackOptions{name: "replicas-e2e", database: "bench_replicas_e2e", redisDB: 15,
+				checkInterval: cfg.ReplicaCheckInterval, fulfillment: true,
+				// orderd requires send + execute + redis timeouts < transaction timeout.
+				extraEnv: []string{"TXORDER_ROCKETMQ__SEND_TIMEOUT=300ms", "TXORDER_TRANSACTION__EXECUTE_TIMEOUT=400ms", "TXORDER_REDIS__TIMEOUT=200ms"}}, func(s *stack) error {
+				return measureReplicaE2E(ctx, cfg, s, rep.Replicas, logf)
+			})
+		}
+		if err != nil {
+			fail("replicas", err)
 		}
 	}
 	rep.Seconds = round3(time.Since(rep.Started).Seconds())

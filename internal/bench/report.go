@@ -92,6 +92,9 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	if r.Replicas != nil {
+		r.Replicas.markdown(&b)
+	}
 	b.WriteString("### Targets\n\n| target | measured | |\n|---|---|---|\n")
 	for _, t := range r.Targets() {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Name, t.Measured, verdict(t.Met))

@@ -157,6 +157,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	s.baseURL = "http://127.0.0.1:" + strconv.Itoa(port)
 	s.env = []string{
 		"TXORDER_HTTP__ADDR=127.0.0.1:" + strconv.Itoa(port),
+		"TXORDER_HTTP__DRAIN_DELAY=0s", // no load balancer to wait for
 		"TXORDER_MYSQL__ADDR=" + dsn.Addr,
 		"TXORDER_MYSQL__USER=" + dsn.User,
 		"TXORDER_MYSQL__PASSWORD=" + dsn.Passwd,

@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +32,19 @@ import (
 type Config struct {
 	// BaseURL of orderd, e.g. http://127.0.0.1:8080.
 	BaseURL string
+	// URLs, when set, replaces BaseURL with several orderd replicas: each
+	// placement goes to the next replica whose /readyz answered 200 at the
+	// last poll (round-robin), and its payment deliberately to another
+	// replica than the one that placed it.
+	URLs []string
+	// ReadyPoll is how often each of several URLs is asked /readyz, as a
+	// load balancer's health check would. Default 250ms.
+	ReadyPoll time.Duration
+	// RetryFor is how long a placement that got no answer, 503, or 409
+	// idempotency_key_in_progress is retried with the same Idempotency-Key
+	// (on the next ready replica), as a client that honours the contract
+	// does; a 200 replay then returns the order. 0: one attempt.
+	RetryFor time.Duration
 	// APIKey authenticates placements.
 	APIKey string
 	// WebhookSecret signs payments; required when PayFraction > 0.
@@ -68,6 +80,14 @@ type Config struct {
 	OnResult func(Outcome)
 }
 
+// targets returns the base URLs requests go to.
+func (c Config) targets() []string {
+	if len(c.URLs) > 0 {
+		return c.URLs
+	}
+	return []string{c.BaseURL}
+}
+
 // Outcome is one placement as the client saw it.
 type Outcome struct {
 	N       int
@@ -75,10 +95,13 @@ type Outcome struct {
 	Err     error
 	OrderID string
 	Paid    bool
+	// Attempts is how many times the placement was sent (RetryFor).
+	Attempts int
 }
 
 // Result is what a run measured. Accepted lists the ids of orders
-// answered 201 or 202 (the ones orderd promised to keep), in completion
+// answered 201 or 202 (the ones orderd promised to keep), or 200 to a
+// retry (the replay of an order an earlier attempt placed), in completion
 // order.
 type Result struct {
 	Accepted []string
@@ -99,14 +122,27 @@ type Summary struct {
 	// PlaceCodes counts answers by status code; "error" counts requests
 	// without an answer (connection refused, timeout).
 	PlaceCodes map[string]int `json:"place_status_codes"`
+	Paid       int            `json:"paid"`
+	Pay        Latency        `json:"pay_latency_ms"`
+	PayCodes   map[string]int `json:"pay_status_codes"`
+	// Retried counts placements sent more than once (RetryFor); their
+	// final answer is the one in PlaceCodes.
+	Retried int `json:"retried"`
 	// Throttled counts 429 answers (rate limited) that were waited out
 	// and retried with the same key; they are not in PlaceCodes.
-	Throttled int            `json:"throttled"`
-	Paid      int            `json:"paid"`
-	Pay       Latency        `json:"pay_latency_ms"`
-	PayCodes  map[string]int `json:"pay_status_codes"`
+	Throttled int `json:"throttled"`
+	// Replicas counts every attempt by the replica that answered it (or
+	// did not): placements and payments, by status code.
+	Replicas []ReplicaCounts `json:"replicas"`
 	// Timeline has one entry per second of the run (by completion time).
 	Timeline []Second `json:"timeline"`
+}
+
+// ReplicaCounts is what one orderd replica answered during the run.
+type ReplicaCounts struct {
+	URL        string         `json:"url"`
+	PlaceCodes map[string]int `json:"place_status_codes"`
+	PayCodes   map[string]int `json:"pay_status_codes"`
 }
 
 // Latency summarises request latencies in milliseconds.
@@ -134,13 +170,18 @@ type Second struct {
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
 	var errs []error
-	if c.BaseURL == "" {
+	if c.BaseURL == "" && len(c.URLs) == 0 {
 		errs = append(errs, errors.New("base URL is required"))
+	}
+	for _, u := range c.URLs {
+		if u == "" {
+			errs = append(errs, errors.New("empty URL in the list"))
+		}
 	}
 	if c.Count <= 0 && c.Duration <= 0 {
 		errs = append(errs, errors.New("unbounded run: set a count or a duration"))
 	}
-	if c.Count < 0 || c.Duration < 0 || c.Rate < 0 || c.Concurrency < 0 {
+	if c.Count < 0 || c.Duration < 0 || c.Rate < 0 || c.Concurrency < 0 || c.RetryFor < 0 || c.ReadyPoll < 0 {
 		errs = append(errs, errors.New("count, duration, rate and concurrency must not be negative"))
 	}
 	if c.PayFraction < 0 || c.PayFraction > 1 || math.IsNaN(c.PayFraction) {
@@ -171,13 +212,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency + 4, IdleConnTimeout: 30 * time.Second,
 		}}
 	}
+	if cfg.ReadyPoll == 0 {
+		cfg.ReadyPoll = 250 * time.Millisecond
+	}
 	if cfg.RunID == "" {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		cfg.RunID = hex.EncodeToString(b[:])
 	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	r := &recorder{start: time.Now(), placeCodes: map[string]int{}, payCodes: map[string]int{}, timeline: map[int]*Second{}}
+	lb := newBalancer(cfg.targets())
+	r := &recorder{start: time.Now(), placeCodes: map[string]int{}, payCodes: map[string]int{}, timeline: map[int]*Second{},
+		replicas: make([]ReplicaCounts, len(lb.targets))}
+	for i, t := range lb.targets {
+		r.replicas[i] = ReplicaCounts{URL: t, PlaceCodes: map[string]int{}, PayCodes: map[string]int{}}
+	}
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	polled := make(chan struct{})
+	go func() { defer close(polled); lb.poll(pollCtx, cfg.Client, cfg.ReadyPoll) }()
+	defer func() { stopPoll(); <-polled }()
 
 	jobs := make(chan int)
 	go dispatch(ctx, cfg, jobs)
@@ -187,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		go func() {
 			defer wg.Done()
 			for n := range jobs {
-				out := work(ctx, cfg, r, n)
+				out := work(ctx, cfg, lb, r, n)
 				if cfg.OnResult != nil {
 					cfg.OnResult(out)
 				}
@@ -241,58 +293,83 @@ func shouldPay(n int, f float64) bool {
 }
 
 // work places order n and pays it when it is its turn.
-func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
+func work(ctx context.Context, cfg Config, lb *balancer, r *recorder, n int) Outcome {
 	// Requests in flight finish after an interrupt (bounded by Timeout),
 	// so that an accepted order is known as accepted.
 	rctx := context.WithoutCancel(ctx)
 	qty, price := 1+n%3, int64(100+n%900)
 	body := fmt.Sprintf(`{"customer_id":"load-%d","currency":"EUR","items":[{"sku":"SKU-%d","name":"Load item","quantity":%d,"unit_price":%d}]}`,
 		n%100, n%50, qty, price)
-	var start time.Time
-	var code int
-	var answer []byte
-	var err error
-	for attempt := 1; ; attempt++ {
-		start = time.Now()
-		var wait time.Duration
-		code, answer, wait, err = do(rctx, cfg, http.MethodPost, "/v1/orders", []byte(body), map[string]string{
-			"Authorization":   "Bearer " + cfg.APIKey,
-			"Content-Type":    "application/json",
-			"Idempotency-Key": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
-		})
+	headers := map[string]string{
+		"Authorization":   "Bearer " + cfg.APIKey,
+		"Content-Type":    "application/json",
+		"Idempotency-Key": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
+	}
+	first := time.Now()
+	giveUp := first.Add(cfg.RetryFor)
+	backoff := 200 * time.Millisecond
+	var (
+		code      int
+		answer    []byte
+		err       error
+		wait      time.Duration
+		target    int
+		throttled int
+		out       = Outcome{N: n}
+	)
+	for {
+		target = lb.pick()
+		code, answer, wait, err = do(rctx, cfg, lb.targets[target], http.MethodPost, "/v1/orders", []byte(body), headers)
+		r.attempt(target, true, code, err)
 		// Rate limited (429): a well-behaved client waits as told and
 		// sends the same request again; the 429 is counted, not the
 		// placement's answer.
-		if code != http.StatusTooManyRequests || attempt > maxThrottled || ctx.Err() != nil {
+		if code == http.StatusTooManyRequests && throttled < maxThrottled && ctx.Err() == nil {
+			throttled++
+			r.throttle()
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			continue
+		}
+		out.Attempts++
+		if !retryPlacement(code, answer, err) || time.Now().Add(backoff).After(giveUp) || ctx.Err() != nil {
 			break
 		}
-		r.throttle()
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
-	out := Outcome{N: n, Code: code, Err: err}
-	if code == http.StatusCreated || code == http.StatusAccepted {
+	out.Code, out.Err = code, err
+	// 201 and 202 accept a new order; 200 answers a retry whose earlier
+	// attempt placed it (the same key): either way orderd holds it.
+	if code == http.StatusCreated || code == http.StatusAccepted || code == http.StatusOK {
 		var o struct{ ID string }
 		if json.Unmarshal(answer, &o) == nil {
 			out.OrderID = o.ID
 		}
 	}
-	r.place(start, time.Since(start), code, err, out.OrderID)
+	r.place(first, time.Since(first), code, err, out.OrderID, out.Attempts)
 	if out.OrderID == "" || cfg.PayFraction == 0 || !shouldPay(n, cfg.PayFraction) || ctx.Err() != nil {
 		return out
 	}
 	pay, _ := json.Marshal(map[string]any{"provider_txn_id": "load-" + cfg.RunID + "-" + strconv.Itoa(n),
 		"order_id": out.OrderID, "amount": int64(qty) * price, "currency": "EUR"})
-	giveUp := time.Now().Add(cfg.PayRetryFor)
-	backoff := 100 * time.Millisecond
+	giveUp = time.Now().Add(cfg.PayRetryFor)
+	backoff = 100 * time.Millisecond
+	// The payment goes to another replica than the one that placed the
+	// order, as a provider's webhook behind a load balancer would.
+	payTo := lb.other(target)
 	for {
-		start = time.Now()
-		code, _, _, err = do(rctx, cfg, http.MethodPost, "/v1/payments/notify", pay, map[string]string{
+		start := time.Now()
+		code, _, _, err = do(rctx, cfg, lb.targets[payTo], http.MethodPost, "/v1/payments/notify", pay, map[string]string{
 			"Content-Type":          "application/json",
 			payment.HeaderSignature: payment.Sign(cfg.WebhookSecret, time.Now(), pay),
 		})
+		r.attempt(payTo, false, code, err)
 		out.Paid = err == nil && code == http.StatusOK
 		r.pay(time.Since(start), code, err, out.Paid)
 		// An order accepted into Redis (202) is not in MySQL yet (404);
@@ -307,18 +384,36 @@ func work(ctx context.Context, cfg Config, r *recorder, n int) Outcome {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
+		if err != nil || code == http.StatusServiceUnavailable {
+			payTo = lb.other(payTo)
+		}
 	}
+}
+
+// retryPlacement reports whether a client should send the placement again
+// with the same key: no answer (the outcome is unknown), 503, or 409
+// idempotency_key_in_progress (another attempt with this key is still
+// being placed, or was cut off by a crash and is taken over after 30 s).
+func retryPlacement(code int, answer []byte, err error) bool {
+	switch {
+	case err != nil && code == 0, code == http.StatusServiceUnavailable:
+		return true
+	case code == http.StatusConflict:
+		var p struct{ Code string }
+		return json.Unmarshal(answer, &p) == nil && p.Code == "idempotency_key_in_progress"
+	}
+	return false
 }
 
 // maxThrottled bounds how many 429s one placement waits out.
 const maxThrottled = 20
 
-// do sends one request and returns the status, the body and the wait its
-// Retry-After asks for (1s when absent or unreadable, at most 10s).
-func do(ctx context.Context, cfg Config, method, path string, body []byte, headers map[string]string) (int, []byte, time.Duration, error) {
+// do sends one request to base and returns the status, the body and the
+// wait its Retry-After asks for (1s when absent or unreadable, at most 10s).
+func do(ctx context.Context, cfg Config, base, method, path string, body []byte, headers map[string]string) (int, []byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, cfg.BaseURL+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, 0, err
 	}
@@ -353,7 +448,9 @@ type recorder struct {
 	payCodes   map[string]int
 	timeline   map[int]*Second
 	paid       int
+	retried    int
 	throttled  int
+	replicas   []ReplicaCounts
 }
 
 func (r *recorder) second(at time.Time) *Second {
@@ -373,9 +470,23 @@ func codeKey(code int, err error) string {
 	return strconv.Itoa(code)
 }
 
-func (r *recorder) place(start time.Time, d time.Duration, code int, err error, id string) {
+// attempt counts one request by the replica it went to.
+func (r *recorder) attempt(replica int, placement bool, code int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if placement {
+		r.replicas[replica].PlaceCodes[codeKey(code, err)]++
+	} else {
+		r.replicas[replica].PayCodes[codeKey(code, err)]++
+	}
+}
+
+func (r *recorder) place(start time.Time, d time.Duration, code int, err error, id string, attempts int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if attempts > 1 {
+		r.retried++
+	}
 	r.placeMs = append(r.placeMs, float64(d.Microseconds())/1000)
 	r.placeCodes[codeKey(code, err)]++
 	s := r.second(start.Add(d))
@@ -419,7 +530,8 @@ func (r *recorder) result(runID string, interrupted bool) Result {
 	elapsed := time.Since(r.start)
 	s := Summary{RunID: runID, Started: r.start.UTC(), Elapsed: elapsed.Seconds(), Interrupted: interrupted,
 		Placed: len(r.placeMs), Accepted: len(r.accepted), Place: summarize(r.placeMs), PlaceCodes: r.placeCodes, Throttled: r.throttled,
-		Paid: r.paid, Pay: summarize(r.payMs), PayCodes: r.payCodes, Timeline: []Second{}}
+		Paid: r.paid, Pay: summarize(r.payMs), PayCodes: r.payCodes, Retried: r.retried, Replicas: r.replicas,
+		Timeline: []Second{}}
 	if elapsed > 0 {
 		s.Throughput = float64(s.Placed) / elapsed.Seconds()
 	}

@@ -3,6 +3,7 @@ package rmqtest
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ type broker struct {
 	txs        map[int64]*halfTx              // every transaction, by the half's commit log offset
 	pending    map[int64]*halfTx              // the open ones, which check rounds visit
 	producers  map[string]map[*conn]time.Time // group -> connections
+	checkTurn  uint64                         // round-robin counter of producerConnLocked
 	groups     map[string]*consumerGroup
 	offsets    map[offsetKey]int64
 	locks      map[lockKey]lockEntry
@@ -312,20 +314,26 @@ func (b *broker) onClose(c *conn) {
 	b.sendNotify(notify)
 }
 
-// producerConnLocked picks the most recently used live connection of a
-// producer group to the master, or nil.
+// producerConnLocked picks the next live connection of a producer group
+// to the master, or nil. Like Java's ProducerManager.getAvailableChannel
+// (a shared counter modulo the group's channel count, rocketmq-all-4.9.4
+// broker/src/main/java/org/apache/rocketmq/broker/client/ProducerManager.java:165-203),
+// successive checks go round-robin over the group's producers, so with
+// several replicas each one answers check-backs for half messages the
+// others sent.
 func (b *broker) producerConnLocked(group string) *conn {
-	var best *conn
-	var at time.Time
-	for c, t := range b.producers[group] {
-		if c.closed() || !b.s.isMaster(c.ep) {
-			continue
-		}
-		if best == nil || t.After(at) {
-			best, at = c, t
+	live := make([]*conn, 0, len(b.producers[group]))
+	for c := range b.producers[group] {
+		if !c.closed() && b.s.isMaster(c.ep) {
+			live = append(live, c)
 		}
 	}
-	return best
+	if len(live) == 0 {
+		return nil
+	}
+	slices.SortFunc(live, func(x, y *conn) int { return strings.Compare(x.remote, y.remote) })
+	b.checkTurn++
+	return live[b.checkTurn%uint64(len(live))]
 }
 
 func (b *broker) registerProducerLocked(group string, c *conn) {

@@ -184,6 +184,10 @@ func (s *MySQLServer) config(dbName string) *mysql.Config {
 	return cfg
 }
 
+// Pid is the server process's id (0 while it is stopped), e.g. to read
+// its CPU time from /proc.
+func (s *MySQLServer) Pid() int { return s.proc.pid() }
+
 // Addr returns the server's TCP address, 127.0.0.1:port.
 func (s *MySQLServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 

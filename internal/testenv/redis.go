@@ -145,6 +145,10 @@ func (s *RedisServer) ping(ctx context.Context) error {
 	return nil
 }
 
+// Pid is the server process's id (0 while it is stopped), e.g. to read
+// its CPU time from /proc.
+func (s *RedisServer) Pid() int { return s.proc.pid() }
+
 // Addr returns the server's TCP address, 127.0.0.1:port.
 func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 

@@ -136,5 +136,29 @@ func (s *Service) Kill() {
 	<-s.done
 }
 
+// Signal sends sig to the process (SIGSTOP to freeze it with requests in
+// flight, SIGTERM to ask it to shut down); nothing once it has exited.
+func (s *Service) Signal(sig syscall.Signal) {
+	select {
+	case <-s.done:
+	default:
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+// Stop sends SIGTERM and waits up to within for the process to exit, as a
+// supervisor stopping it gracefully; it reports whether it exited in time
+// (if not, it is SIGKILLed).
+func (s *Service) Stop(within time.Duration) bool {
+	s.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return true
+	case <-time.After(within):
+		s.Kill()
+		return false
+	}
+}
+
 // Done is closed when the process has exited.
 func (s *Service) Done() <-chan struct{} { return s.done }
