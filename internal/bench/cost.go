@@ -37,34 +37,6 @@ type Cost struct {
 	LoadAvg float64 `json:"loadavg_1m,omitempty"`
 }
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
-// Linux architecture Go supports (the kernel's ABI, independent of HZ).
-const clockTicks = 100
-
-// cpuTicks returns the user + system CPU time of pid in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces;
-	// fields 14 and 15 (utime, stime) count from the last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return u + s, nil
-}
-
 func loadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -82,7 +54,7 @@ func loadAvg() float64 {
 // before a run; done computes the Cost per operation after it.
 type meter struct {
 	pids       map[string]int
-	ticks      map[string]int64
+	cpu        map[string]float64 // seconds
 	metricsURL string // orderd's /metrics, or "" (raw baseline)
 	counters   map[string]float64
 }
@@ -90,13 +62,13 @@ type meter struct {
 // startMeter snapshots pids (name → pid; a pid of 0 is skipped) and, if
 // metricsURL is set, orderd's counters.
 func startMeter(ctx context.Context, pids map[string]int, metricsURL string) *meter {
-	m := &meter{pids: map[string]int{}, ticks: map[string]int64{}, metricsURL: metricsURL}
+	m := &meter{pids: map[string]int{}, cpu: map[string]float64{}, metricsURL: metricsURL}
 	for name, pid := range pids {
 		if pid == 0 {
 			continue
 		}
-		if t, err := cpuTicks(pid); err == nil {
-			m.pids[name], m.ticks[name] = pid, t
+		if t, err := cpuSeconds(pid); err == nil {
+			m.pids[name], m.cpu[name] = pid, t
 		}
 	}
 	if metricsURL != "" {
@@ -113,17 +85,17 @@ func (m *meter) done(ctx context.Context, ops int) Cost {
 	per := func(d float64) float64 { return round3(d / float64(ops)) }
 	if len(m.pids) > 0 {
 		c.CPUms = map[string]float64{}
-		var total int64
+		var total float64
 		for name, pid := range m.pids {
-			t, err := cpuTicks(pid)
+			t, err := cpuSeconds(pid)
 			if err != nil {
 				continue // the process died: its share is unknown, not zero
 			}
-			d := t - m.ticks[name]
+			d := t - m.cpu[name]
 			total += d
-			c.CPUms[name] = per(float64(d) * 1000 / clockTicks)
+			c.CPUms[name] = per(d * 1000)
 		}
-		c.CPUms["total"] = per(float64(total) * 1000 / clockTicks)
+		c.CPUms["total"] = per(total * 1000)
 	}
 	if m.metricsURL == "" || m.counters == nil {
 		return c

@@ -40,12 +40,12 @@ func TestMeter(t *testing.T) {
 		mq.WithLabelValues("end_transaction").Inc()
 	}
 	// Spin until this process has used 100 ms more CPU (bounded: 20 s).
-	t0, err := cpuTicks(os.Getpid())
+	t0, err := cpuSeconds(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
-		if t1, _ := cpuTicks(os.Getpid()); t1-t0 >= 10 {
+		if t1, _ := cpuSeconds(os.Getpid()); t1-t0 >= 0.1 {
 			break
 		}
 	}

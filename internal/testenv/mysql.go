@@ -199,10 +199,6 @@ func (s *MySQLServer) DSN() string { return s.DSNFor(mysqlDatabase) }
 // DSNFor is DSN for the database db; an empty db selects none.
 func (s *MySQLServer) DSNFor(db string) string { return s.config(db).FormatDSN() }
 
-// Pid returns the process id of the running mariadbd, or 0 when it is not
-// running (for CPU accounting from /proc).
-func (s *MySQLServer) Pid() int { return s.proc.pid() }
-
 // Kill sends SIGKILL to mariadbd and returns once it has been reaped, so
 // that clients see connections refused. Start brings it back.
 func (s *MySQLServer) Kill() error {

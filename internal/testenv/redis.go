@@ -152,10 +152,6 @@ func (s *RedisServer) Pid() int { return s.proc.pid() }
 // Addr returns the server's TCP address, 127.0.0.1:port.
 func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// Pid returns the process id of the running redis-server, or 0 when it is not
-// running (for CPU accounting from /proc).
-func (s *RedisServer) Pid() int { return s.proc.pid() }
-
 // Kill sends SIGKILL to redis-server and returns once it has been reaped,
 // so that clients see connections refused. Start brings it back.
 func (s *RedisServer) Kill() error {
