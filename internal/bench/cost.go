@@ -55,7 +55,7 @@ func loadAvg() float64 {
 type meter struct {
 	pids       map[string]int
 	cpu        map[string]float64 // seconds
-	metricsURL string // orderd's /metrics, or "" (raw baseline)
+	metricsURL string             // orderd's /metrics, or "" (raw baseline)
 	counters   map[string]float64
 }
 
