@@ -66,6 +66,10 @@ func interpolated(dsn string) (string, error) {
 		return "", err
 	}
 	c.InterpolateParams = true
+	// The placement's transaction goes as one multi-statement query
+	// (order.StoreConfig.OneRoundTrip). Every query orderd sends is a
+	// constant with placeholders, which the driver escapes.
+	c.MultiStatements = true
 	return c.FormatDSN(), nil
 }
 
@@ -153,7 +157,9 @@ func (m *Main) Open(ctx context.Context) error {
 	// The state view answers check-backs of pending orders from memory
 	// (order.Store.PendingState); it is refreshed by startBackground.
 	store, err := order.NewStore(m.db, order.StoreConfig{Timeout: cfg.MySQL.Timeout,
-		StateView: order.StateViewConfig{Enabled: true}})
+		StateView: order.StateViewConfig{Enabled: true}, OneRoundTrip: true,
+		GroupCommit: order.GroupCommitConfig{Enabled: cfg.GroupCommit.Enabled,
+			Window: cfg.GroupCommit.Window, MaxBatch: cfg.GroupCommit.MaxBatch}})
 	if err != nil {
 		return err
 	}

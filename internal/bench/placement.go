@@ -153,7 +153,9 @@ func fiveXX(r Series) int {
 }
 
 func measurePlacement(ctx context.Context, cfg Config, s *stack, logf func(string, ...any)) ([]PlacementPoint, error) {
-	store, err := order.NewStore(s.db, order.StoreConfig{Timeout: 5 * time.Second})
+	// The raw baseline is orderd's transaction, one per order: one round
+	// trip (OneRoundTrip, as cmd/orderd), never grouped.
+	store, err := order.NewStore(s.db, order.StoreConfig{Timeout: 5 * time.Second, OneRoundTrip: true})
 	if err != nil {
 		return nil, err
 	}

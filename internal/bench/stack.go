@@ -83,6 +83,7 @@ type stackOptions struct {
 	checkInterval time.Duration
 	fulfillment   bool
 	fastCommitOff bool
+	groupCommit   bool
 	extraEnv      []string
 	// brokerProcess runs RocketMQ as bin/rmqdev (NameServer and broker in
 	// one process) instead of in the bench process, so that its CPU time
@@ -119,6 +120,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	// side interpolation, one round trip per statement).
 	raw := *dsn
 	raw.InterpolateParams = true
+	raw.MultiStatements = true // the transaction goes as one query, as orderd sends it
 	s.db, err = sql.Open("mysql", raw.FormatDSN())
 	if err != nil {
 		return nil, err
@@ -192,6 +194,9 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	}
 	if o.fastCommitOff {
 		s.env = append(s.env, "TXORDER_FAST_COMMIT__ENABLED=false")
+	}
+	if o.groupCommit {
+		s.env = append(s.env, "TXORDER_GROUP_COMMIT__ENABLED=true")
 	}
 	s.env = append(s.env, o.extraEnv...)
 	s.orderd, err = startProcess(ctx, filepath.Join(cfg.BinDir, "orderd"), []string{"--config", cfg.OrderdConfig},
