@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,4 +377,94 @@ func TestGroupCommitMySQLKilled(t *testing.T) {
 		t.Errorf("%d stored, %d unavailable: want both (the kill must land during the run)", ok, unavailable)
 	}
 	t.Logf("%d answers: %d stored, %d unavailable", len(answers), ok, unavailable)
+}
+
+// holdingProxy forwards TCP between a client and target; once held, it
+// keeps forwarding what the client sends but stops passing the server's
+// replies: a write that commits and whose answer never arrives.
+type holdingProxy struct {
+	ln   net.Listener
+	held atomic.Bool
+}
+
+func startHoldingProxy(t *testing.T, target string) *holdingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdingProxy{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && !p.held.Load() {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				c.Close()
+			}()
+		}
+	}()
+	return p
+}
+
+// TestGroupTimeoutAfterCommit: the group commits but its answer never
+// comes back. Every member is told "unavailable, may have committed" (so
+// Execute keeps its half message open: UNKNOWN, never ROLLBACK), and the
+// check-back's read finds each order stored and pending.
+func TestGroupTimeoutAfterCommit(t *testing.T) {
+	dsn := sharedMySQL.NewDatabase(t)
+	direct := openMulti(t, dsn, nil)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startHoldingProxy(t, cfg.Addr)
+	cfg.Addr = proxy.ln.Addr().String()
+	db := openMulti(t, cfg.FormatDSN(), nil)
+	store, err := order.NewStore(db, order.StoreConfig{Timeout: time.Second, OneRoundTrip: true,
+		GroupCommit: order.GroupCommitConfig{Enabled: true, Window: 50 * time.Millisecond, MaxBatch: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Create(ctx, newOrder("warm")); err != nil { // connections open before the hold
+		t.Fatal(err)
+	}
+	proxy.held.Store(true)
+	orders := []*order.Order{newOrder("a"), newOrder("b"), newOrder("c")}
+	errs := order.WriteGroup(store, ctx, orders)
+	proxy.held.Store(false)
+	view, err := order.NewStore(direct, order.StoreConfig{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range orders {
+		if !order.IsUnavailable(errs[i]) || !order.WriteMayHaveCommitted(errs[i]) {
+			t.Errorf("order %d: err %v, want unavailable and maybe committed", i, errs[i])
+		}
+		st, err := view.GetState(ctx, o.ID)
+		if err != nil || st.Status != order.StatusPendingPayment || !stored(t, direct, o) {
+			t.Errorf("order %d after the lost answer: state %+v, %v; want stored and pending", i, st, err)
+		}
+	}
 }
