@@ -16,7 +16,7 @@ import (
 const FulfillmentEnvPrefix = EnvPrefix + "FULFILLMENT__"
 
 // Fulfillmentd is the configuration of the fulfillment service, the
-// downstream consumer of ORDER_PAID (DESIGN.md §4.6).
+// downstream consumer of ORDER_PAID (docs/design.md §4.6).
 type Fulfillmentd struct {
 	HTTP     ProbeHTTP           `koanf:"http"`
 	MySQL    MySQL               `koanf:"mysql"`

@@ -20,7 +20,7 @@ type Orderd struct {
 	Redis    Redis    `koanf:"redis"`
 	RocketMQ RocketMQ `koanf:"rocketmq"`
 	Order    Order    `koanf:"order"`
-	// Transaction tunes the transaction listener (DESIGN.md §4.2).
+	// Transaction tunes the transaction listener (docs/design.md §4.2).
 	Transaction Transaction `koanf:"transaction"`
 	// GroupCommit shares one MySQL transaction (and one fsync) among
 	// concurrent placements (order.GroupCommitConfig).
@@ -217,7 +217,7 @@ type Transaction struct {
 	CacheSweepInterval time.Duration `koanf:"cache_sweep_interval" validate:"gt=0"`
 }
 
-// Spill tunes the spill queue and its drainer (DESIGN.md §4.5).
+// Spill tunes the spill queue and its drainer (docs/design.md §4.5).
 type Spill struct {
 	// MaxAttempts placements of a spilled order before it is marked dead
 	// (kept, listed by `ordertool spill list`, replayable). Every failed
@@ -237,7 +237,7 @@ type Spill struct {
 	BreakerOpenFor  time.Duration `koanf:"breaker_open_for" validate:"gt=0"`
 }
 
-// Reconciler tunes the reconciler (DESIGN.md §4.4).
+// Reconciler tunes the reconciler (docs/design.md §4.4).
 type Reconciler struct {
 	// Grace after payment before a paid order whose event was not seen on
 	// the topic is republished; 0 means 3 × rocketmq.check_interval.
@@ -246,7 +246,8 @@ type Reconciler struct {
 	Interval time.Duration `koanf:"interval" validate:"gt=0"`
 	// Batch bounds the orders republished per round.
 	Batch int `koanf:"batch" validate:"gte=1,lte=1000"`
-	// ProducerGroup and InstanceName of the plain producer it republishes with.
+	// ProducerGroup of the plain producer it republishes with (its client
+	// instance name is rocketmq.instance_name + "-reconciler").
 	ProducerGroup string `koanf:"producer_group" validate:"required"`
 }
 
@@ -260,7 +261,7 @@ func (r Reconciler) GraceOr(checkInterval time.Duration) time.Duration {
 
 // Closer tunes the deadline closer: unpaid orders still PENDING_PAYMENT a
 // grace after their payment deadline are closed, because their half message
-// is gone and no check-back will close them (DESIGN.md §4.2).
+// is gone and no check-back will close them (docs/design.md §4.2).
 type Closer struct {
 	// Grace after the payment deadline before a pending order is closed;
 	// 0 means 3 × rocketmq.check_interval. It must exceed two intervals so

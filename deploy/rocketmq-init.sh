@@ -4,9 +4,13 @@
 # has elected a leader (a master, brokerId 0, registered with the
 # NameServers), then
 #   - creates ORDER_PAID on the cluster's masters (read/write queues, perm 6);
-#   - creates %DLQ%<fulfillment group> with perm 6: the broker would create
-#     it write-only (perm 2) on the first dead letter, and fulfillmentd's
-#     dead letter recorder must be able to read it;
+#   - creates %DLQ%<fulfillment group> with perm 6 up front, so that
+#     fulfillmentd's dead letter recorder has a route to subscribe to from
+#     its first start: the broker creates the topic only with the first dead
+#     letter (read/write then too, PERM_WRITE | PERM_READ: apache/rocketmq
+#     rocketmq-all-5.3.1 broker/src/main/java/org/apache/rocketmq/broker/
+#     processor/AbstractSendMessageProcessor.java:197-199; 4.9.0 and older
+#     created it write-only, hence the explicit perm);
 # and checks both through the NameServer route. mqadmin updateTopic with -c
 # succeeds silently when the cluster has no master yet, so success is judged
 # by the route, and the whole thing is retried every INIT_RETRY_SECONDS

@@ -38,7 +38,7 @@ type DrainerConfig struct {
 	// this long are taken over (it crashed). Default 30s.
 	ClaimIdle time.Duration
 	// MaxAttempts placements of one order before it is marked dead.
-	// Default 20.
+	// Default 240, as spill.max_attempts.
 	MaxAttempts int64
 	// BackoffMin and BackoffMax bound the wait after a failed placement
 	// (exponential, with jitter). Defaults 200ms and 30s.
@@ -93,7 +93,7 @@ func NewDrainer(q *SpillQueue, placer order.Placer, orders OrderExists, reg prom
 		cfg.ClaimIdle = 30 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 20
+		cfg.MaxAttempts = 240
 	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = 200 * time.Millisecond

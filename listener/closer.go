@@ -37,7 +37,7 @@ type CloserConfig struct {
 }
 
 // Closer closes unpaid orders whose check-back never came. Normally the
-// check-back closes an unpaid order at its payment deadline (DESIGN.md
+// check-back closes an unpaid order at its payment deadline (docs/design.md
 // §4.2); when the half message is gone (the broker gave up on it after
 // transactionCheckMax checks while orderd or MySQL was down, or it was
 // rolled back by a race) nothing else would, and the order would take a

@@ -40,7 +40,7 @@ type FulfillmentConfig struct {
 }
 
 // Fulfillment is the ORDER_PAID handler of the fulfillment service
-// (DESIGN.md §4.6). Consume is the push consumer's callback; it does all
+// (docs/design.md §4.6). Consume is the push consumer's callback; it does all
 // the work before it returns, so the client acknowledges (advances the
 // offset) only after the MySQL transaction committed. Nothing is handed to
 // another goroutine.

@@ -54,7 +54,9 @@ type Reconciler struct {
 	republished prometheus.Counter
 	oldestAge   prometheus.Gauge
 	refunds     prometheus.Gauge
+	mismatches  prometheus.Gauge
 	lastRefunds int64
+	lastMism    int64
 }
 
 // NewReconciler returns a Reconciler; reg may be nil.
@@ -75,16 +77,18 @@ func NewReconciler(store *order.Store, producer Sender, reg prometheus.Registere
 		cfg.Timeout = 30 * time.Second
 	}
 	r := &Reconciler{store: store, db: store.DB(), producer: producer, cfg: cfg,
-		logger: logger.With("component", "reconciler"), lastRefunds: -1,
+		logger: logger.With("component", "reconciler"), lastRefunds: -1, lastMism: -1,
 		republished: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "reconciler",
 			Name: "republished_total", Help: "ORDER_PAID events republished for paid orders the topic never saw."}),
 		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "txorder", Subsystem: "reconciler",
 			Name: "oldest_unpublished_paid_seconds", Help: "Age since payment of the oldest paid order whose event was not seen on the topic (0: none)."}),
 		refunds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "txorder", Subsystem: "reconciler",
 			Name: "refunds_required", Help: "Recorded payments that must be refunded (order closed or already paid)."}),
+		mismatches: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "txorder", Subsystem: "reconciler",
+			Name: "amount_mismatches", Help: "Recorded payments not applied because amount or currency differ from the order (captured money to refund or settle by hand)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.republished, r.oldestAge, r.refunds} {
+		for _, c := range []prometheus.Collector{r.republished, r.oldestAge, r.refunds, r.mismatches} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -93,13 +97,26 @@ func NewReconciler(store *order.Store, producer Sender, reg prometheus.Registere
 	return r, nil
 }
 
-// Run reconciles every Interval until ctx is done.
+// maxCatchUpRounds bounds the rounds run back to back after one tick.
+const maxCatchUpRounds = 100
+
+// Run reconciles every Interval until ctx is done. A round that republishes
+// a full batch is followed at once by another (at most maxCatchUpRounds per
+// tick), so a backlog — every order whose half message the broker gave up on
+// during a long outage — drains at the broker's pace, not at Batch orders
+// per Interval.
 func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
-		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			r.logger.Warn("reconcile round failed", "error", err)
+		for range maxCatchUpRounds {
+			n, err := r.RunOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				r.logger.Warn("reconcile round failed", "error", err)
+			}
+			if err != nil || n < r.cfg.Batch || ctx.Err() != nil {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -140,8 +157,16 @@ func (r *Reconciler) publish(ctx context.Context, o *order.Order) error {
 	return nil
 }
 
-// report refreshes the gauges and logs when the refund count changes.
+// report refreshes the gauges and logs when the refund or mismatch count
+// changes.
 func (r *Reconciler) report(ctx context.Context) {
+	if n, err := payment.CountAmountMismatches(ctx, r.db); err == nil {
+		r.mismatches.Set(float64(n))
+		if n != r.lastMism && n > 0 {
+			r.logger.Warn("payments not applied: amount or currency differ from the order", "count", n)
+		}
+		r.lastMism = n
+	}
 	if paidAt, ok, err := r.store.OldestUnpublishedPaid(ctx); err == nil {
 		age := 0.0
 		if ok {

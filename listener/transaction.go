@@ -76,7 +76,7 @@ type TransactionConfig struct {
 }
 
 // Transaction implements primitive.TransactionListener for placements.
-// It owns the decision table of DESIGN.md §4.2.
+// It owns the decision table of docs/design.md §4.2.
 type Transaction struct {
 	store   Store
 	cache   Cache
@@ -233,7 +233,7 @@ func (t *Transaction) ExecuteLocalTransaction(msg *primitive.Message) primitive.
 }
 
 // CheckLocalTransaction answers the broker's check-back for a half message
-// by the decision table of DESIGN.md §4.2. The order is identified by the
+// by the decision table of docs/design.md §4.2. The order is identified by the
 // message key; the transaction id is not used (v2.1.2 decodes it wrongly).
 func (t *Transaction) CheckLocalTransaction(msg *primitive.MessageExt) primitive.LocalTransactionState {
 	start := time.Now()

@@ -125,7 +125,7 @@ func TestExecuteStoresInMySQL(t *testing.T) {
 	}
 }
 
-// TestCheckDecisionTable walks every row of DESIGN.md §4.2 with MySQL and
+// TestCheckDecisionTable walks every row of docs/design.md §4.2 with MySQL and
 // Redis up.
 func TestCheckDecisionTable(t *testing.T) {
 	f := newFixture(t, sharedMySQL, sharedRedis)

@@ -10,7 +10,7 @@ import (
 
 // CloseExpired closes up to limit PENDING_PAYMENT orders whose payment
 // deadline is before deadlineBefore, oldest deadline first, and returns the
-// ids of those it closed. It is the backstop of the check-back (DESIGN.md §4.2),
+// ids of those it closed. It is the backstop of the check-back (docs/design.md §4.2),
 // which normally closes an unpaid order at its deadline: an order whose
 // half message is gone (the broker gave up on it) gets no more check-backs
 // and would otherwise stay pending forever.

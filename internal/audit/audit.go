@@ -1,4 +1,4 @@
-// Package audit checks txorder's promise (DESIGN.md §1) after any run: it
+// Package audit checks txorder's promise (docs/design.md §1) after any run: it
 // reads the order database (orders, payments) and the fulfillment
 // database (shipments, consumed_messages), which may be one database or
 // two servers, and reports every acknowledged order that went missing,
