@@ -22,6 +22,9 @@ type Orderd struct {
 	Order    Order    `koanf:"order"`
 	// Transaction tunes the transaction listener (docs/design.md §4.2).
 	Transaction Transaction `koanf:"transaction"`
+	// GroupCommit shares one MySQL transaction (and one fsync) among
+	// concurrent placements (order.GroupCommitConfig).
+	GroupCommit GroupCommit `koanf:"group_commit"`
 	// Spill tunes the spill queue (orders waiting for RocketMQ) and its drainer.
 	Spill Spill `koanf:"spill"`
 	// Reconciler tunes the republishing of paid orders the topic never saw.
@@ -98,6 +101,11 @@ type HTTP struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" validate:"gt=0"`
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64 `koanf:"max_body_bytes" validate:"gt=0,lte=1048576"`
+	// PprofAddr, if set, serves net/http/pprof (/debug/pprof/) on its own
+	// listener for profiling. Off by default; only a loopback address
+	// (127.0.0.1, ::1, localhost) is accepted: profiles show internals and
+	// cost CPU, and are for an operator on the host.
+	PprofAddr string `koanf:"pprof_addr" validate:"omitempty,loopback_addr"`
 }
 
 // MySQL is the order database.
@@ -117,6 +125,17 @@ type MySQL struct {
 	// MigrateOnStart applies pending migrations when orderd starts. Turn it
 	// off when several replicas start together and run `ordertool migrate`.
 	MigrateOnStart bool `koanf:"migrate_on_start"`
+}
+
+// GroupCommit groups concurrent placements' local transactions.
+type GroupCommit struct {
+	// Enabled turns grouping on.
+	Enabled bool `koanf:"enabled"`
+	// Window is how long a group waits for more orders while another
+	// group commits; a lone order never waits.
+	Window time.Duration `koanf:"window" validate:"gt=0,lte=50ms"`
+	// MaxBatch is the largest group.
+	MaxBatch int `koanf:"max_batch" validate:"gte=1,lte=256"`
 }
 
 // DSN returns the go-sql-driver DSN for m.
@@ -435,6 +454,7 @@ func DefaultOrderd() Orderd {
 			MaxOpenConns: 64, MaxIdleConns: 64, ConnMaxLife: 30 * time.Minute,
 			MigrateOnStart: true,
 		},
+		GroupCommit: GroupCommit{Enabled: false, Window: 2 * time.Millisecond, MaxBatch: 32},
 		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond,
 			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour, BreakerFailures: 3, BreakerOpenFor: time.Second},
 		RocketMQ: RocketMQ{

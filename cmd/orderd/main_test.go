@@ -420,9 +420,36 @@ func TestOrderdServes(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(mres.Body)
 	mres.Body.Close()
-	for _, want := range []string{`txorder_tx_execute_total{outcome="stored"} 1`, `txorder_orders{status="PENDING_PAYMENT"} 1`, `txorder_order_cache_size 0`} {
+	for _, want := range []string{`txorder_tx_execute_total{outcome="stored"} 1`, `txorder_orders{status="PENDING_PAYMENT"} 1`, `txorder_order_cache_size 0`,
+		// One placement: one half message and its END_TRANSACTION (the
+		// replay sends nothing); its transaction's BEGIN and COMMIT.
+		`txorder_rocketmq_requests_total{request="send_half"} 1`, `txorder_rocketmq_requests_total{request="end_transaction"} 1`,
+		`txorder_mysql_requests_total{request="commit"}`, `txorder_redis_requests_total{request="command"}`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestPprofOptIn: http.pprof_addr serves the profiles on its own
+// listener; the API never serves them.
+func TestPprofOptIn(t *testing.T) {
+	s := newStack(t, stackOptions{env: []string{"TXORDER_HTTP__PPROF_ADDR=127.0.0.1:0"}})
+	m := s.orderd()
+	if m.pprof == nil {
+		t.Fatal("pprof_addr set, no pprof server")
+	}
+	for url, want := range map[string]int{
+		"http://" + m.pprof.addr() + "/debug/pprof/cmdline": http.StatusOK,
+		"http://" + m.Addr() + "/debug/pprof/cmdline":       http.StatusNotFound,
+	} {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", url, res.StatusCode, want)
 		}
 	}
 }
