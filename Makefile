@@ -9,9 +9,16 @@ BIN := bin
 
 all: build
 
+# TOXIPROXY is the fault proxy of the chaos stack (TXO_FAULT_PROXY=1, see
+# scripts/devstack.sh), built from the module version go.mod pins (a go.mod
+# tool), never from vendored code.
+TOXIPROXY_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/Shopify/toxiproxy/v2)
+
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/toxiproxy-server \
+		-ldflags "-X github.com/Shopify/toxiproxy/v2.Version=$(TOXIPROXY_VERSION)" github.com/Shopify/toxiproxy/v2/cmd/server
 
 # deps installs mariadb-server, redis-server and chromium when missing (apt-get, as root).
 deps:
@@ -63,15 +70,18 @@ run: deps build
 
 # chaos-local runs chaos/kill-mysql.sh and chaos/kill-namesrv.sh (one orderd),
 # then chaos/kill-replica.sh and chaos/rolling-restart.sh (three orderd, two
-# fulfillmentd: the scripts start the missing replicas) on the local stack
-# (started when down; `make stop` stops it, replicas included) with small
-# counts, each bounded to 3-4 minutes, and fails when any audit fails.
-# Reports: reports/.
+# fulfillmentd: the scripts start the missing replicas), then
+# chaos/hang-redis.sh and slow-mysql.sh (the two fastest network-fault runs:
+# the stack is restarted behind the fault proxy for them) on the local stack
+# (started when down; `make stop` stops it, replicas and fault proxy
+# included) with small counts, each bounded to 3-4 minutes, and fails when
+# any audit fails. Reports: reports/.
 .PHONY: chaos-local
 CHAOS_LOCAL_ENV := CHAOS_MODE=local CHAOS_RATE=20 CHAOS_BEFORE=4 CHAOS_OUTAGE=6 CHAOS_PAY_WAIT=60 CHAOS_SETTLE=60s
 chaos-local: build
 	@rc=0; \
-	for run in kill-mysql:300:30:180 kill-namesrv:300:30:180 kill-replica:300:30:240 rolling-restart:1000:50:240; do \
+	for run in kill-mysql:300:30:180 kill-namesrv:300:30:180 kill-replica:300:30:240 rolling-restart:1000:50:240 \
+		hang-redis:300:30:180 slow-mysql:300:30:180; do \
 		IFS=: read -r script count duration bound <<<"$$run"; \
 		echo "=== chaos/$$script.sh"; \
 		$(CHAOS_LOCAL_ENV) CHAOS_COUNT=$$count CHAOS_DURATION=$$duration \

@@ -59,6 +59,22 @@
 # Orders whose id ends in 0, 1, 2 or 3 that the load left unpaid stay
 # unpaid on purpose (the payment window closes them later): the audit then
 # also checks that nothing is announced for an unpaid order.
+#
+# Network faults (chaos/hang-*.sh, slow-mysql.sh, reset-mysql.sh,
+# combined.sh) set CHAOS_FAULT (the verb in logs and titles: "hang",
+# "slow", ...) and CHAOS_NEEDS_FAULTPROXY=1: in local mode the stack then
+# runs with the fault proxy (scripts/devstack.sh, TXO_FAULT_PROXY=1; a
+# stack running without it is restarted with it: broker, orderd and
+# fulfillmentd), and the faults are toxics added through its API
+# (fault_add, fault_clear). They also record orderd's goroutines, RSS,
+# open files and pool connections just before the fault ends
+# (at-fault-end.txt), and `ordertool report` prints how long after the
+# fault placements were all 201 again and Redis held nothing.
+#   TXO_FAULTPROXY_PORT   the proxy's API port [8474]
+#   CHAOS_BOUND_SECONDS   the placement bound the longest request is held
+#                         to: redis.timeout + rocketmq.send_timeout +
+#                         transaction.execute_timeout + 2 x redis.timeout
+#                         with orderd's defaults [4.5]
 
 set -euo pipefail
 
@@ -87,6 +103,11 @@ TXO_MYSQL_PORT=${TXO_MYSQL_PORT:-3307}
 TXO_REDIS_PORT=${TXO_REDIS_PORT:-6380}
 TXO_NAMESRV_PORT=${TXO_NAMESRV_PORT:-9876}
 TXO_FULFILLMENTD_PORT=${TXO_FULFILLMENTD_PORT:-8081}
+TXO_FAULTPROXY_PORT=${TXO_FAULTPROXY_PORT:-8474}
+CHAOS_FAULT=${CHAOS_FAULT:-SIGKILL}
+CHAOS_NEEDS_FAULTPROXY=${CHAOS_NEEDS_FAULTPROXY:-0}
+CHAOS_BOUND_SECONDS=${CHAOS_BOUND_SECONDS:-4.5}
+FAULTPROXY_URL=http://127.0.0.1:$TXO_FAULTPROXY_PORT
 
 ORDERTOOL=$CHAOS_ROOT/bin/ordertool
 DEVSTACK=$CHAOS_ROOT/scripts/devstack.sh
@@ -242,7 +263,9 @@ stack_up() {
 	fi
 	case $CHAOS_MODE in
 	local)
-		if ! "$DEVSTACK" status >/dev/null; then
+		if [[ $CHAOS_NEEDS_FAULTPROXY == 1 ]]; then
+			faultproxy_up
+		elif ! "$DEVSTACK" status >/dev/null; then
 			chaos_log "the local stack is not (fully) running: make run"
 			(cd "$CHAOS_ROOT" && make run) >&2
 		fi
@@ -263,6 +286,91 @@ stack_up() {
 	esac
 	wait_http "$ORDERD_URL/readyz" 90
 }
+
+# --- network faults (local mode: the fault proxy) --------------------------------
+
+# faultproxy_up: the local stack with every dependency behind the fault
+# proxy. A stack started without it is restarted with it where it matters:
+# the broker (it must advertise its proxy), orderd and fulfillmentd (their
+# configuration names the proxies); MySQL, Redis and the NameServer keep
+# running.
+faultproxy_up() {
+	export TXO_FAULT_PROXY=1
+	local -a restart=()
+	local b missing=0
+	for b in $(broker_proxies); do
+		curl -fsS -m 2 -o /dev/null "$FAULTPROXY_URL/proxies/$b" 2>/dev/null || missing=1
+	done
+	if ((missing)) ||
+		! grep -q "127.0.0.1:${TXO_MYSQL_PROXY_PORT:-13307}" "${RUN_DIR:-$CHAOS_ROOT/.run}/orderd.yaml" 2>/dev/null; then
+		chaos_log "the local stack is not running behind the fault proxy (or it has no proxy for some broker): (re)starting it with TXO_FAULT_PROXY=1"
+		mapfile -t restart < <("$DEVSTACK" names fulfillmentd && "$DEVSTACK" names orderd && "$DEVSTACK" names broker)
+		"$DEVSTACK" stop "${restart[@]}" faultproxy >&2
+	fi
+	if ! "$DEVSTACK" status >/dev/null; then
+		(cd "$CHAOS_ROOT" && make run) >&2
+	fi
+	# shellcheck disable=SC2046 # one proxy name per line
+	fault_clear mysql redis namesrv $(broker_proxies)
+}
+
+# broker_proxies: the brokers' proxies, named as the brokers (broker,
+# broker-2, ...).
+broker_proxies() { "$DEVSTACK" names broker; }
+
+# fault_add PROXY TYPE STREAM ATTRIBUTES: add a toxic (toxiproxy's types:
+# timeout, latency, reset_peer, bandwidth, slicer) to one direction of one
+# proxy; STREAM is upstream, downstream or both. ATTRIBUTES is JSON.
+fault_add() {
+	local proxy=$1 type=$2 stream=$3 attrs=$4 s
+	local -a streams=("$stream")
+	[[ $stream == both ]] && streams=(upstream downstream)
+	for s in "${streams[@]}"; do
+		curl -fsS -m 5 -o /dev/null -X POST "$FAULTPROXY_URL/proxies/$proxy/toxics" \
+			-H 'Content-Type: application/json' \
+			-d "{\"name\":\"chaos_${type}_$s\",\"type\":\"$type\",\"stream\":\"$s\",\"toxicity\":1,\"attributes\":$attrs}" ||
+			chaos_die "fault proxy: could not add $type/$s to $proxy"
+	done
+	chaos_log "fault: $proxy $type $stream $attrs"
+}
+
+# fault_clear PROXY...: remove every toxic of each proxy and enable it.
+fault_clear() {
+	local proxy name
+	for proxy in "$@"; do
+		for name in $(curl -fsS -m 5 "$FAULTPROXY_URL/proxies/$proxy/toxics" 2>/dev/null |
+			grep -o '"name":"[^"]*"' | cut -d'"' -f4); do
+			curl -fsS -m 5 -o /dev/null -X DELETE "$FAULTPROXY_URL/proxies/$proxy/toxics/$name" ||
+				chaos_log "fault proxy: could not remove $name from $proxy"
+		done
+		fault_enable "$proxy"
+	done
+}
+
+# fault_disable PROXY / fault_enable PROXY: close the proxy's port and its
+# connections (the dependency refuses, as if down) / open it again.
+fault_disable() {
+	curl -fsS -m 5 -o /dev/null -X POST "$FAULTPROXY_URL/proxies/$1" -d '{"enabled":false}' ||
+		chaos_die "fault proxy: could not disable $1"
+	chaos_log "fault: $1 refuses connections"
+}
+fault_enable() {
+	curl -fsS -m 5 -o /dev/null -X POST "$FAULTPROXY_URL/proxies/$1" -d '{"enabled":true}' ||
+		chaos_log "fault proxy: could not enable $1"
+}
+
+# fault_snapshot FILE: orderd's process figures now (goroutines, RSS, open
+# files, MySQL and Redis pool connections), as name value lines.
+fault_snapshot() {
+	curl -fsS -m 5 "$ORDERD_URL/metrics" 2>/dev/null |
+		grep -E '^(go_goroutines|process_resident_memory_bytes|process_open_fds|go_sql_open_connections|go_sql_in_use_connections|txorder_redis_pool_connections|txorder_redis_breaker_state|txorder_tx_mysql_breaker_state)[ {]' >"$1" || true
+}
+
+# compose_pause SERVICE... / compose_unpause: compose mode's hang: the
+# containers' processes are frozen (cgroup freezer) while the kernel keeps
+# their connections open, so clients see a peer that stops answering.
+compose_pause() { compose pause "$@"; }
+compose_unpause() { compose unpause "$@"; }
 
 # compose_env KEY: a value from the repository's .env (compose mode).
 compose_env() {
@@ -459,6 +567,14 @@ json_num() {
 	sed -nE "s/^  \"$2\": ([0-9.]+),?$/\1/p" "$1" | head -n 1
 }
 
+# json_max SUMMARY KEY: the "max" of a latency object (place_latency_ms,
+# pay_latency_ms) in the load summary.
+json_max() {
+	awk -v k="\"$2\":" 'index($1, k) == 1 { inside = 1; next }
+		inside && /"max":/ { gsub(/[^0-9.]/, "", $2); print $2; exit }
+		inside && /}/ { print "?"; exit }' "$1"
+}
+
 # code_count SUMMARY CODE: how many placements got CODE.
 code_count() {
 	awk -v k="\"$2\":" '/"place_status_codes"/ { in_codes = 1; next }
@@ -497,7 +613,9 @@ outage_begin() {
 outage_end() {
 	local up
 	up=$(now)
-	echo "$OUTAGE_LABEL down,$OUTAGE_FROM,$up" >>"$CHAOS_DIR/outages.csv"
+	local state=down
+	[[ $CHAOS_FAULT == SIGKILL ]] || state=$CHAOS_FAULT
+	echo "$OUTAGE_LABEL $state,$OUTAGE_FROM,$up" >>"$CHAOS_DIR/outages.csv"
 	chaos_log "$OUTAGE_LABEL back after $(awk -v a="$OUTAGE_FROM" -v b="$up" 'BEGIN { printf "%.1f", b - a }')s"
 }
 
@@ -595,12 +713,18 @@ chaos_main() {
 	if declare -F target_disrupt >/dev/null; then
 		target_disrupt
 	else
+		[[ $CHAOS_FAULT == SIGKILL ]] || fault_snapshot "$dir/before-fault.txt"
 		outage_begin "$label"
-		chaos_log "SIGKILL $label"
+		chaos_log "$CHAOS_FAULT $label"
 		TARGET_DOWN=1
 		target_kill
 		sleep "$CHAOS_OUTAGE"
-		chaos_log "restarting $label"
+		if [[ $CHAOS_FAULT != SIGKILL ]]; then
+			fault_snapshot "$dir/at-fault-end.txt"
+			chaos_log "ending the fault on $label"
+		else
+			chaos_log "restarting $label"
+		fi
 		target_restart
 		TARGET_DOWN=0
 		outage_end
@@ -636,8 +760,11 @@ chaos_main() {
 			tail -n +"$((log_mark[$svc] + 1))" "${RUN_DIR:-$CHAOS_ROOT/.run}/$svc/$svc.log" >"$dir/$svc.log" 2>/dev/null || true
 		done
 	fi
-	"$ORDERTOOL" report --dir "$dir" --title "$name ($CHAOS_MODE): ${CHAOS_TITLE:-$label SIGKILLed for ${CHAOS_OUTAGE}s under load}" ||
+	local what="$label SIGKILLed"
+	[[ $CHAOS_FAULT == SIGKILL ]] || what="$CHAOS_FAULT: $label"
+	"$ORDERTOOL" report --dir "$dir" --title "$name ($CHAOS_MODE): ${CHAOS_TITLE:-$what for ${CHAOS_OUTAGE}s under load}" >"$dir/report.out" ||
 		chaos_log "the chart could not be drawn (the audit's verdict stands)"
+	cat "$dir/report.out" 2>/dev/null || true
 
 	local s=$dir/load-summary.json a=$dir/audit.json verdict=PASS extra=''
 	if ((rc == 0)) && declare -F chaos_extra_verdict >/dev/null; then
@@ -659,6 +786,12 @@ chaos_main() {
 		echo "payment → shipment over $(json_num "$a" payment_to_shipment_count) orders:" \
 			"p50 $(json_num "$a" payment_to_shipment_p50_ms) ms, p99 $(json_num "$a" payment_to_shipment_p99_ms) ms," \
 			"max $(json_num "$a" payment_to_shipment_max_ms) ms (from the payment's record to the first shipment row)"
+		echo "longest placement of the run $(json_max "$s" place_latency_ms) ms (the bound: ${CHAOS_BOUND_SECONDS} s + 1 s);" \
+			"longest payment $(json_max "$s" pay_latency_ms) ms"
+		grep -h '^recovery' "$dir/report.out" 2>/dev/null || true
+		if [[ -s $dir/at-fault-end.txt ]]; then
+			echo "orderd at the end of the fault (before it: see before-fault.txt): $(tr '\n' ' ' <"$dir/at-fault-end.txt")"
+		fi
 		[[ -z $extra ]] || echo "$extra"
 		echo "report: $dir/timeline.png  $dir/timeline.html"
 	} | tee "$dir/summary.txt"

@@ -238,6 +238,18 @@ func Validate(cfg any) error {
 		n, err := strconv.Atoi(port)
 		return err == nil && n >= 0 && n <= 65535
 	})
+	// loopback_addr: a listen_addr whose host is a loopback address.
+	_ = v.RegisterValidation("loopback_addr", func(fl validator.FieldLevel) bool {
+		host, port, err := net.SplitHostPort(fl.Field().String())
+		if err != nil {
+			return false
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return false
+		}
+		ip := net.ParseIP(host)
+		return host == "localhost" || ip != nil && ip.IsLoopback()
+	})
 	var msgs []string
 	if err := v.Struct(cfg); err != nil {
 		var verrs validator.ValidationErrors

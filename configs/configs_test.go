@@ -67,6 +67,8 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad duration", "mysql:\n  timeout: soon\n", []string{testKeys}, "timeout"},
 		{"zero timeout", "mysql:\n  timeout: 0s\n", []string{testKeys}, "mysql.timeout"},
 		{"bad addr", "http:\n  addr: nope\n", []string{testKeys}, "http.addr"},
+		{"pprof on every interface", "http:\n  pprof_addr: 0.0.0.0:6060\n", []string{testKeys}, "http.pprof_addr"},
+		{"pprof on no host", "http:\n  pprof_addr: :6060\n", []string{testKeys}, "http.pprof_addr"},
 		{"typo key", "mysql:\n  tiemout: 1s\n", []string{testKeys}, "tiemout"},
 		{"env typo", "", []string{testKeys, "TXORDER_HTTP__ADRR=x"}, "adrr"},
 		{"secret in file", "auth:\n  api_keys: demo:0123456789abcdef0123\n", nil, "auth.api_keys is a secret"},
@@ -106,6 +108,13 @@ func TestErrorsNameTheField(t *testing.T) {
 			}
 		})
 	}
+	t.Run("pprof on loopback", func(t *testing.T) {
+		for _, addr := range []string{"127.0.0.1:6060", "[::1]:0", "localhost:6060"} {
+			if _, err := LoadOrderd("", []string{testKeys, "TXORDER_HTTP__PPROF_ADDR=" + addr}); err != nil {
+				t.Errorf("pprof_addr %s: %v, want accepted", addr, err)
+			}
+		}
+	})
 	t.Run("no api key", func(t *testing.T) {
 		cfg, err := LoadOrderd("", []string{})
 		if err != nil {

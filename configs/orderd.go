@@ -22,6 +22,9 @@ type Orderd struct {
 	Order    Order    `koanf:"order"`
 	// Transaction tunes the transaction listener (docs/design.md §4.2).
 	Transaction Transaction `koanf:"transaction"`
+	// GroupCommit shares one MySQL transaction (and one fsync) among
+	// concurrent placements (order.GroupCommitConfig).
+	GroupCommit GroupCommit `koanf:"group_commit"`
 	// Spill tunes the spill queue (orders waiting for RocketMQ) and its drainer.
 	Spill Spill `koanf:"spill"`
 	// Reconciler tunes the republishing of paid orders the topic never saw.
@@ -143,6 +146,11 @@ type HTTP struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" validate:"gt=0"`
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64 `koanf:"max_body_bytes" validate:"gt=0,lte=1048576"`
+	// PprofAddr, if set, serves net/http/pprof (/debug/pprof/) on its own
+	// listener for profiling. Off by default; only a loopback address
+	// (127.0.0.1, ::1, localhost) is accepted: profiles show internals and
+	// cost CPU, and are for an operator on the host.
+	PprofAddr string `koanf:"pprof_addr" validate:"omitempty,loopback_addr"`
 }
 
 // MySQL is the order database.
@@ -162,6 +170,17 @@ type MySQL struct {
 	// MigrateOnStart applies pending migrations when orderd starts. Turn it
 	// off when several replicas start together and run `ordertool migrate`.
 	MigrateOnStart bool `koanf:"migrate_on_start"`
+}
+
+// GroupCommit groups concurrent placements' local transactions.
+type GroupCommit struct {
+	// Enabled turns grouping on.
+	Enabled bool `koanf:"enabled"`
+	// Window is how long a group waits for more orders while another
+	// group commits; a lone order never waits.
+	Window time.Duration `koanf:"window" validate:"gt=0,lte=50ms"`
+	// MaxBatch is the largest group.
+	MaxBatch int `koanf:"max_batch" validate:"gte=1,lte=256"`
 }
 
 // DSN returns the go-sql-driver DSN for m.
@@ -194,6 +213,12 @@ type Redis struct {
 	// IdempotencyTTL: how long Redis remembers an idempotency key, so a
 	// retry during a MySQL outage finds its order.
 	IdempotencyTTL time.Duration `koanf:"idempotency_ttl" validate:"gt=0"`
+	// BreakerFailures calls in a row that Redis does not answer (timeouts,
+	// lost connections) open its circuit breaker: then every Redis call
+	// fails at once, as against a Redis that refuses connections, until a
+	// background probe every BreakerOpenFor gets an answer.
+	BreakerFailures uint32        `koanf:"breaker_failures" validate:"gte=1"`
+	BreakerOpenFor  time.Duration `koanf:"breaker_open_for" validate:"gt=0"`
 }
 
 // RocketMQ is the transactional producer's view of the cluster.
@@ -207,8 +232,11 @@ type RocketMQ struct {
 	// in the same process (the client shares one instance per client id),
 	// and from other replicas on the same IP. "{hostname}" in it is
 	// replaced by the host name (a container's id under docker compose).
-	InstanceName string        `koanf:"instance_name" validate:"required"`
-	SendTimeout  time.Duration `koanf:"send_timeout" validate:"gt=0"`
+	InstanceName string `koanf:"instance_name" validate:"required"`
+	// SendTimeout bounds each half-message send, and so how long a
+	// placement waits on a broker that stopped answering before the order
+	// is spilled; sends take milliseconds when the broker is well.
+	SendTimeout time.Duration `koanf:"send_timeout" validate:"gt=0"`
 	// SendRetries: extra attempts of a failed half-message send.
 	SendRetries int `koanf:"send_retries" validate:"gte=0,lte=5"`
 	// TransactionTimeout is the broker's transactionTimeOut: no check-back
@@ -471,14 +499,15 @@ func DefaultOrderd() Orderd {
 			MaxOpenConns: 64, MaxIdleConns: 64, ConnMaxLife: 30 * time.Minute,
 			MigrateOnStart: true,
 		},
+		GroupCommit: GroupCommit{Enabled: false, Window: 2 * time.Millisecond, MaxBatch: 32},
 		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond,
-			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour},
+			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour, BreakerFailures: 3, BreakerOpenFor: time.Second},
 		RocketMQ: RocketMQ{
 			NameServers:        []string{"127.0.0.1:9876"},
 			Topic:              "ORDER_PAID",
 			ProducerGroup:      "order-tx-producer",
 			InstanceName:       "orderd-tx",
-			SendTimeout:        3 * time.Second,
+			SendTimeout:        time.Second,
 			SendRetries:        1,
 			TransactionTimeout: 6 * time.Second,
 			CheckInterval:      30 * time.Second,

@@ -78,7 +78,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"TxorderServiceDown", "SpillEntriesDead", "CloserClosingOrders", "OrderCacheNotDraining",
-		"DeadLettersPending", "MySQLBreakerOpen", "RedisUnreachable", "ReconcilerRepublishing", "FulfillmentLagging",
+		"DeadLettersPending", "MySQLBreakerOpen", "RedisBreakerOpen", "ReconcilerRepublishing", "FulfillmentLagging",
 		"FulfillmentStalled", "RedisMemoryNearLimit"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("no alert %s (have %v)", want, names)

@@ -116,6 +116,10 @@ func (c *OrderCache) ClaimKey(ctx context.Context, client, key string, rec order
 			return rec, true, nil
 		}
 		existing, err := c.LookupKey(ctx, client, key)
+		if err == nil && existing.OrderID == rec.OrderID {
+			// Our own claim: an earlier attempt landed and its answer was lost.
+			return rec, true, nil
+		}
 		if !errors.Is(err, order.ErrNotFound) {
 			return existing, false, err
 		}
@@ -231,8 +235,9 @@ func (c *OrderCache) IDs(ctx context.Context, n int64) ([]uuid.UUID, error) {
 }
 
 // WriteMayHaveLanded reports whether a failed Redis write may still have
-// been applied: true unless the connection was refused (the command never
-// reached Redis) or Redis answered that it refused the write: OOM (over
+// been applied: true unless the connection was refused or the circuit
+// breaker held the call back (ErrBreakerOpen: the command never reached
+// Redis), or Redis answered that it refused the write: OOM (over
 // maxmemory with noeviction; a MULTI is refused when queued, a script at
 // its first write) or EXECABORT (the transaction was discarded). A timeout
 // or a dropped connection after sending does not say.
@@ -240,7 +245,7 @@ func WriteMayHaveLanded(err error) bool {
 	if err == nil {
 		return true
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, order.ErrNotAttempted) {
 		return false
 	}
 	var reply redis.Error

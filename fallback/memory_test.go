@@ -14,7 +14,8 @@ import (
 )
 
 // fillRedis sets maxmemory just above what Redis uses now, with
-// noeviction, and writes filler keys until Redis answers OOM.
+// noeviction, writes filler keys until Redis answers OOM, then lowers
+// maxmemory 1 MB below the memory used so that it stays full.
 func fillRedis(t *testing.T, rdb *redis.Client) {
 	t.Helper()
 	ctx := context.Background()
@@ -37,6 +38,17 @@ func fillRedis(t *testing.T, rdb *redis.Client) {
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "OOM ") {
 				t.Fatalf("filler write %d: %v, want OOM", i, err)
+			}
+			// Used memory sits within a few KB of the limit now and moves
+			// (buffers freed after the refused write): the next small write
+			// may fit. Put the limit 1 MB under what is used, so that Redis
+			// stays full for the test whatever it frees meanwhile.
+			m, err := c.Memory(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.ConfigSet(ctx, "maxmemory", fmt.Sprint(m.Used-1<<20)).Err(); err != nil {
+				t.Fatal(err)
 			}
 			return
 		}

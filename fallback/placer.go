@@ -17,10 +17,19 @@ import (
 // queue (202 QUEUED) instead of being refused. While sends keep failing, a
 // circuit breaker skips the doomed send and spills at once, so a RocketMQ
 // outage costs each placement one Redis write, not a send timeout.
+//
+// With a Probe, no placement tests whether RocketMQ is back: while the
+// breaker is not closed every placement spills, and Run sends the probe
+// (a warm-up half message) through the breaker every BreakerOpenFor; the
+// first one sent closes it. Without one, the first placement after
+// BreakerOpenFor is the probe, and against a broker that hangs it waits a
+// whole send timeout.
 type SpillingPlacer struct {
 	next    order.Placer
 	queue   *SpillQueue
 	breaker *gobreaker.CircuitBreaker[order.Outcome]
+	cfg     SpillConfig
+	logger  *slog.Logger
 }
 
 // SpillConfig tunes a SpillingPlacer.
@@ -30,6 +39,11 @@ type SpillConfig struct {
 	// BreakerOpenFor is how long placements spill without trying a send.
 	// Default 2s.
 	BreakerOpenFor time.Duration
+	// Probe, if set, tells whether RocketMQ takes a send now (it returns
+	// nil once one was sent); Run calls it while the breaker is half-open.
+	Probe func(ctx context.Context) error
+	// ProbeTimeout bounds each probe. Default 3s.
+	ProbeTimeout time.Duration
 }
 
 // NewSpillingPlacer wraps next.
@@ -43,7 +57,10 @@ func NewSpillingPlacer(next order.Placer, queue *SpillQueue, logger *slog.Logger
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = 2 * time.Second
 	}
-	return &SpillingPlacer{next: next, queue: queue,
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 3 * time.Second
+	}
+	return &SpillingPlacer{next: next, queue: queue, cfg: cfg, logger: logger,
 		breaker: gobreaker.NewCircuitBreaker[order.Outcome](gobreaker.Settings{
 			Name:        "rocketmq",
 			MaxRequests: 1,
@@ -57,9 +74,21 @@ func NewSpillingPlacer(next order.Placer, queue *SpillQueue, logger *slog.Logger
 		})}, nil
 }
 
+// errHeldBack: the breaker is not closed and a background probe decides
+// when it is; the placement spills without trying a send.
+var errHeldBack = fmt.Errorf("rocketmq circuit breaker not closed: %w", gobreaker.ErrOpenState)
+
 // Place implements order.Placer.
 func (p *SpillingPlacer) Place(ctx context.Context, o *order.Order) (order.Outcome, error) {
-	out, err := p.breaker.Execute(func() (order.Outcome, error) { return p.next.Place(ctx, o) })
+	var (
+		out order.Outcome
+		err error
+	)
+	if p.cfg.Probe != nil && p.breaker.State() != gobreaker.StateClosed {
+		err = errHeldBack
+	} else {
+		out, err = p.breaker.Execute(func() (order.Outcome, error) { return p.next.Place(ctx, o) })
+	}
 	if err == nil || !(errors.Is(err, order.ErrNotSent) ||
 		errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)) {
 		return out, err
@@ -75,6 +104,38 @@ func (p *SpillingPlacer) Place(ctx context.Context, o *order.Order) (order.Outco
 		return "", fmt.Errorf("%w: half message not sent (%w) and spill queue unavailable: %w", order.ErrRefused, err, qerr)
 	}
 	return order.OutcomeQueued, nil
+}
+
+// Run sends the probe through the breaker while it is half-open (once
+// BreakerOpenFor has passed since it opened), until ctx ends. Without a
+// Probe it returns at once.
+func (p *SpillingPlacer) Run(ctx context.Context) {
+	if p.cfg.Probe == nil {
+		return
+	}
+	tick := time.NewTicker(min(p.cfg.BreakerOpenFor/4, 250*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if p.breaker.State() != gobreaker.StateHalfOpen {
+			continue
+		}
+		_, err := p.breaker.Execute(func() (order.Outcome, error) {
+			pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+			defer cancel()
+			if err := p.cfg.Probe(pctx); err != nil {
+				return "", fmt.Errorf("%w: probe: %w", order.ErrNotSent, err)
+			}
+			return "", nil
+		})
+		if err != nil && ctx.Err() == nil {
+			p.logger.Debug("rocketmq probe failed", "error", err)
+		}
+	}
 }
 
 // BreakerState returns the RocketMQ circuit breaker's state: "closed",

@@ -17,6 +17,10 @@ type Metrics struct {
 	// commitAfterFast counts check-back COMMITs for orders a fast commit
 	// had already released: each wrote a second copy of the event.
 	commitAfterFast prometheus.Counter
+	// halfSent and endSent count the placer's requests to the broker: one
+	// SEND_MESSAGE per half message tried, and the END_TRANSACTION the
+	// client writes (one-way) after every send that got an answer.
+	halfSent, endSent prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -49,8 +53,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Check-back COMMITs for orders whose fast commit the broker had already accepted: each delivered the event a second time.",
 		}),
 	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "txorder_rocketmq_requests_total",
+		Help: "Requests the placer sent to the broker: send_half (SEND_MESSAGE of a half message) and end_transaction (one-way, after every answered send).",
+	}, []string{"request"})
+	m.halfSent, m.endSent = requests.WithLabelValues("send_half"), requests.WithLabelValues("end_transaction")
 	if reg != nil {
-		reg.MustRegister(m.execute, m.check, m.checkLatency, m.cacheInserted, m.breakerState, m.commitAfterFast)
+		reg.MustRegister(m.execute, m.check, m.checkLatency, m.cacheInserted, m.breakerState, m.commitAfterFast, requests)
 	}
 	return m
 }

@@ -91,10 +91,12 @@ func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, erro
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.sendTimeout)
 	defer cancel()
 	res, err := p.producer.SendMessageInTransaction(sctx, msg)
+	p.tx.metrics.halfSent.Inc()
 	if err != nil {
 		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()
 		return "", fmt.Errorf("%w: %w: %w", order.ErrRefused, order.ErrNotSent, err)
 	}
+	p.tx.metrics.endSent.Inc() // v2.1.2 ends every answered send, whatever its status
 	if res.Status != primitive.SendOK || pl.outcome == "" && pl.err == nil {
 		// The client rolled the half message back itself (flush or slave
 		// timeout) or never called Execute: nothing was written.

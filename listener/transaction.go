@@ -398,34 +398,71 @@ func (t *Transaction) decide(ctx context.Context, o order.State) (primitive.Loca
 	return primitive.RollbackMessageState, "closed"
 }
 
-// SweepCache writes up to batch cached orders to MySQL (each as a
-// check-back would) and returns how many it stored. orderd runs it
-// periodically so that orders accepted during an outage reach MySQL without
-// waiting for their check-back, and so that a cache entry left behind by a
-// write that timed out but committed is cleaned up. It stops at the first
-// sign that MySQL or Redis is down.
+// SweepCache writes cached orders to MySQL (each as a check-back would)
+// and returns how many it stored. orderd runs it periodically so that
+// orders accepted during an outage reach MySQL without waiting for their
+// check-back, and so that a cache entry left behind by a write that timed
+// out but committed is cleaned up. sweepConcurrency orders are stored at
+// once: each waits on its own commit, which MySQL's group commit shares, so
+// the drain after an outage is not one fsync per order. It starts no new
+// order after the first sign that MySQL or Redis is down, and returns that
+// error.
 func (t *Transaction) SweepCache(ctx context.Context, ids []uuid.UUID) (int, error) {
-	stored := 0
+	var (
+		mu     sync.Mutex
+		stored int
+		first  error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, sweepConcurrency)
+	)
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return first != nil }
 	for _, id := range ids {
-		if err := ctx.Err(); err != nil {
-			return stored, err
+		sem <- struct{}{}
+		if failed() || ctx.Err() != nil {
+			<-sem
+			break
 		}
-		cctx, cancel := context.WithTimeout(ctx, t.cfg.CheckTimeout)
-		var err error
-		err = t.mysql(func() error { _, err := t.store.GetState(cctx, id); return err })
-		if errors.Is(err, order.ErrNotFound) {
-			_, _, err = t.insertFromCache(cctx, id)
-		} else if err == nil {
-			// Already in MySQL: the cache entry is a leftover.
-			err = t.cache.Delete(cctx, id)
-		}
-		cancel()
-		if err != nil {
-			return stored, err
-		}
-		stored++
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := t.sweepOne(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				stored++
+			} else if first == nil {
+				first = err
+			}
+		}()
 	}
-	return stored, nil
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return stored, first
+}
+
+// sweepConcurrency is how many cached orders SweepCache stores at once.
+const sweepConcurrency = 8
+
+// sweepOne stores one cached order, or drops its entry if the row exists.
+func (t *Transaction) sweepOne(ctx context.Context, id uuid.UUID) error {
+	// The same budget as the local transaction's write it redoes: a
+	// check-back's short bound is there because check-backs are answered
+	// one at a time, which the sweeper is not; with it, a MySQL that was
+	// merely slow to commit (fsync under load) failed every sweep and
+	// opened the breaker for everyone.
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.ExecuteTimeout)
+	defer cancel()
+	err := t.mysql(func() error { _, err := t.store.GetState(ctx, id); return err })
+	switch {
+	case errors.Is(err, order.ErrNotFound):
+		_, _, err = t.insertFromCache(ctx, id)
+	case err == nil:
+		// Already in MySQL: the cache entry is a leftover.
+		err = t.cache.Delete(ctx, id)
+	}
+	return err
 }
 
 func (t *Transaction) commit(ctx context.Context, o order.State, now time.Time, reason string) (primitive.LocalTransactionState, string) {

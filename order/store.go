@@ -14,9 +14,11 @@ import (
 // timeout (StoreConfig.Timeout) on top of the caller's context, so a MySQL
 // that hangs turns into ErrUnavailable instead of a stuck request.
 type Store struct {
-	db      *sql.DB
-	timeout time.Duration
-	view    *stateView // nil: off
+	db           *sql.DB
+	timeout      time.Duration
+	view         *stateView // nil: off
+	oneRoundTrip bool
+	group        *grouper // nil: off
 }
 
 // StoreConfig tunes a Store.
@@ -26,6 +28,13 @@ type StoreConfig struct {
 	// StateView serves check-backs of pending orders from memory
 	// (CheckState); off by default.
 	StateView StateViewConfig
+	// OneRoundTrip sends Create's transaction (START TRANSACTION, the
+	// inserts, COMMIT) as one multi-statement query: one round trip
+	// instead of five. The pool's DSN must have multiStatements=true (and
+	// should have interpolateParams=true). Off by default.
+	OneRoundTrip bool
+	// GroupCommit shares one transaction among concurrent Creates.
+	GroupCommit GroupCommitConfig
 }
 
 // NewStore returns a Store on db. db must be a go-sql-driver/mysql pool
@@ -37,7 +46,10 @@ func NewStore(db *sql.DB, cfg StoreConfig) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	s := &Store{db: db, timeout: cfg.Timeout}
+	s := &Store{db: db, timeout: cfg.Timeout, oneRoundTrip: cfg.OneRoundTrip}
+	if cfg.GroupCommit.Enabled {
+		s.group = &grouper{cfg: cfg.GroupCommit.withDefaults(), write: s.writeGroup}
+	}
 	if cfg.StateView.Enabled {
 		s.view = newStateView(cfg.StateView)
 	}
@@ -54,58 +66,14 @@ func (s *Store) Timeout() time.Duration { return s.timeout }
 // Create inserts o with its items and its idempotency key in one
 // transaction. It returns ErrConflict when the id or the (client, key) pair
 // exists, ErrUnavailable when MySQL cannot be reached (the write may or may
-// not have committed), or another error when MySQL refused it.
+// not have committed), or another error when MySQL refused it. With
+// StoreConfig.GroupCommit the transaction may be shared with concurrent
+// Creates (GroupCommitConfig); the answer is still this order's own.
 func (s *Store) Create(ctx context.Context, o *Order) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return translate(err)
+	if s.group != nil {
+		return s.group.create(ctx, o)
 	}
-	defer func() { _ = tx.Rollback() }()
-	if err := insertOrder(ctx, tx, o); err != nil {
-		return translate(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return translate(err)
-	}
-	if s.view != nil && o.Status == StatusPendingPayment {
-		s.view.note(o.ID, o.PaymentDeadline)
-	}
-	return nil
-}
-
-func insertOrder(ctx context.Context, tx *sql.Tx, o *Order) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO orders
-		(id, client_id, customer_id, currency, total_amount, status, payment_deadline, created_at, updated_at, paid_at, closed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		o.ID.String(), nullString(o.ClientID), o.CustomerID, o.Currency, o.Total, string(o.Status),
-		o.PaymentDeadline.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC(), nullTime(o.PaidAt), nullTime(o.ClosedAt))
-	if err != nil {
-		return fmt.Errorf("insert order: %w", err)
-	}
-	// One multi-row insert for the items: one round trip whatever the size.
-	q := make([]byte, 0, 96+len(o.Items)*20)
-	q = append(q, "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price) VALUES "...)
-	args := make([]any, 0, len(o.Items)*6)
-	for i, it := range o.Items {
-		if i > 0 {
-			q = append(q, ',')
-		}
-		q = append(q, "(?, ?, ?, ?, ?, ?)"...)
-		args = append(args, o.ID.String(), i+1, it.SKU, it.Name, it.Quantity, it.UnitPrice)
-	}
-	if _, err := tx.ExecContext(ctx, string(q), args...); err != nil {
-		return fmt.Errorf("insert order items: %w", err)
-	}
-	if o.IdempotencyKey != "" {
-		_, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (client_id, idem_key, request_hash, order_id, created_at)
-			VALUES (?, ?, ?, ?, ?)`, o.ClientID, o.IdempotencyKey, o.RequestHash, o.ID.String(), o.CreatedAt.UTC())
-		if err != nil {
-			return fmt.Errorf("insert idempotency key: %w", err)
-		}
-	}
-	return nil
+	return s.writeGroup(ctx, []*Order{o})[0]
 }
 
 // Get returns the order with its items, or ErrNotFound.

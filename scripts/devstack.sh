@@ -48,7 +48,22 @@
 # TXO_ORDERD_REPLICAS, TXO_FULFILLMENTD_REPLICAS, TXO_BROKERS, TXO_API_KEY,
 # TXO_WEBHOOK_SECRET, TXO_CHECK_INTERVAL, TXO_CHECK_MAX, TXO_REDIS_MAXMEMORY,
 # TXO_WAIT_SECONDS (readiness bound, default 60), TXO_STOP_SECONDS
-# (graceful stop bound, default 30).
+# (graceful stop bound, default 30), TXO_FAULT_PROXY and its ports (below).
+#
+# Fault proxy: with TXO_FAULT_PROXY=1 a faultproxy service
+# (bin/toxiproxy-server, Shopify's toxiproxy, built by `make build` at the
+# version go.mod pins) runs its API on 127.0.0.1:$TXO_FAULTPROXY_PORT
+# (default 8474) and one proxy per dependency, and orderd and fulfillmentd
+# reach every dependency through them: mysql on $TXO_MYSQL_PROXY_PORT
+# (default 13307), redis on $TXO_REDIS_PROXY_PORT (16380), namesrv on
+# $TXO_NAMESRV_PROXY_PORT (19876) and broker k on $TXO_BROKER_PROXY_PORT +
+# 10(k-1) (20911, 20921, ...), which that broker advertises in its routes
+# (rmqdev --advertise, a Java broker's brokerIP1), so clients reach it
+# through the proxy too (keep the two series apart: the defaults are 10000
+# apart). Each proxy is named as its service (mysql, redis, namesrv,
+# broker, broker-2, ...).
+# The chaos scripts chaos/hang-*.sh, slow-*.sh and reset-*.sh add and
+# remove toxics through the API (chaos/lib.sh: fault_add, fault_clear).
 #
 # Configuration: start writes $RUN_DIR/orderd.yaml and
 # $RUN_DIR/fulfillmentd.yaml (the ports and settings above; no secret) and
@@ -91,6 +106,13 @@ TXO_API_KEY=${TXO_API_KEY:-dev-key-change-me}
 TXO_REDIS_MAXMEMORY=${TXO_REDIS_MAXMEMORY:-256mb}
 TXO_WAIT_SECONDS=${TXO_WAIT_SECONDS:-60}
 TXO_STOP_SECONDS=${TXO_STOP_SECONDS:-30}
+# The fault proxy (see above); its defaults collide with no default port.
+TXO_FAULT_PROXY=${TXO_FAULT_PROXY:-0}
+TXO_FAULTPROXY_PORT=${TXO_FAULTPROXY_PORT:-8474}
+TXO_MYSQL_PROXY_PORT=${TXO_MYSQL_PROXY_PORT:-13307}
+TXO_REDIS_PROXY_PORT=${TXO_REDIS_PROXY_PORT:-16380}
+TXO_NAMESRV_PROXY_PORT=${TXO_NAMESRV_PROXY_PORT:-19876}
+TXO_BROKER_PROXY_PORT=${TXO_BROKER_PROXY_PORT:-20911}
 
 # The kinds of service that run as several instances, and their counts.
 REPLICATED=(broker orderd fulfillmentd)
@@ -144,6 +166,8 @@ running_names() {
 # services: every configured instance, in start order.
 services() {
 	printf "%s\n" mysql redis namesrv
+	# The fault proxy starts before the brokers, which advertise it.
+	[[ $TXO_FAULT_PROXY == 1 ]] && echo faultproxy
 	names broker
 	names orderd
 	names fulfillmentd
@@ -168,6 +192,7 @@ svc_port() {
 	mysql) echo "$TXO_MYSQL_PORT" ;;
 	redis) echo "$TXO_REDIS_PORT" ;;
 	namesrv) echo "$TXO_NAMESRV_PORT" ;;
+	faultproxy) echo "$TXO_FAULTPROXY_PORT" ;;
 	broker) echo $((TXO_BROKER_PORT + 10 * (k - 1))) ;;
 	orderd) echo $((TXO_ORDERD_PORT + 2 * (k - 1))) ;;
 	fulfillmentd) echo $((TXO_FULFILLMENTD_PORT + 2 * (k - 1))) ;;
@@ -224,8 +249,9 @@ svc_pid() {
 	# Guard against a recycled pid: the process must be the service's binary.
 	if [[ -r /proc/$pid/comm ]]; then
 		comm=$(<"/proc/$pid/comm")
-		bin=$("$(svc_kind "$1")_bin")
-		[[ $comm == "$(basename "$bin")" ]] || return 1
+		bin=$(basename "$("$(svc_kind "$1")_bin")")
+		# The kernel keeps the first 15 characters (toxiproxy-serve).
+		[[ $comm == "${bin:0:15}" ]] || return 1
 	fi
 	echo "$pid"
 }
@@ -481,7 +507,11 @@ broker_group() {
 }
 
 broker_launch() {
-	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$(svc_port "$1")" \
+	local advertise=()
+	if [[ $TXO_FAULT_PROXY == 1 ]]; then
+		advertise=(--advertise "127.0.0.1:$(broker_proxy_port "$1")")
+	fi
+	exec setsid "$(broker_bin)" broker --addr "127.0.0.1:$(svc_port "$1")" "${advertise[@]}" \
 		--broker-name "$(broker_group "$1")" \
 		--namesrv "127.0.0.1:$TXO_NAMESRV_PORT" --register-interval 10s \
 		--check-interval "$TXO_CHECK_INTERVAL" --check-max "$TXO_CHECK_MAX" \
@@ -495,7 +525,64 @@ namesrv_describe() {
 	echo "  namesrv: 127.0.0.1:$TXO_NAMESRV_PORT (rmqdev, in memory)  log $(svc_log namesrv)"
 }
 broker_describe() {
-	echo "  $1: 127.0.0.1:$(svc_port "$1") group $(broker_group "$1") (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log "$1")"
+	local via=""
+	[[ $TXO_FAULT_PROXY == 1 ]] && via=" advertised as 127.0.0.1:$(broker_proxy_port "$1") (the fault proxy)"
+	echo "  $1: 127.0.0.1:$(svc_port "$1")$via group $(broker_group "$1") (rmqdev, in memory; checks every $TXO_CHECK_INTERVAL)  log $(svc_log "$1")"
+}
+
+# broker_proxy_port SVC: the fault proxy's port in front of broker SVC
+# ($TXO_BROKER_PROXY_PORT + 10(k-1), as the brokers' own ports).
+broker_proxy_port() { echo $((TXO_BROKER_PROXY_PORT + 10 * ($(svc_index "$1") - 1))); }
+
+# --- faultproxy: toxiproxy-server in front of every dependency (opt-in) ----
+
+faultproxy_bin() {
+	[[ -x $ROOT/bin/toxiproxy-server ]] || die "faultproxy: $ROOT/bin/toxiproxy-server is missing: run make build"
+	echo "$ROOT/bin/toxiproxy-server"
+}
+
+# faultproxy_init: the proxies, loaded by the server at start (-config).
+# One per broker too, named as the broker (broker, broker-2, ...).
+faultproxy_init() {
+	local b
+	{
+		echo "["
+		echo "  {\"name\": \"mysql\", \"listen\": \"127.0.0.1:$TXO_MYSQL_PROXY_PORT\", \"upstream\": \"127.0.0.1:$TXO_MYSQL_PORT\", \"enabled\": true},"
+		echo "  {\"name\": \"redis\", \"listen\": \"127.0.0.1:$TXO_REDIS_PROXY_PORT\", \"upstream\": \"127.0.0.1:$TXO_REDIS_PORT\", \"enabled\": true},"
+		echo "  {\"name\": \"namesrv\", \"listen\": \"127.0.0.1:$TXO_NAMESRV_PROXY_PORT\", \"upstream\": \"127.0.0.1:$TXO_NAMESRV_PORT\", \"enabled\": true}"
+		for b in $(names broker); do
+			echo "  ,{\"name\": \"$b\", \"listen\": \"127.0.0.1:$(broker_proxy_port "$b")\", \"upstream\": \"127.0.0.1:$(svc_port "$b")\", \"enabled\": true}"
+		done
+		echo "]"
+	} >"$(svc_dir faultproxy)/proxies.json"
+}
+
+faultproxy_launch() {
+	# info: one line per connection and toxic change, not per chunk.
+	exec setsid env LOG_LEVEL=info "$(faultproxy_bin)" -host 127.0.0.1 -port "$TXO_FAULTPROXY_PORT" \
+		-config "$(svc_dir faultproxy)/proxies.json"
+}
+
+# faultproxy_ready: the API and every proxy listen.
+faultproxy_ready() {
+	local port b
+	for port in "$TXO_FAULTPROXY_PORT" "$TXO_MYSQL_PROXY_PORT" "$TXO_REDIS_PROXY_PORT" "$TXO_NAMESRV_PROXY_PORT"; do
+		port_open "$port" || return 1
+	done
+	for b in $(names broker); do
+		port_open "$(broker_proxy_port "$b")" || return 1
+	done
+}
+
+faultproxy_describe() {
+	echo "  faultproxy: API http://127.0.0.1:$TXO_FAULTPROXY_PORT/proxies; mysql :$TXO_MYSQL_PROXY_PORT redis :$TXO_REDIS_PROXY_PORT namesrv :$TXO_NAMESRV_PROXY_PORT brokers from :$TXO_BROKER_PROXY_PORT  log $(svc_log faultproxy)"
+}
+
+# dep_port NAME: the port orderd and fulfillmentd use for dependency NAME:
+# its proxy's with TXO_FAULT_PROXY=1, else its own.
+dep_port() {
+	local own="TXO_${1^^}_PORT" proxied="TXO_${1^^}_PROXY_PORT"
+	if [[ $TXO_FAULT_PROXY == 1 ]]; then echo "${!proxied}"; else echo "${!own}"; fi
 }
 
 # --- orderd: the order service (built by `make build` into bin/) -----------
@@ -584,14 +671,14 @@ mode: development
 http:
   addr: 127.0.0.1:$TXO_ORDERD_PORT
 mysql:
-  addr: 127.0.0.1:$TXO_MYSQL_PORT
+  addr: 127.0.0.1:$(dep_port mysql)
   user: $MYSQL_USER
   database: $MYSQL_DATABASE
   password_file: $secrets/mysql-password
 redis:
-  addr: 127.0.0.1:$TXO_REDIS_PORT
+  addr: 127.0.0.1:$(dep_port redis)
 rocketmq:
-  name_servers: [127.0.0.1:$TXO_NAMESRV_PORT]
+  name_servers: [127.0.0.1:$(dep_port namesrv)]
   check_interval: $TXO_CHECK_INTERVAL
   check_max: $TXO_CHECK_MAX
 auth:
@@ -607,12 +694,12 @@ YAML
 http:
   addr: 127.0.0.1:$TXO_FULFILLMENTD_PORT
 mysql:
-  addr: 127.0.0.1:$TXO_MYSQL_PORT
+  addr: 127.0.0.1:$(dep_port mysql)
   user: $MYSQL_USER
   database: $MYSQL_DATABASE
   password_file: $secrets/mysql-password
 rocketmq:
-  name_servers: [127.0.0.1:$TXO_NAMESRV_PORT]
+  name_servers: [127.0.0.1:$(dep_port namesrv)]
 YAML
 	mv "$RUN_DIR/fulfillmentd.yaml.tmp" "$RUN_DIR/fulfillmentd.yaml"
 }
@@ -630,11 +717,11 @@ check_services() {
 		svc=$(canonical "$svc")
 		kind=$(svc_kind "$svc")
 		case $kind in
-		mysql | redis | namesrv)
+		mysql | redis | namesrv | faultproxy)
 			[[ $svc == "$kind" ]] || die "unknown service '$svc': $kind has one instance"
 			;;
 		broker | orderd | fulfillmentd) ;;
-		*) die "unknown service '$svc' (known: $(services | tr '\n' ' ')and KIND-k for k up to 9)" ;;
+		*) die "unknown service '$svc' (known: $(services | tr '\n' ' ')faultproxy, and KIND-k for k up to 9)" ;;
 		esac
 		echo "$svc"
 	done
@@ -650,6 +737,8 @@ leftovers() {
 			[[ -e $(svc_pidfile "$svc") ]] && echo "$svc"
 		done
 	done
+	# A fault proxy from an earlier start with TXO_FAULT_PROXY=1.
+	[[ $TXO_FAULT_PROXY != 1 && -e $(svc_pidfile faultproxy) ]] && echo faultproxy
 	return 0
 }
 

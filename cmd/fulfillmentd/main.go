@@ -102,8 +102,11 @@ func (m *Main) Open(ctx context.Context) error {
 	m.db.SetMaxIdleConns(cfg.MySQL.MaxIdleConns)
 	m.db.SetConnMaxLifetime(cfg.MySQL.ConnMaxLife)
 	if cfg.MySQL.MigrateOnStart {
-		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		applied, err := migrations.Up(mctx, m.db)
+		// Its own pool: the service's cuts off a statement after
+		// mysql.timeout + 1 s, and a table rebuild takes longer.
+		const bound = 30 * time.Second
+		mctx, cancel := context.WithTimeout(ctx, bound)
+		applied, err := migrations.UpDSN(mctx, cfg.MySQL.DSN(), bound)
 		cancel()
 		if err != nil {
 			return err

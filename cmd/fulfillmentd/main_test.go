@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/faultproxy"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
 	"github.com/txorder/txorder/listener"
@@ -44,20 +45,38 @@ type stack struct {
 	cfg configs.Fulfillmentd
 	db  *sql.DB
 	env []string // TXORDER_FULFILLMENT__* for a subprocess
+	px  *proxies // with newStackWith
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
+
+// newStackWith builds a stack; with px, fulfillmentd reaches MySQL and the
+// broker through fault proxies (the test's own db does not).
+func newStackWith(t *testing.T, px *proxies) *stack {
 	t.Helper()
-	s := &stack{t: t}
-	s.mq = rmqtest.RunT(t, rmqtest.Options{DelayScale: 0.001, Topics: map[string]int{topic: 4}})
+	s := &stack{t: t, px: px}
+	opts := rmqtest.Options{DelayScale: 0.001, Topics: map[string]int{topic: 4}}
+	if px != nil {
+		px.broker = faultproxy.Start(t, "broker", "127.0.0.1:1")
+		opts.BrokerAdvertiseAddr = px.broker.Addr()
+	}
+	s.mq = rmqtest.RunT(t, opts)
 	dsn, err := mysql.ParseDSN(sharedMySQL.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	mysqlAddr := dsn.Addr
+	if px != nil {
+		if err := px.broker.SetUpstream(s.mq.BrokerAddr()); err != nil {
+			t.Fatal(err)
+		}
+		px.mysql = faultproxy.Start(t, "mysql", dsn.Addr)
+		mysqlAddr = px.mysql.Addr()
+	}
 	p := configs.FulfillmentEnvPrefix
 	s.env = []string{
 		p + "HTTP__ADDR=127.0.0.1:0",
-		p + "MYSQL__ADDR=" + dsn.Addr,
+		p + "MYSQL__ADDR=" + mysqlAddr,
 		p + "MYSQL__USER=" + dsn.User,
 		p + "MYSQL__PASSWORD=" + dsn.Passwd,
 		p + "MYSQL__DATABASE=" + dsn.DBName,
@@ -73,11 +92,18 @@ func newStack(t *testing.T) *stack {
 		"TXORDER_HTTP__ADDR=127.0.0.1:1",
 		"TXORDER_AUTH__API_KEYS=demo:not-for-fulfillmentd-0123",
 	}
+	if px != nil {
+		// A fault of a few seconds must not use up the retries of the
+		// messages it delays (retry delays are milliseconds here).
+		s.env = append(s.env, p+"ROCKETMQ__MAX_RECONSUME_TIMES=16")
+	}
 	s.cfg, err = configs.LoadFulfillmentd("../../configs/fulfillmentd.yaml", s.env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.db, err = sql.Open("mysql", s.cfg.MySQL.DSN())
+	direct := s.cfg.MySQL
+	direct.Addr = dsn.Addr
+	s.db, err = sql.Open("mysql", direct.DSN())
 	if err != nil {
 		t.Fatal(err)
 	}

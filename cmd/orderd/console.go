@@ -44,7 +44,7 @@ func (m *Main) newConsole(admins map[string]string, svc *order.Service, store *o
 		Breakers: []console.Breaker{
 			{Name: "mysql (check-backs, placements)", State: txl.BreakerState},
 			{Name: "rocketmq (spill)", State: spilling.BreakerState},
-			// Issue 14 adds the Redis breaker here.
+			{Name: "redis (every call)", State: m.redisBreaker.State},
 		},
 		Rates:    m.consoleRates(),
 		Gatherer: m.registry,

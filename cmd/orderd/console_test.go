@@ -42,7 +42,7 @@ var consoleEnv = []string{
 // screenshots returns where the test saves its screenshots: docs/console
 // when TXORDER_CONSOLE_SCREENSHOTS=docs (to refresh the README's pictures),
 // otherwise $TXORDER_TEST_ARTIFACTS/console or a temporary directory.
-func screenshots(t *testing.T) string {
+func screenshots(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "console")
 	switch {
@@ -201,7 +201,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 // payTxn posts a signed payment of order id under provider transaction
 // txn and returns the status code.
-func payTxn(t *testing.T, addr, id, txn string) int {
+func payTxn(t testing.TB, addr, id, txn string) int {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"provider_txn_id": txn, "order_id": id, "amount": 100, "currency": "EUR"})
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/payments/notify", bytes.NewReader(body))

@@ -385,7 +385,7 @@ func TestFastCommitConfig(t *testing.T) {
 }
 
 // counterValue is metricValue with a series not exported yet read as 0.
-func counterValue(t *testing.T, addr, name string) float64 {
+func counterValue(t testing.TB, addr, name string) float64 {
 	t.Helper()
 	return max(0, metricValue(t, addr, name))
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
 	"github.com/txorder/txorder/internal/nsresolve"
+	"github.com/txorder/txorder/internal/roundtrip"
 	"github.com/txorder/txorder/listener"
 	"github.com/txorder/txorder/order"
 	"github.com/txorder/txorder/payment"
@@ -66,6 +67,10 @@ func interpolated(dsn string) (string, error) {
 		return "", err
 	}
 	c.InterpolateParams = true
+	// The placement's transaction goes as one multi-statement query
+	// (order.StoreConfig.OneRoundTrip). Every query orderd sends is a
+	// constant with placeholders, which the driver escapes.
+	c.MultiStatements = true
 	return c.FormatDSN(), nil
 }
 
@@ -75,17 +80,19 @@ type Main struct {
 	Config configs.Orderd
 	Logger *slog.Logger
 
-	db       *sql.DB
-	rdb      *redis.Client
-	ns       *nsresolve.Resolver
-	producer rocketmq.TransactionProducer
-	plain    rocketmq.Producer
-	registry *prometheus.Registry
-	fast     *fastCommit
-	srv      *http.Server
-	api      http.Handler // the router srv serves, without the drain wrapper
-	ln       net.Listener
-	served   chan error
+	db           *sql.DB
+	rdb          *redis.Client
+	redisBreaker *fallback.Breaker
+	ns           *nsresolve.Resolver
+	producer     rocketmq.TransactionProducer
+	plain        rocketmq.Producer
+	registry     *prometheus.Registry
+	fast         *fastCommit
+	srv          *http.Server
+	api          http.Handler // the router srv serves, without the drain wrapper
+	ln           net.Listener
+	pprof        *pprofServer // http.pprof_addr; nil: off
+	served       chan error
 	// draining is set when Close begins: /readyz answers 503 from then on
 	// while the listener still serves (http.drain_delay).
 	draining atomic.Bool
@@ -121,10 +128,20 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}
-	m.db, err = sql.Open("mysql", dsn)
+	myCfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}
+	connector, err := mysql.NewConnector(myCfg)
+	if err != nil {
+		return fmt.Errorf("mysql: %w", err)
+	}
+	// Every MySQL and Redis request is counted (txorder_mysql_requests_total,
+	// txorder_redis_requests_total): round trips per placement is what
+	// ordertool bench reports beside throughput.
+	m.registry = prometheus.NewRegistry()
+	requests := roundtrip.New(m.registry)
+	m.db = sql.OpenDB(requests.Connector(connector))
 	m.db.SetMaxOpenConns(cfg.MySQL.MaxOpenConns)
 	m.db.SetMaxIdleConns(cfg.MySQL.MaxIdleConns)
 	m.db.SetConnMaxLifetime(cfg.MySQL.ConnMaxLife)
@@ -136,13 +153,21 @@ func (m *Main) Open(ctx context.Context) error {
 	m.rdb = redis.NewClient(&redis.Options{
 		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB,
 		DialTimeout: cfg.Redis.Timeout, ReadTimeout: cfg.Redis.Timeout, WriteTimeout: cfg.Redis.Timeout,
-		MaxRetries: 1,
+		// One attempt per call: go-redis retries a command whose answer was
+		// lost (EOF) after Redis applied it, and a retry that is then
+		// refused would report "never reached Redis" for a write that
+		// landed (fallback.WriteMayHaveLanded); a retried SET NX would find
+		// its own claim.
+		MaxRetries: -1,
 	})
+	m.rdb.AddHook(requests.RedisHook())
 
 	// The state view answers check-backs of pending orders from memory
 	// (order.Store.PendingState); it is refreshed by startBackground.
 	store, err := order.NewStore(m.db, order.StoreConfig{Timeout: cfg.MySQL.Timeout,
-		StateView: order.StateViewConfig{Enabled: true}})
+		StateView: order.StateViewConfig{Enabled: true}, OneRoundTrip: true,
+		GroupCommit: order.GroupCommitConfig{Enabled: cfg.GroupCommit.Enabled,
+			Window: cfg.GroupCommit.Window, MaxBatch: cfg.GroupCommit.MaxBatch}})
 	if err != nil {
 		return err
 	}
@@ -152,9 +177,19 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newStateCollector(store, cache))
+		newStateCollector(store, cache),
+		// Pool sizes: a dependency that hangs must not pile up connections.
+		collectors.NewDBStatsCollector(m.db, "orderd"), newRedisPoolCollector(m.rdb))
+	// Every Redis call goes through the breaker: a Redis that hangs is
+	// bypassed as fast as one that refuses (startBackground runs its probe).
+	m.redisBreaker, err = fallback.NewBreaker(m.Logger, m.registry, fallback.BreakerConfig{
+		Failures: cfg.Redis.BreakerFailures, OpenFor: cfg.Redis.BreakerOpenFor, Timeout: cfg.Redis.Timeout,
+	})
+	if err != nil {
+		return err
+	}
+	m.rdb.AddHook(m.redisBreaker)
 	if err := m.resolveNameServers(); err != nil {
 		return err
 	}
@@ -201,8 +236,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// While the RocketMQ breaker is not closed placements spill at once and
+	// a warm-up half message (rolled back at once) probes in the
+	// background: no placement waits on a broker known to be broken.
 	spilling, err := fallback.NewSpillingPlacer(placer, spill, m.Logger, fallback.SpillConfig{
 		BreakerFailures: cfg.Spill.BreakerFailures, BreakerOpenFor: cfg.Spill.BreakerOpenFor,
+		Probe: placer.WarmUp, ProbeTimeout: cfg.RocketMQ.SendTimeout,
 	})
 	if err != nil {
 		return err
@@ -213,7 +252,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.startBackground(store, cache, spill, txl, placer); err != nil {
+	if err := m.startBackground(store, cache, spill, txl, placer, spilling); err != nil {
 		return err
 	}
 	m.registry.MustRegister(newSpillCollector(spill))
@@ -303,6 +342,11 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.srv.Serve(m.ln) }()
+	if cfg.HTTP.PprofAddr != "" {
+		if m.pprof, err = startPprof(cfg.HTTP.PprofAddr, m.Logger); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -324,6 +368,10 @@ var errShuttingDown = errors.New("shutting down")
 // the pools. It is safe to call on a partly opened Main.
 func (m *Main) Close() error {
 	var errs []error
+	if m.pprof != nil {
+		m.pprof.close()
+		m.pprof = nil
+	}
 	if m.srv != nil {
 		m.drain()
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.HTTP.ShutdownTimeout)
@@ -402,7 +450,7 @@ func (m *Main) closeWhileDraining(h http.Handler) http.Handler {
 // spill drainer, the publish tracker, the reconciler and the deadline
 // closer. Close stops them after the HTTP drain and before the producer.
 func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, spill *fallback.SpillQueue,
-	txl *listener.Transaction, placer *listener.Placer) error {
+	txl *listener.Transaction, placer *listener.Placer, spilling *fallback.SpillingPlacer) error {
 	cfg := m.Config
 	drainer, err := fallback.NewDrainer(spill, placer, store, m.registry, m.Logger, fallback.DrainerConfig{
 		Consumer: cfg.RocketMQ.InstanceName + "-" + uuid.NewString()[:8],
@@ -465,6 +513,8 @@ func (m *Main) startBackground(store *order.Store, cache *fallback.OrderCache, s
 		m.background.Add(1)
 		go func() { defer m.background.Done(); fn() }()
 	}
+	run(func() { m.redisBreaker.Run(bg, m.rdb) })
+	run(func() { spilling.Run(bg) })
 	run(func() { _ = store.RunStateView(bg) })
 	run(func() { warmUp(bg, placer, cfg.RocketMQ.SendTimeout, m.Logger) })
 	run(func() { sweepCache(bg, txl, cache, cfg.Transaction.CacheSweepInterval, m.Logger) })
@@ -515,6 +565,11 @@ func (m *Main) runTracker(ctx context.Context, tracker *listener.Tracker) {
 	}
 }
 
+// migrateTimeout bounds the migrations run at start. A migration that
+// rebuilds a large table takes longer: turn migrate_on_start off and run
+// `ordertool migrate` in a quiet hour (README, configuration).
+const migrateTimeout = 30 * time.Second
+
 // migrate applies pending migrations. With MySQL unreachable it starts
 // anyway on the schema the last start left: orderd exists to accept orders
 // while MySQL is down (they go to the Redis cache), and a replica that
@@ -527,9 +582,9 @@ func (m *Main) migrate(ctx context.Context) error {
 		m.Logger.Warn("mysql unreachable at start: migrations skipped; running on the existing schema", "error", err)
 		return nil
 	}
-	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
 	defer cancel()
-	applied, err := migrations.Up(mctx, m.db)
+	applied, err := migrations.UpDSN(mctx, m.Config.MySQL.DSN(), migrateTimeout)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/txorder/txorder/configs"
+	"github.com/txorder/txorder/internal/faultproxy"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
 	"github.com/txorder/txorder/payment"
@@ -57,6 +58,7 @@ type stack struct {
 	cfg configs.Orderd
 	db  *sql.DB
 	env []string
+	px  *proxies // with stackOptions.proxied
 	// brokers are further broker groups (addBroker) beside mq, with mq's
 	// transaction timeout and check interval.
 	brokers             []*rmqtest.Server
@@ -76,6 +78,10 @@ type stackOptions struct {
 	brokerCheckInterval time.Duration
 	// env overrides orderd's environment.
 	env []string
+	// proxied puts a fault proxy in front of MySQL, Redis, the NameServer
+	// and the broker (stack.px); orderd goes through them, the test's own
+	// checks do not.
+	proxied bool
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
@@ -86,6 +92,10 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	if o.privateRedis {
 		s.rd = testenv.Redis(t)
+	}
+	if o.proxied {
+		// First: its longer payment window must not be the default's.
+		o = o.withProxiedTimeouts()
 	}
 	if o.paymentWindow == 0 {
 		o.paymentWindow = time.Minute
@@ -100,10 +110,18 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		o.brokerCheckInterval = checkInterval
 	}
 	s.brokerTxTimeout, s.brokerCheckInterval = o.brokerTxTimeout, o.brokerCheckInterval
-	s.mq = rmqtest.RunT(t, rmqtest.Options{
+	mqOpts := rmqtest.Options{
 		TransactionTimeout: o.brokerTxTimeout, CheckInterval: o.brokerCheckInterval, CheckMax: o.brokerCheckMax,
 		Topics: map[string]int{topic: 4},
-	})
+	}
+	var brokerProxy *faultproxy.Proxy
+	if o.proxied {
+		// The broker must advertise the proxy (clients take its address
+		// from the route); the proxy learns the broker's once it listens.
+		brokerProxy = faultproxy.Start(t, "broker", "127.0.0.1:1")
+		mqOpts.BrokerAdvertiseAddr = brokerProxy.Addr()
+	}
+	s.mq = rmqtest.RunT(t, mqOpts)
 	dsn, err := mysql.ParseDSN(s.my.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +174,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.db.Close() })
+	if o.proxied {
+		s.px = newProxies(t, s, brokerProxy)
+	}
 	return s
 }
 
@@ -163,7 +184,11 @@ func newStack(t testing.TB, o stackOptions) *stack {
 // the test fails.
 func (s *stack) orderd() *Main {
 	s.t.Helper()
-	m := NewMain(s.cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(s.t), &slog.HandlerOptions{Level: slog.LevelInfo})))
+	cfg := s.cfg
+	if s.px != nil {
+		cfg = s.px.route(cfg)
+	}
+	m := NewMain(cfg, slog.New(slog.NewTextHandler(testenv.LogWriter(s.t), &slog.HandlerOptions{Level: testLogLevel()})))
 	if err := m.Open(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
@@ -180,7 +205,7 @@ type placed struct {
 	key    string
 }
 
-func place(t *testing.T, addr, key string) placed {
+func place(t testing.TB, addr, key string) placed {
 	t.Helper()
 	code, raw := placeRaw(t, addr, key)
 	var body struct{ ID, Status string }
@@ -189,7 +214,7 @@ func place(t *testing.T, addr, key string) placed {
 }
 
 // placeRaw posts orderBody with key and returns the status and body.
-func placeRaw(t *testing.T, addr, key string) (int, string) {
+func placeRaw(t testing.TB, addr, key string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(orderBody))
 	req.Header.Set("Authorization", "Bearer "+testKey)
@@ -204,7 +229,7 @@ func placeRaw(t *testing.T, addr, key string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-func getOrder(t *testing.T, addr, id string) (int, string) {
+func getOrder(t testing.TB, addr, id string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/orders/"+id, nil)
 	req.Header.Set("Authorization", "Bearer "+testKey)
@@ -291,7 +316,7 @@ func (s *stack) orderTx() txCounts {
 // same half message (a check-back racing the fast commit: rmqtest's
 // ExtraCommits), never by a second half message or a republish. It
 // returns the number of duplicates, which consumers absorb.
-func (s *stack) announcedOnce(t *testing.T, ids []string) int {
+func (s *stack) announcedOnce(t testing.TB, ids []string) int {
 	t.Helper()
 	pub := s.published()
 	dups := 0
@@ -332,6 +357,35 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 	}
 }
 
+// waitForDrain waits until remaining() is 0. It fails when remaining has
+// not gone down for stall, or after most in all: a drain that is stuck
+// fails as fast as under a fixed bound, while one that is merely slow (a
+// loaded machine, where each commit can take a hundred milliseconds and
+// more) is not mistaken for a stuck one. A negative remaining (a read
+// that failed) counts as no progress.
+func waitForDrain(t testing.TB, stall, most time.Duration, what string, remaining func() int) {
+	t.Helper()
+	start := time.Now()
+	best, bestAt := -1, start
+	for {
+		n := remaining()
+		if n == 0 {
+			t.Logf("%s: drained in %s", what, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if n > 0 && (best < 0 || n < best) {
+			best, bestAt = n, time.Now()
+		}
+		switch {
+		case time.Since(bestAt) > stall:
+			t.Fatalf("%s: stuck at %d for %s (%s since the start)", what, best, stall, time.Since(start).Round(time.Second))
+		case time.Since(start) > most:
+			t.Fatalf("%s: %d left after %s", what, n, most)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestOrderdServes(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	m := s.orderd()
@@ -366,9 +420,36 @@ func TestOrderdServes(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(mres.Body)
 	mres.Body.Close()
-	for _, want := range []string{`txorder_tx_execute_total{outcome="stored"} 1`, `txorder_orders{status="PENDING_PAYMENT"} 1`, `txorder_order_cache_size 0`} {
+	for _, want := range []string{`txorder_tx_execute_total{outcome="stored"} 1`, `txorder_orders{status="PENDING_PAYMENT"} 1`, `txorder_order_cache_size 0`,
+		// One placement: one half message and its END_TRANSACTION (the
+		// replay sends nothing); its transaction's BEGIN and COMMIT.
+		`txorder_rocketmq_requests_total{request="send_half"} 1`, `txorder_rocketmq_requests_total{request="end_transaction"} 1`,
+		`txorder_mysql_requests_total{request="commit"}`, `txorder_redis_requests_total{request="command"}`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestPprofOptIn: http.pprof_addr serves the profiles on its own
+// listener; the API never serves them.
+func TestPprofOptIn(t *testing.T) {
+	s := newStack(t, stackOptions{env: []string{"TXORDER_HTTP__PPROF_ADDR=127.0.0.1:0"}})
+	m := s.orderd()
+	if m.pprof == nil {
+		t.Fatal("pprof_addr set, no pprof server")
+	}
+	for url, want := range map[string]int{
+		"http://" + m.pprof.addr() + "/debug/pprof/cmdline": http.StatusOK,
+		"http://" + m.Addr() + "/debug/pprof/cmdline":       http.StatusNotFound,
+	} {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", url, res.StatusCode, want)
 		}
 	}
 }
@@ -437,4 +518,14 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "order.payment_window: 10m0s does not fit") {
 		t.Fatalf("window beyond the check budget: err = %v", err)
 	}
+}
+
+// testLogLevel is the level of orderd's log in tests (shown when a test
+// fails): debug with TXO_TEST_DEBUG set (the breakers' and sweeper's
+// per-call errors are debug), else info.
+func testLogLevel() slog.Level {
+	if os.Getenv("TXO_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }

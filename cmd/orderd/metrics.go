@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/txorder/txorder/fallback"
 	"github.com/txorder/txorder/order"
@@ -94,4 +95,32 @@ func (c *spillCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(pending), "pending")
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(dead), "dead")
 	}
+}
+
+// redisPoolCollector reports the Redis client's connection pool, so that
+// a dependency that hangs can be seen not to pile up connections.
+type redisPoolCollector struct {
+	rdb      *redis.Client
+	conns    *prometheus.Desc
+	timeouts *prometheus.Desc
+}
+
+func newRedisPoolCollector(rdb *redis.Client) *redisPoolCollector {
+	return &redisPoolCollector{rdb: rdb,
+		conns: prometheus.NewDesc("txorder_redis_pool_connections",
+			"Connections of orderd's Redis client pool: total (open) and idle.", []string{"state"}, nil),
+		timeouts: prometheus.NewDesc("txorder_redis_pool_timeouts_total",
+			"Calls that waited for a pool connection until their deadline.", nil, nil)}
+}
+
+func (c *redisPoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.conns
+	ch <- c.timeouts
+}
+
+func (c *redisPoolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.rdb.PoolStats()
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.TotalConns), "total")
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.IdleConns), "idle")
+	ch <- prometheus.MustNewConstMetric(c.timeouts, prometheus.CounterValue, float64(st.Timeouts))
 }

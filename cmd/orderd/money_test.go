@@ -20,7 +20,7 @@ import (
 
 // call sends one request with the given API key ("" = none) and returns
 // the status, the headers and the body.
-func call(t *testing.T, method, url, apiKey, body string, headers ...string) (int, http.Header, []byte) {
+func call(t testing.TB, method, url, apiKey, body string, headers ...string) (int, http.Header, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -53,7 +53,7 @@ func call(t *testing.T, method, url, apiKey, body string, headers ...string) (in
 
 // placeAs places body under key with apiKey and returns the status and the
 // order id answered (if any).
-func placeAs(t *testing.T, addr, apiKey, key, body string) (int, string) {
+func placeAs(t testing.TB, addr, apiKey, key, body string) (int, string) {
 	t.Helper()
 	code, _, b := call(t, http.MethodPost, "http://"+addr+"/v1/orders", apiKey, body, "Idempotency-Key", key)
 	var o struct{ ID string }
@@ -228,7 +228,7 @@ func stripRequestID(body []byte) string {
 
 // metric returns the value of one sample line of orderd's /metrics ("" if
 // absent), e.g. metric(t, addr, `txorder_http_shed_total`).
-func metric(t *testing.T, addr, series string) string {
+func metric(t testing.TB, addr, series string) string {
 	t.Helper()
 	_, _, body := call(t, http.MethodGet, "http://"+addr+"/metrics", "", "")
 	for _, line := range strings.Split(string(body), "\n") {

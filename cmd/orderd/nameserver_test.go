@@ -23,7 +23,7 @@ type readyz struct {
 
 // getReadyz asks as an operator does, with the admin key: the errors of
 // the checks are shown only then (TestHostileInput checks the rest).
-func getReadyz(t *testing.T, addr string) readyz {
+func getReadyz(t testing.TB, addr string) readyz {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/readyz", nil)
 	if err != nil {

@@ -24,7 +24,7 @@ type replicaSet struct {
 	urls  []string
 }
 
-func startReplicas(t *testing.T, s *stack, n int, extraEnv ...string) *replicaSet {
+func startReplicas(t testing.TB, s *stack, n int, extraEnv ...string) *replicaSet {
 	t.Helper()
 	rs := &replicaSet{s: s}
 	for k := range n {
@@ -47,7 +47,7 @@ func startReplicas(t *testing.T, s *stack, n int, extraEnv ...string) *replicaSe
 }
 
 // restart starts replica k again on its port.
-func (rs *replicaSet) restart(t *testing.T, k int) {
+func (rs *replicaSet) restart(t testing.TB, k int) {
 	t.Helper()
 	rs.procs[k] = startProcess(t, rs.env[k])
 }
@@ -70,7 +70,7 @@ func runLoad(ctx context.Context, cfg loadgen.Config, completed *atomic.Int64) <
 // check-back racing the fast commit), no event for an unpaid one, no half
 // message open but those of orders still waiting for payment, and one row
 // per accepted order.
-func (rs *replicaSet) settle(t *testing.T, accepted []string) {
+func (rs *replicaSet) settle(t testing.TB, accepted []string) {
 	t.Helper()
 	s := rs.s
 	waitFor(t, 60*time.Second, "every accepted order in MySQL", func() bool {
@@ -121,7 +121,7 @@ func (rs *replicaSet) settle(t *testing.T, accepted []string) {
 	t.Logf("%d accepted orders in MySQL, %d paid, each announced (%d second copies from a check-back racing the fast commit)", len(accepted), paid, dups)
 }
 
-func logReplicas(t *testing.T, s loadgen.Summary) {
+func logReplicas(t testing.TB, s loadgen.Summary) {
 	t.Helper()
 	t.Logf("final answers %v (retried %d), paid %d", s.PlaceCodes, s.Retried, s.Paid)
 	for _, r := range s.Replicas {

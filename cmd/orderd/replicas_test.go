@@ -97,7 +97,7 @@ func (s *stack) replicas(n int) []*Main {
 }
 
 // counter sums a metric of one replica over its label sets.
-func counter(t *testing.T, m *Main, name string) float64 {
+func counter(t testing.TB, m *Main, name string) float64 {
 	t.Helper()
 	mfs, err := m.registry.Gather()
 	if err != nil {
@@ -116,7 +116,7 @@ func counter(t *testing.T, m *Main, name string) float64 {
 }
 
 // shares is each replica's value of a counter, and their sum.
-func shares(t *testing.T, ms []*Main, name string) ([]float64, float64) {
+func shares(t testing.TB, ms []*Main, name string) ([]float64, float64) {
 	var each []float64
 	var sum float64
 	for _, m := range ms {

@@ -88,7 +88,7 @@ func TestReadinessDownBeforeListenerCloses(t *testing.T) {
 	}
 }
 
-func firstOrderIDOf(t *testing.T, s *stack) string {
+func firstOrderIDOf(t testing.TB, s *stack) string {
 	t.Helper()
 	id := s.firstOrderID()
 	if id == "" {

@@ -38,6 +38,7 @@ func TestBenchPlacementRun(t *testing.T) {
 		t.Skip("starts MariaDB, Redis and orderd")
 	}
 	bin := filepath.Dir(binary(t, "orderd"))
+	binary(t, "rmqdev") // the placement stack runs the broker as a process of its own
 	out := t.TempDir()
 	code, stdout, errOut := runTool(t, nil, "bench", "--bin", bin, "--orderd-config", "../../configs/orderd.yaml",
 		"--only", "placement", "--concurrency", "2", "--duration", "1s", "--out", out)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 
@@ -17,6 +18,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 			"configuration (mysql.* settings, TXORDER_MYSQL__* variables), or lists them with --status.")
 	configPath := fs.String("config", env.configPath("orderd"), "orderd configuration file (empty: defaults and environment only; default .run/orderd.yaml after make run)")
 	status := fs.Bool("status", false, "list migrations and whether each is applied, change nothing")
+	timeout := fs.Duration("timeout", time.Hour, "bound of the whole run (a migration that rebuilds a large table takes minutes; the service's mysql.timeout does not apply)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -47,7 +49,9 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		}
 		return nil
 	}
-	applied, err := migrations.Up(ctx, db)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	applied, err := migrations.UpDSN(ctx, cfg.MySQL.DSN(), *timeout)
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,36 @@ func runReport(_ context.Context, env *environment, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "wrote %s and %s\n", *pngOut, *htmlOut)
+	for _, line := range recovery(tl) {
+		fmt.Fprintln(env.stdout, line)
+	}
 	return nil
+}
+
+// recovery says, for each outage, how long after it ended placements were
+// all answered 201 again (the first second with 201s and nothing else) and
+// Redis held no order any more (the first sample with an empty order cache
+// and spill queue); "not within the run" when that never happened.
+func recovery(tl chart.Timeline) []string {
+	var out []string
+	for _, o := range tl.Outages {
+		normal, drained := "not within the run", "not within the run"
+		for _, sec := range tl.Seconds {
+			if float64(sec.T) >= o.To && sec.C201 > 0 && sec.C202+sec.C503+sec.Failed == 0 {
+				normal = fmt.Sprintf("%.1f s", float64(sec.T)-o.To)
+				break
+			}
+		}
+		for _, smp := range tl.Samples {
+			if smp.T >= o.To && smp.CacheSize == 0 && smp.SpillPending == 0 {
+				drained = fmt.Sprintf("%.1f s", smp.T-o.To)
+				break
+			}
+		}
+		out = append(out, fmt.Sprintf("recovery after %q: placements all 201 again %s after it ended; Redis held no order %s after it",
+			o.Label, normal, drained))
+	}
+	return out
 }
 
 // loadTimeline reads a run's files; the summary is required, the others

@@ -64,6 +64,11 @@ func TestReport(t *testing.T) {
 	if !strings.Contains(out, reportPNG) || !strings.Contains(out, reportHTML) {
 		t.Errorf("output %q does not name both files", out)
 	}
+	// 201s only from second 13 (the outage ended at 12.4); the cache
+	// empty from the sample at 14.2.
+	if want := `recovery after "mysql down": placements all 201 again 0.6 s after it ended; Redis held no order 1.8 s after it`; !strings.Contains(out, want) {
+		t.Errorf("output %q lacks %q", out, want)
+	}
 	f, err := os.Open(filepath.Join(dir, reportPNG))
 	if err != nil {
 		t.Fatal(err)

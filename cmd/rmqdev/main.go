@@ -65,12 +65,14 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*rmqte
 	switch mode {
 	case "all":
 		fs.StringVar(&opts.NameServerAddr, "namesrv-addr", "127.0.0.1:9876", "NameServer listen `address` (IPv4 literal and port; port 0 picks one)")
-		fs.StringVar(&opts.BrokerAddr, "broker-addr", "127.0.0.1:10911", "broker listen `address`; advertised to clients in routes and message ids")
+		fs.StringVar(&opts.BrokerAddr, "broker-addr", "127.0.0.1:10911", "broker listen `address`; advertised to clients in routes and message ids unless --advertise is set")
+		fs.StringVar(&opts.BrokerAdvertiseAddr, "advertise", "", "`address` the broker gives clients instead of its listen address (a proxy in front of it), as a Java broker's brokerIP1")
 	case "namesrv":
 		fs.StringVar(&opts.NameServerAddr, "addr", "127.0.0.1:9876", "NameServer listen `address` (IPv4 literal and port)")
 		opts.NoBroker = true
 	case "broker":
-		fs.StringVar(&opts.BrokerAddr, "addr", "127.0.0.1:10911", "broker listen `address`; advertised to clients in routes and message ids")
+		fs.StringVar(&opts.BrokerAddr, "addr", "127.0.0.1:10911", "broker listen `address`; advertised to clients in routes and message ids unless --advertise is set")
+		fs.StringVar(&opts.BrokerAdvertiseAddr, "advertise", "", "`address` the broker gives clients instead of its listen address (a proxy in front of it), as a Java broker's brokerIP1")
 		fs.StringVar(&namesrvs, "namesrv", "127.0.0.1:9876", "comma-separated NameServer `addresses` to register with (REGISTER_BROKER)")
 		fs.DurationVar(&opts.RegisterInterval, "register-interval", 30*time.Second, "how often the broker registers with the NameServers, like a real broker")
 		opts.NoNameServer = true

@@ -61,6 +61,11 @@ type Config struct {
 	// comparisons of placement cost.
 	NoFastCommit bool
 
+	// GroupCommit runs the placement, degraded and recovery stacks with
+	// grouped commits on (orderd's group_commit.enabled). The raw baseline
+	// stays one transaction per order: grouping is measured against it.
+	GroupCommit bool
+
 	// ReplicaCounts are the orderd replica counts of the replicas section,
 	// each loaded at ReplicaConcurrency for ReplicaDuration; its payment →
 	// shipment runs use ReplicaCheckInterval and E2EOrders.
@@ -225,15 +230,18 @@ type Machine struct {
 
 // Report is everything a run measured.
 type Report struct {
-	Machine   Machine          `json:"machine"`
-	Started   time.Time        `json:"started"`
-	Seconds   float64          `json:"seconds"`
-	Placement []PlacementPoint `json:"placement,omitempty"`
-	CheckBack []CheckPoint     `json:"checkback,omitempty"`
-	Degraded  *Degraded        `json:"degraded,omitempty"`
-	Recovery  *Recovery        `json:"recovery,omitempty"`
-	EndToEnd  []E2EPoint       `json:"end_to_end,omitempty"`
-	Replicas  *ReplicaRun      `json:"replicas,omitempty"`
+	Machine Machine   `json:"machine"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	// GroupCommit and FastCommit are orderd's settings in the run.
+	GroupCommit bool             `json:"group_commit"`
+	FastCommit  bool             `json:"fast_commit"`
+	Placement   []PlacementPoint `json:"placement,omitempty"`
+	CheckBack   []CheckPoint     `json:"checkback,omitempty"`
+	Degraded    *Degraded        `json:"degraded,omitempty"`
+	Recovery    *Recovery        `json:"recovery,omitempty"`
+	EndToEnd    []E2EPoint       `json:"end_to_end,omitempty"`
+	Replicas    *ReplicaRun      `json:"replicas,omitempty"`
 	// Errors lists sections that failed, with why.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -251,7 +259,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
-	rep := &Report{Machine: machine(), Started: time.Now().UTC()}
+	rep := &Report{Machine: machine(), Started: time.Now().UTC(), GroupCommit: cfg.GroupCommit, FastCommit: !cfg.NoFastCommit}
 	logf("starting mariadbd and redis-server")
 	in, err := startInfra()
 	if err != nil {
@@ -265,9 +273,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Errors = append(rep.Errors, section+": "+err.Error())
 	}
 	if want("placement") {
-		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point (fast commit %s)", cfg.PlacementDuration, onOff(!cfg.NoFastCommit))
+		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point (fast commit %s, group commit %s)",
+			cfg.PlacementDuration, onOff(!cfg.NoFastCommit), onOff(cfg.GroupCommit))
 		if err := withStack(ctx, cfg, in, stackOptions{name: "placement", database: "bench_placement", redisDB: 1,
-			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, groupCommit: cfg.GroupCommit, brokerProcess: true}, func(s *stack) error {
 			var err error
 			rep.Placement, err = measurePlacement(ctx, cfg, s, logf)
 			return err
@@ -285,7 +294,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if (want("degraded") || want("recovery")) && ctx.Err() == nil {
 		logf("degraded modes and recovery")
 		if err := withStack(ctx, cfg, in, stackOptions{name: "degraded", database: "bench_degraded", redisDB: 2,
-			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, groupCommit: cfg.GroupCommit}, func(s *stack) error {
 			var err error
 			rep.Degraded, rep.Recovery, err = measureDegraded(ctx, cfg, s, want("degraded"), want("recovery"), logf)
 			return err

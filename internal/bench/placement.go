@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -43,6 +44,10 @@ type PlacementPoint struct {
 	Full        Series  `json:"full_placement"`
 	Ratio       float64 `json:"ratio"`        // Full.Throughput / Raw.Throughput
 	AddedP50    float64 `json:"added_p50_ms"` // Full p50 − Raw p50
+	// RawCost is per raw transaction (mariadbd and the bench's client),
+	// FullCost per placement request (every process of the stack).
+	RawCost  Cost `json:"raw_cost"`
+	FullCost Cost `json:"full_cost"`
 }
 
 func summarize(ms []float64) Latency {
@@ -148,7 +153,9 @@ func fiveXX(r Series) int {
 }
 
 func measurePlacement(ctx context.Context, cfg Config, s *stack, logf func(string, ...any)) ([]PlacementPoint, error) {
-	store, err := order.NewStore(s.db, order.StoreConfig{Timeout: 5 * time.Second})
+	// The raw baseline is orderd's transaction, one per order: one round
+	// trip (OneRoundTrip, as cmd/orderd), never grouped.
+	store, err := order.NewStore(s.db, order.StoreConfig{Timeout: 5 * time.Second, OneRoundTrip: true})
 	if err != nil {
 		return nil, err
 	}
@@ -158,18 +165,27 @@ func measurePlacement(ctx context.Context, cfg Config, s *stack, logf func(strin
 		return nil, err
 	}
 	var out []PlacementPoint
+	pids := s.pids()
+	rawPids := map[string]int{"mariadbd": pids["mariadbd"], "loadgen": os.Getpid()}
 	for _, c := range cfg.Concurrency {
+		m := startMeter(ctx, rawPids, "")
 		raw := runRaw(ctx, store, c, cfg.PlacementDuration)
+		rawCost := m.done(ctx, raw.Ops+raw.Errors)
+		m = startMeter(ctx, pids, s.baseURL+"/metrics")
 		full, _, err := runHTTP(ctx, s.baseURL, c, cfg.PlacementDuration, 0)
 		if err != nil {
 			return out, err
 		}
-		p := PlacementPoint{Concurrency: c, Raw: raw, Full: full, AddedP50: round3(full.Latency.P50 - raw.Latency.P50)}
+		fullCost := m.done(ctx, full.Ops+full.Errors)
+		p := PlacementPoint{Concurrency: c, Raw: raw, Full: full, AddedP50: round3(full.Latency.P50 - raw.Latency.P50),
+			RawCost: rawCost, FullCost: fullCost}
 		if raw.Throughput > 0 {
 			p.Ratio = round3(full.Throughput / raw.Throughput)
 		}
 		logf("placement c=%-3d raw %8.0f/s p50 %6.2fms | full %8.0f/s p50 %6.2fms p99 %7.2fms | ratio %.2f codes %v",
 			c, raw.Throughput, raw.Latency.P50, full.Throughput, full.Latency.P50, full.Latency.P99, p.Ratio, full.Codes)
+		logf("  cost per placement: cpu ms %v | round trips %v | orderd allocs %.0f (%.0f B) | load %.1f",
+			fullCost.CPUms, fullCost.RoundTrips, fullCost.Allocs, fullCost.AllocBytes, fullCost.LoadAvg)
 		out = append(out, p)
 		if err := ctx.Err(); err != nil {
 			return out, err

@@ -27,6 +27,8 @@ const (
 	// every check interval; with it off every paid order ships within two
 	// intervals.
 	TargetFastP99 = 250.0
+	// Issue 16: orderd's own CPU time per placement, ms.
+	TargetOrderdCPU = 0.25
 )
 
 func verdict(ok bool) string {
@@ -40,8 +42,9 @@ func verdict(ok bool) string {
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s), %s/%s, %s, MariaDB %s. Run %s, %.0f s.\n\n",
-		m.Hostname, m.CPUs, m.CPUModel, m.OS, m.Arch, m.Go, m.MariaDB, r.Started.Format("2006-01-02 15:04 UTC"), r.Seconds)
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s), %s/%s, %s, MariaDB %s. Run %s, %.0f s. orderd: group commit %s, fast commit %s.\n\n",
+		m.Hostname, m.CPUs, m.CPUModel, m.OS, m.Arch, m.Go, m.MariaDB, r.Started.Format("2006-01-02 15:04 UTC"), r.Seconds,
+		onOff(r.GroupCommit), onOff(r.FastCommit))
 	if len(r.Placement) > 0 {
 		b.WriteString("### 1. Placement vs raw MySQL (same transaction, same MariaDB, fsync per commit)\n\n")
 		b.WriteString("| concurrency | raw MySQL /s | raw p50 / p95 / p99 ms | orderd /s | orderd p50 / p95 / p99 ms | ratio | added p50 ms |\n")
@@ -52,6 +55,7 @@ func (r *Report) Markdown() string {
 				p.Full.Throughput, p.Full.Latency.P50, p.Full.Latency.P95, p.Full.Latency.P99, p.Ratio, p.AddedP50)
 		}
 		b.WriteString("\n")
+		writeCost(&b, r.Placement)
 	}
 	if len(r.CheckBack) > 0 {
 		b.WriteString("### 2. Check-back capacity (one round over K pending orders, answered one at a time)\n\n")
@@ -105,6 +109,65 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
+// costProcesses are the columns of the cost table, in order.
+var costProcesses = []string{"orderd", "mariadbd", "redis", "broker", "loadgen", "loadgen+broker", "total"}
+
+// writeCost renders what each placement and each raw transaction cost:
+// CPU by process, orderd's round trips by dependency and its allocations.
+func writeCost(b *strings.Builder, pts []PlacementPoint) {
+	var cols []string
+	for _, name := range costProcesses {
+		for _, p := range pts {
+			if _, ok := p.FullCost.CPUms[name]; ok {
+				cols = append(cols, name)
+				break
+			}
+		}
+	}
+	if len(cols) == 0 {
+		return
+	}
+	b.WriteString("CPU ms per placement (/proc/<pid>/stat), orderd's requests per placement and its allocations; raw = per raw transaction (mariadbd + the bench's client):\n\n")
+	b.WriteString("| concurrency | side |")
+	for _, c := range cols {
+		fmt.Fprintf(b, " %s |", c)
+	}
+	b.WriteString(" MySQL / Redis / RocketMQ round trips | orderd allocs (bytes) | load avg |\n|---:|---|")
+	for range cols {
+		b.WriteString("---:|")
+	}
+	b.WriteString("---|---:|---:|\n")
+	cpu := func(c Cost, name string) string {
+		if v, ok := c.CPUms[name]; ok {
+			return fmt.Sprintf("%.3f", v)
+		}
+		return ""
+	}
+	for _, p := range pts {
+		fmt.Fprintf(b, "| %d | orderd |", p.Concurrency)
+		for _, c := range cols {
+			v := cpu(p.FullCost, c)
+			if c == "orderd" {
+				v = "**" + v + "**"
+			}
+			fmt.Fprintf(b, " %s |", v)
+		}
+		rt := p.FullCost.RoundTrips
+		fmt.Fprintf(b, " %.2f / %.2f / %.2f | %.0f (%.0f) | %.1f |\n", rt["mysql"], rt["redis"], rt["rocketmq"],
+			p.FullCost.Allocs, p.FullCost.AllocBytes, p.FullCost.LoadAvg)
+		fmt.Fprintf(b, "| %d | raw |", p.Concurrency)
+		for _, c := range cols {
+			name := c
+			if c == "loadgen+broker" {
+				name = "loadgen"
+			}
+			fmt.Fprintf(b, " %s |", cpu(p.RawCost, name))
+		}
+		fmt.Fprintf(b, " | | %.1f |\n", p.RawCost.LoadAvg)
+	}
+	b.WriteString("\n")
+}
+
 func codesString(m map[string]int) string {
 	var parts []string
 	for _, k := range []string{"200", "201", "202", "409", "429", "500", "502", "503", "504", "error"} {
@@ -132,6 +195,10 @@ func (r *Report) Targets() []Target {
 		}
 		if p.Concurrency == 1 {
 			out = append(out, Target{"added p50 < 1 ms at concurrency 1", fmt.Sprintf("%.2f ms", p.AddedP50), p.AddedP50 < TargetAddedP50})
+		}
+		if v, ok := p.FullCost.CPUms["orderd"]; ok && p.Concurrency >= 32 {
+			out = append(out, Target{fmt.Sprintf("orderd CPU ≤ %.2f ms per placement at concurrency %d", TargetOrderdCPU, p.Concurrency),
+				fmt.Sprintf("%.3f ms", v), v <= TargetOrderdCPU})
 		}
 	}
 	for _, c := range r.CheckBack {

@@ -66,9 +66,12 @@ type stack struct {
 	rdb   *redis.Client
 	cache *fallback.OrderCache
 	spill *fallback.SpillQueue
-	mq    *rmqtest.Server
+	mq    *rmqtest.Server // in-process RocketMQ; nil with brokerProcess
+	// nsAddr is the NameServer's address, of mq or of the broker process.
+	nsAddr string
 
 	orderd, fulfillmentd *process
+	broker               *process // rmqdev, with brokerProcess
 	baseURL              string
 	env                  []string
 }
@@ -80,7 +83,13 @@ type stackOptions struct {
 	checkInterval time.Duration
 	fulfillment   bool
 	fastCommitOff bool
+	groupCommit   bool
 	extraEnv      []string
+	// brokerProcess runs RocketMQ as bin/rmqdev (NameServer and broker in
+	// one process) instead of in the bench process, so that its CPU time
+	// is measured apart from the load generator's. The stack then cannot
+	// stop and restart the broker (the degraded runs need mq).
+	brokerProcess bool
 }
 
 func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stack, error) {
@@ -111,6 +120,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	// side interpolation, one round trip per statement).
 	raw := *dsn
 	raw.InterpolateParams = true
+	raw.MultiStatements = true // the transaction goes as one query, as orderd sends it
 	s.db, err = sql.Open("mysql", raw.FormatDSN())
 	if err != nil {
 		return nil, err
@@ -128,12 +138,19 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	if s.spill, err = fallback.NewSpillQueue(s.rdb, ccfg); err != nil {
 		return nil, err
 	}
-	s.mq, err = rmqtest.NewServer(rmqtest.Options{
-		TransactionTimeout: o.checkInterval, CheckInterval: o.checkInterval, CheckMax: 1000,
-		Topics: map[string]int{topic: 4},
-	})
-	if err != nil {
-		return nil, err
+	if o.brokerProcess {
+		if err := s.startBroker(ctx, o); err != nil {
+			return nil, err
+		}
+	} else {
+		s.mq, err = rmqtest.NewServer(rmqtest.Options{
+			TransactionTimeout: o.checkInterval, CheckInterval: o.checkInterval, CheckMax: 1000,
+			Topics: map[string]int{topic: 4},
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.nsAddr = s.mq.NameServerAddr()
 	}
 	port, err := freePort()
 	if err != nil {
@@ -152,7 +169,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 		"TXORDER_REDIS__DB=" + strconv.Itoa(o.redisDB),
 		"TXORDER_REDIS__TIMEOUT=500ms",
 		"TXORDER_REDIS__KEY_PREFIX=" + keyPrefix,
-		"TXORDER_ROCKETMQ__NAME_SERVERS=" + s.mq.NameServerAddr(),
+		"TXORDER_ROCKETMQ__NAME_SERVERS=" + s.nsAddr,
 		"TXORDER_ROCKETMQ__INSTANCE_NAME=orderd-" + o.name,
 		"TXORDER_ROCKETMQ__TRANSACTION_TIMEOUT=" + o.checkInterval.String(),
 		"TXORDER_ROCKETMQ__CHECK_INTERVAL=" + o.checkInterval.String(),
@@ -178,6 +195,9 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	if o.fastCommitOff {
 		s.env = append(s.env, "TXORDER_FAST_COMMIT__ENABLED=false")
 	}
+	if o.groupCommit {
+		s.env = append(s.env, "TXORDER_GROUP_COMMIT__ENABLED=true")
+	}
 	s.env = append(s.env, o.extraEnv...)
 	s.orderd, err = startProcess(ctx, filepath.Join(cfg.BinDir, "orderd"), []string{"--config", cfg.OrderdConfig},
 		s.env, filepath.Join(cfg.OutDir, "logs", o.name+"-orderd.log"))
@@ -200,7 +220,7 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 			p + "MYSQL__PASSWORD=" + dsn.Passwd,
 			p + "MYSQL__DATABASE=" + o.database,
 			p + "MYSQL__MIGRATE_ON_START=false",
-			p + "ROCKETMQ__NAME_SERVERS=" + s.mq.NameServerAddr(),
+			p + "ROCKETMQ__NAME_SERVERS=" + s.nsAddr,
 			p + "ROCKETMQ__INSTANCE_NAME=fulfillmentd-" + o.name,
 			p + "LOG__LEVEL=warn",
 		}
@@ -227,12 +247,57 @@ func (s *stack) close() {
 	if s.mq != nil {
 		s.mq.Close()
 	}
+	if s.broker != nil {
+		s.broker.stop()
+	}
 	if s.rdb != nil {
 		s.rdb.Close()
 	}
 	if s.db != nil {
 		s.db.Close()
 	}
+}
+
+// startBroker runs bin/rmqdev on two free ports and waits until both
+// accept connections.
+func (s *stack) startBroker(ctx context.Context, o stackOptions) error {
+	nsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	brPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.nsAddr = "127.0.0.1:" + strconv.Itoa(nsPort)
+	brAddr := "127.0.0.1:" + strconv.Itoa(brPort)
+	s.broker, err = startProcess(ctx, filepath.Join(s.cfg.BinDir, "rmqdev"), []string{
+		"--namesrv-addr", s.nsAddr, "--broker-addr", brAddr,
+		"--check-interval", o.checkInterval.String(), "--check-timeout", o.checkInterval.String(), "--check-max", "1000",
+		"--topics", topic + ":4", "--log-level", "warn",
+	}, nil, filepath.Join(s.cfg.OutDir, "logs", o.name+"-rmqdev.log"))
+	if err != nil {
+		return err
+	}
+	for _, addr := range []string{s.nsAddr, brAddr} {
+		if err := s.broker.waitTCP(ctx, addr, 30*time.Second); err != nil {
+			return fmt.Errorf("rmqdev not listening: %w (log %s)", err, s.broker.logPath)
+		}
+	}
+	return nil
+}
+
+// pids names the processes whose CPU time a run is charged with.
+func (s *stack) pids() map[string]int {
+	p := map[string]int{"mariadbd": s.in.my.Pid(), "redis": s.in.rd.Pid(), "orderd": s.orderd.cmd.Process.Pid}
+	self := "loadgen"
+	if s.broker != nil {
+		p["broker"] = s.broker.cmd.Process.Pid
+	} else {
+		self = "loadgen+broker" // the in-process broker runs in the bench process
+	}
+	p[self] = os.Getpid()
+	return p
 }
 
 // process is a child process whose output goes to a log file.
@@ -286,6 +351,29 @@ func (p *process) waitReady(ctx context.Context, url string) error {
 	default:
 	}
 	return err
+}
+
+// waitTCP polls addr until it accepts a connection, the process exits, or
+// timeout passes.
+func (p *process) waitTCP(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited: %s", lastLine(p.logPath))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s after %s: %w", addr, timeout, err)
+		}
+	}
 }
 
 func lastLine(path string) string {

@@ -8,7 +8,9 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/pressly/goose/v3"
 )
 
@@ -46,6 +48,28 @@ func Up(ctx context.Context, db *sql.DB) ([]int64, error) {
 		applied = append(applied, r.Source.Version)
 	}
 	return applied, nil
+}
+
+// UpDSN is Up over a pool of its own, opened from dsn with the driver's
+// read and write timeouts set to bound; ctx should end by then too. A
+// service's pool cuts off any answer slower than mysql.timeout + 1 s (a
+// server that accepts and never answers must not hold a request), but a
+// migration that rebuilds a table (00002) is one statement that runs far
+// longer on a large one: over that pool the driver dropped the connection
+// mid-statement ("invalid connection") and the start failed.
+func UpDSN(ctx context.Context, dsn string, bound time.Duration) ([]int64, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ReadTimeout, cfg.WriteTimeout = bound, bound
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	return Up(ctx, db)
 }
 
 // Status describes one migration and whether it is applied.

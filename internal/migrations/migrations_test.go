@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
+	"github.com/txorder/txorder/internal/faultproxy"
 	"github.com/txorder/txorder/internal/testenv"
 )
 
@@ -251,5 +252,49 @@ func TestMigration2Backfills(t *testing.T) {
 	}
 	if _, err := Up(ctx, db); err != nil {
 		t.Fatalf("up again: %v", err)
+	}
+}
+
+// TestUpDSNOutlastsTheServiceTimeout: every answer of MySQL arrives 150 ms
+// late (a fault proxy), longer than the DSN's 50 ms read timeout, as a
+// table rebuild outlasts a service's mysql.timeout + 1 s. Up over a pool
+// with that timeout fails with the driver's "invalid connection"; UpDSN,
+// bound by its own timeout, applies every migration.
+func TestUpDSNOutlastsTheServiceTimeout(t *testing.T) {
+	dsn, err := mysql.ParseDSN(sharedMySQL.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := faultproxy.Start(t, "mysql", dsn.Addr)
+	dsn.Addr = px.Addr()
+	dsn.ReadTimeout = 50 * time.Millisecond
+	if err := px.Latency(faultproxy.Downstream, 150*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	short, err := sql.Open("mysql", dsn.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if _, err := Up(ctx, short); err == nil {
+		t.Fatal("Up over a pool with a 50 ms read timeout succeeded against 150 ms answers: the fault did not apply")
+	}
+
+	applied, err := UpDSN(ctx, dsn.FormatDSN(), time.Minute)
+	if err != nil {
+		t.Fatalf("UpDSN: %v", err)
+	}
+	px.Heal()
+	list, err := List(ctx, short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list {
+		if !m.Applied {
+			t.Errorf("migration %d not applied (UpDSN applied %v)", m.Version, applied)
+		}
 	}
 }

@@ -47,6 +47,11 @@ type Options struct {
 	// address in routes, store hosts and message ids.
 	NameServerAddr string
 	BrokerAddr     string
+	// BrokerAdvertiseAddr, if set, is the address ("ip:port") the broker
+	// gives in routes, store hosts and message ids instead of its listen
+	// address, as a Java broker's brokerIP1 does: a fault proxy in front of
+	// the broker is reached only if clients learn its address.
+	BrokerAdvertiseAddr string
 	// Follower also runs a follower of the broker (brokerId 1) on
 	// FollowerAddr (default "127.0.0.1:0"). It shares the master's store,
 	// as a DLedger follower holds the leader's replicated log, and
@@ -154,6 +159,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.NoNameServer && o.NoBroker {
 		return o, errors.New("rmqtest: NoNameServer and NoBroker leave nothing to run")
 	}
+	if o.BrokerAdvertiseAddr != "" {
+		if ap, err := netip.ParseAddrPort(o.BrokerAdvertiseAddr); err != nil || !ap.Addr().Is4() {
+			return o, fmt.Errorf("rmqtest: advertised broker address %q must be an IPv4 literal with a port", o.BrokerAdvertiseAddr)
+		}
+	}
 	if o.Follower && o.NoBroker {
 		return o, errors.New("rmqtest: a follower needs the broker (NoBroker is set)")
 	}
@@ -241,7 +251,11 @@ func NewServer(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("rmqtest: start broker: %w", err)
 		}
 		s.broker.storeHost = netip.MustParseAddrPort(s.brokerEP.addr)
-		s.log.Info("broker listening", "addr", s.brokerEP.addr, "broker", opts.BrokerName, "cluster", opts.ClusterName)
+		if opts.BrokerAdvertiseAddr != "" {
+			s.broker.storeHost = netip.MustParseAddrPort(opts.BrokerAdvertiseAddr)
+		}
+		s.log.Info("broker listening", "addr", s.brokerEP.addr, "advertised", s.broker.storeHost.String(),
+			"broker", opts.BrokerName, "cluster", opts.ClusterName)
 		if opts.Follower {
 			s.followerEP = &endpoint{name: "follower", addr: opts.FollowerAddr, maxFrame: opts.MaxFrameSize, log: s.log,
 				handle: s.broker.handle, onClose: s.broker.onClose, delay: s.broker.responseDelay,
@@ -314,6 +328,15 @@ func (s *Server) masterEP() *endpoint {
 		return s.followerEP
 	}
 	return s.brokerEP
+}
+
+// advertised is the address ep's broker gives in routes: the broker's
+// BrokerAdvertiseAddr if set, else the listen address.
+func (s *Server) advertised(ep *endpoint) string {
+	if ep == s.brokerEP && s.opts.BrokerAdvertiseAddr != "" {
+		return s.opts.BrokerAdvertiseAddr
+	}
+	return ep.addr
 }
 
 // isMaster reports whether ep is in the master role.
@@ -416,7 +439,7 @@ func (s *Server) StopBroker() {
 	// stopped broker's routes back.
 	s.regMu.Lock()
 	if ns := s.nameServer(); ns != nil {
-		ns.unregister(s.opts.BrokerName, s.brokerEP.addr)
+		ns.unregister(s.opts.BrokerName, s.advertised(s.brokerEP))
 	}
 	s.closeRemotesLocked()
 	s.regMu.Unlock()
@@ -480,7 +503,7 @@ func (s *Server) registerNow() {
 		if !s.isMaster(ep) {
 			id = 1
 		}
-		reg := s.broker.registration(id, ep.addr)
+		reg := s.broker.registration(id, s.advertised(ep))
 		if s.nsEP != nil && s.nsEP.isRunning() {
 			if ns := s.nameServer(); ns != nil {
 				ns.register(reg, nil)

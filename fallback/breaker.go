@@ -1,0 +1,220 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/txorder/txorder/order"
+)
+
+// ErrBreakerOpen is returned, wrapped in ErrUnavailable, for a Redis call
+// the circuit breaker held back: it was never sent, so a write refused this
+// way did not land (WriteMayHaveLanded is false).
+var ErrBreakerOpen = fmt.Errorf("redis circuit breaker open: %w", order.ErrNotAttempted)
+
+// Breaker is the circuit breaker in front of every call a Redis client
+// makes, installed as a go-redis hook (redis.Client.AddHook). Without it a
+// Redis that hangs (connections open, no answers) costs every placement
+// redis.timeout on its key claim, again on a cache or spill write, and on
+// every GET; with it, Failures calls in a row that time out or lose their
+// connection open the breaker, and from then on every call fails at once
+// with ErrBreakerOpen, as fast as against a Redis that refuses
+// connections. Callers already treat an unavailable Redis (no claim,
+// 503 when the order needed Redis), so nothing else changes.
+//
+// No caller waits to find out whether Redis is back: while the breaker is
+// not closed, callers are refused, and Run sends a PING through it every
+// OpenFor; the first one answered closes it.
+//
+// Only a call Redis did not answer counts as a failure. An error reply
+// (OOM, READONLY, NOSCRIPT…) and a miss are answers: Redis is up.
+type Breaker struct {
+	cb      *gobreaker.CircuitBreaker[struct{}]
+	openFor time.Duration
+	timeout time.Duration
+	logger  *slog.Logger
+	state   prometheus.Gauge
+	opened  prometheus.Counter
+	refused prometheus.Counter
+}
+
+// BreakerConfig tunes a Breaker.
+type BreakerConfig struct {
+	// Failures calls in a row that Redis did not answer open the breaker.
+	// Default 3.
+	Failures uint32
+	// OpenFor is how long callers are refused before a probe is sent, and
+	// the pause between probes while Redis stays down. Default 1s.
+	OpenFor time.Duration
+	// Timeout bounds each probe (redis.timeout). Default 500ms.
+	Timeout time.Duration
+}
+
+// NewBreaker returns a Breaker; add it to the client with AddHook and run
+// Run. reg may be nil.
+func NewBreaker(logger *slog.Logger, reg prometheus.Registerer, cfg BreakerConfig) (*Breaker, error) {
+	if logger == nil {
+		return nil, errors.New("redis breaker: logger is required")
+	}
+	if cfg.Failures == 0 {
+		cfg.Failures = 3
+	}
+	if cfg.OpenFor <= 0 {
+		cfg.OpenFor = time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 500 * time.Millisecond
+	}
+	b := &Breaker{openFor: cfg.OpenFor, timeout: cfg.Timeout, logger: logger.With("component", "redis_breaker"),
+		state: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "txorder", Subsystem: "redis", Name: "breaker_state",
+			Help: "Redis circuit breaker: 0 closed, 1 half-open, 2 open. Not closed: every Redis call fails at once."}),
+		opened: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "redis", Name: "breaker_opened_total",
+			Help: "Times the Redis circuit breaker opened: Redis left calls unanswered (timeouts, lost connections)."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "txorder", Subsystem: "redis", Name: "breaker_refused_total",
+			Help: "Redis calls the circuit breaker failed at once, without sending them."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{b.state, b.opened, b.refused} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "redis",
+		MaxRequests: 1, // the probe
+		Timeout:     cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Failures },
+		IsSuccessful: func(err error) bool {
+			return !unanswered(err)
+		},
+		// A caller that gave up (shutdown) says nothing about Redis.
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) || errors.Is(err, ErrBreakerOpen)
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			b.state.Set(float64(to))
+			switch to {
+			case gobreaker.StateOpen:
+				if from == gobreaker.StateClosed {
+					b.opened.Inc()
+					b.logger.Warn("redis circuit breaker opened: redis is not answering; calls fail at once until a probe gets an answer")
+				}
+			case gobreaker.StateClosed:
+				b.logger.Info("redis circuit breaker closed: redis answers again")
+			}
+		},
+	})
+	return b, nil
+}
+
+// unanswered reports whether err means Redis did not answer the call:
+// a timeout, a lost or refused connection, an exhausted pool. Error
+// replies and misses are answers.
+func unanswered(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+}
+
+// State is the breaker's state: "closed", "half-open" or "open".
+func (b *Breaker) State() string { return b.cb.State().String() }
+
+// probeKey marks the context of Run's probes, the only calls let through
+// while the breaker is half-open; admittedKey the context of a call the
+// breaker let through, so that the commands go-redis runs inside it (a new
+// connection's HELLO and SELECT) are not counted, or refused, a second
+// time.
+type (
+	probeKey    struct{}
+	admittedKey struct{}
+)
+
+// admit runs call through the breaker, or refuses it at once.
+func (b *Breaker) admit(ctx context.Context, call func(ctx context.Context) error) error {
+	if ctx.Value(admittedKey{}) != nil {
+		return call(ctx)
+	}
+	if ctx.Value(probeKey{}) == nil && b.cb.State() != gobreaker.StateClosed {
+		b.refused.Inc()
+		return ErrBreakerOpen
+	}
+	ctx = context.WithValue(ctx, admittedKey{}, true)
+	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, call(ctx) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		b.refused.Inc()
+		return ErrBreakerOpen
+	}
+	return err
+}
+
+// DialHook implements redis.Hook; dials happen inside a call and are
+// counted with it.
+func (b *Breaker) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook implements redis.Hook.
+func (b *Breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := b.admit(ctx, func(ctx context.Context) error { return next(ctx, cmd) })
+		if errors.Is(err, ErrBreakerOpen) {
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+// ProcessPipelineHook implements redis.Hook: a pipeline or a MULTI/EXEC
+// is one call.
+func (b *Breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := b.admit(ctx, func(ctx context.Context) error { return next(ctx, cmds) })
+		if errors.Is(err, ErrBreakerOpen) {
+			for _, cmd := range cmds {
+				cmd.SetErr(err)
+			}
+		}
+		return err
+	}
+}
+
+// Run probes Redis while the breaker is not closed: a PING, bounded by
+// Timeout, every OpenFor, until one is answered. It returns when ctx ends.
+func (b *Breaker) Run(ctx context.Context, rdb redis.UniversalClient) {
+	tick := time.NewTicker(min(b.openFor/4, 250*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		// State moves from open to half-open once OpenFor has passed.
+		if b.cb.State() != gobreaker.StateHalfOpen {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(context.WithValue(ctx, probeKey{}, true), b.timeout)
+		err := rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			b.logger.Debug("redis probe failed", "error", err)
+		}
+	}
+}

@@ -1,0 +1,299 @@
+package order
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// GroupCommitConfig groups concurrent Creates into one MySQL transaction:
+// one multi-row insert per table and one commit, so one fsync of the redo
+// log for the whole group. Each order keeps its own outcome: when MySQL
+// refuses the group (a duplicate key, a deadlock, any error it answers),
+// nothing of it was committed and every order is written again alone; when
+// the group's outcome is unknown (the connection was lost or timed out), every
+// order of it gets ErrUnavailable, exactly as a lone Create would.
+type GroupCommitConfig struct {
+	// Enabled turns grouping on. Off by default.
+	Enabled bool
+	// Window is how long the first order of a group waits for others
+	// while another group is committing. An order that finds no group
+	// committing is written at once, so a lone placement never waits.
+	// Default 2ms.
+	Window time.Duration
+	// MaxBatch is the largest group; a full group is written at once.
+	// Default 32.
+	MaxBatch int
+}
+
+func (c GroupCommitConfig) withDefaults() GroupCommitConfig {
+	if c.Window <= 0 {
+		c.Window = 2 * time.Millisecond
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 32
+	}
+	return c
+}
+
+// grouper collects concurrent Creates into groups. The first order of a
+// group leads it: it waits (see GroupCommitConfig.Window), writes the group
+// and hands every member its own result. No goroutine outlives a call.
+type grouper struct {
+	cfg   GroupCommitConfig
+	write func(ctx context.Context, orders []*Order) []error
+
+	mu         sync.Mutex
+	open       *group
+	committing int           // groups being written now
+	finished   chan struct{} // closed (and replaced) when a group's write ends
+}
+
+type group struct {
+	orders []*Order
+	errs   []error
+	full   chan struct{} // closed when MaxBatch orders joined
+	done   chan struct{} // closed when errs is set
+}
+
+func (g *grouper) create(ctx context.Context, o *Order) error {
+	g.mu.Lock()
+	b, lead := g.open, false
+	if b == nil {
+		b = &group{full: make(chan struct{}), done: make(chan struct{})}
+		g.open, lead = b, true
+	}
+	i := len(b.orders)
+	b.orders = append(b.orders, o)
+	if len(b.orders) == g.cfg.MaxBatch {
+		g.open = nil
+		close(b.full)
+	}
+	busy := g.committing > 0
+	if g.finished == nil {
+		g.finished = make(chan struct{})
+	}
+	finished := g.finished
+	g.mu.Unlock()
+
+	if !lead {
+		select {
+		case <-b.done:
+			return b.errs[i]
+		case <-ctx.Done():
+			// The group may still commit this order: outcome unknown.
+			return &UnavailableError{Err: fmt.Errorf("waiting for a group commit: %w", ctx.Err())}
+		}
+	}
+	if busy {
+		// Gather orders while the running group commits, but no longer
+		// than the window: the group goes when it is full, when the
+		// window ends, or when the running write ends first.
+		t := time.NewTimer(g.cfg.Window)
+		select {
+		case <-b.full:
+		case <-t.C:
+		case <-finished:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	g.mu.Lock()
+	if g.open == b {
+		g.open = nil
+	}
+	g.committing++
+	orders := b.orders
+	g.mu.Unlock()
+
+	// The members wait on this write whatever happens to the leader's
+	// request: it runs on the leader's context without its cancellation
+	// (the store's timeout still bounds it).
+	b.errs = g.write(context.WithoutCancel(ctx), orders)
+	close(b.done)
+
+	g.mu.Lock()
+	g.committing--
+	if g.finished != nil {
+		close(g.finished)
+		g.finished = nil
+	}
+	g.mu.Unlock()
+	return b.errs[i]
+}
+
+// writeGroup writes orders in one transaction; on a refusal it writes each
+// alone. It returns one error per order.
+func (s *Store) writeGroup(ctx context.Context, orders []*Order) []error {
+	errs := make([]error, len(orders))
+	err := s.insertTx(ctx, orders)
+	if err == nil || len(orders) == 1 {
+		for i := range errs {
+			errs[i] = err
+		}
+		s.noteCreated(orders, errs)
+		return errs
+	}
+	if !refused(err) {
+		// Unknown outcome: some or all of the group may be committed.
+		// Writing the orders again would turn a committed one into a
+		// conflict (and its half message into a ROLLBACK); every order
+		// gets the same "may have committed" error a lone Create gets.
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	// MySQL refused the group and rolled it back: nothing of it is
+	// stored. One order's fault must not fail its neighbours.
+	for i, o := range orders {
+		errs[i] = s.insertTx(ctx, []*Order{o})
+	}
+	s.noteCreated(orders, errs)
+	return errs
+}
+
+func (s *Store) noteCreated(orders []*Order, errs []error) {
+	if s.view == nil {
+		return
+	}
+	for i, o := range orders {
+		if errs[i] == nil && o.Status == StatusPendingPayment {
+			s.view.note(o.ID, o.PaymentDeadline)
+		}
+	}
+}
+
+// refused reports whether MySQL answered the transaction with an error
+// (translated), so that none of it committed: every statement after a
+// failed one is skipped and the transaction is rolled back.
+func refused(err error) bool {
+	var me *mysql.MySQLError
+	return errors.Is(err, ErrConflict) || errors.As(err, &me)
+}
+
+// insertTx writes orders (their rows, items and idempotency keys) in one
+// transaction under the store's timeout and returns the translated error.
+func (s *Store) insertTx(ctx context.Context, orders []*Order) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	q := buildInsert(orders)
+	if s.oneRoundTrip {
+		return s.execOneRoundTrip(ctx, q)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, st := range q.stmts {
+		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return translate(fmt.Errorf("%s: %w", st.what, err))
+		}
+	}
+	return translate(tx.Commit())
+}
+
+// execOneRoundTrip sends START TRANSACTION, the inserts and COMMIT as one
+// multi-statement query on one connection: one write and one read instead
+// of five of each. MySQL skips the statements after a failed one, so the
+// transaction is then still open on the connection: it is rolled back
+// before the connection goes back to the pool, or the connection is
+// dropped (MySQL rolls back a disconnected session's transaction).
+func (s *Store) execOneRoundTrip(ctx context.Context, q insertQuery) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	defer conn.Close()
+	var sqlText []byte
+	var args []any
+	sqlText = append(sqlText, "START TRANSACTION;"...)
+	for _, st := range q.stmts {
+		sqlText = append(sqlText, st.sql...)
+		sqlText = append(sqlText, ';')
+		args = append(args, st.args...)
+	}
+	sqlText = append(sqlText, "COMMIT"...)
+	_, err = conn.ExecContext(ctx, string(sqlText), args...)
+	if err == nil {
+		return nil
+	}
+	if refused(err) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		_, rerr := conn.ExecContext(rctx, "ROLLBACK")
+		cancel()
+		if rerr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // drop it
+		}
+	}
+	return translate(err)
+}
+
+type insertStmt struct {
+	what string
+	sql  string
+	args []any
+}
+
+type insertQuery struct{ stmts []insertStmt }
+
+// buildInsert builds one multi-row insert per table for orders.
+func buildInsert(orders []*Order) insertQuery {
+	var q insertQuery
+	ins := insertStmt{what: "insert orders", args: make([]any, 0, len(orders)*11)}
+	b := []byte(`INSERT INTO orders (id, client_id, customer_id, currency, total_amount, status, payment_deadline, created_at, updated_at, paid_at, closed_at) VALUES `)
+	for i, o := range orders {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "(?,?,?,?,?,?,?,?,?,?,?)"...)
+		ins.args = append(ins.args, o.ID.String(), nullString(o.ClientID), o.CustomerID, o.Currency, o.Total, string(o.Status),
+			o.PaymentDeadline.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC(), nullTime(o.PaidAt), nullTime(o.ClosedAt))
+	}
+	ins.sql = string(b)
+	q.stmts = append(q.stmts, ins)
+
+	is := insertStmt{what: "insert order items"}
+	b = []byte("INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price) VALUES ")
+	n := 0
+	for _, o := range orders {
+		for j, it := range o.Items {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = append(b, "(?,?,?,?,?,?)"...)
+			is.args = append(is.args, o.ID.String(), j+1, it.SKU, it.Name, it.Quantity, it.UnitPrice)
+		}
+	}
+	if n > 0 {
+		is.sql = string(b)
+		q.stmts = append(q.stmts, is)
+	}
+
+	ks := insertStmt{what: "insert idempotency keys"}
+	b = []byte("INSERT INTO idempotency_keys (client_id, idem_key, request_hash, order_id, created_at) VALUES ")
+	n = 0
+	for _, o := range orders {
+		if o.IdempotencyKey == "" {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, "(?,?,?,?,?)"...)
+		ks.args = append(ks.args, o.ClientID, o.IdempotencyKey, o.RequestHash, o.ID.String(), o.CreatedAt.UTC())
+	}
+	if n > 0 {
+		ks.sql = string(b)
+		q.stmts = append(q.stmts, ks)
+	}
+	return q
+}
