@@ -46,7 +46,8 @@ func (s *stack) notify(addr, id string) (int, time.Duration) {
 }
 
 // waitAnnouncedOnce waits until every id was published, then checks that
-// none was published twice and nothing else was.
+// none was published twice (beyond second COMMITs the broker accepted)
+// and nothing else was.
 func (s *stack) waitAnnouncedOnce(ids []string) {
 	s.t.Helper()
 	waitFor(s.t, 60*time.Second, "every paid order announced", func() bool {
@@ -58,10 +59,17 @@ func (s *stack) waitAnnouncedOnce(ids []string) {
 		}
 		return true
 	})
-	for id, n := range s.published() {
-		if n != 1 {
-			s.t.Errorf("order %s announced %d times", id, n)
-		}
+	// A check-back COMMIT racing the payment's fast commit makes the broker
+	// write a second copy (apache/rocketmq#5574); consumers deduplicate.
+	// Every copy beyond the first must be such a second COMMIT.
+	dups := 0
+	for _, n := range s.published() {
+		dups += n - 1
+	}
+	if extra := s.mq.Transactions().ExtraCommits; dups != extra {
+		s.t.Errorf("%d duplicate events, but the broker accepted %d second COMMITs: something else announced twice (%v)", dups, extra, s.published())
+	} else if dups > 0 {
+		s.t.Logf("%d duplicate events from a check-back COMMIT racing the fast commit", dups)
 	}
 	if got := len(s.published()); got != len(ids) {
 		s.t.Errorf("%d orders announced, want the %d paid", got, len(ids))
