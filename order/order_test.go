@@ -1,10 +1,13 @@
 package order
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 func TestTransitions(t *testing.T) {
@@ -140,5 +143,31 @@ func TestHashIgnoresNothingThatMatters(t *testing.T) {
 	b.Items[0].Quantity++
 	if a.Hash() == b.Hash() {
 		t.Fatal("different requests hash the same")
+	}
+}
+
+// A group is written again order by order only when MySQL said none of it
+// committed; an answer that can end a COMMIT under way leaves the outcome
+// unknown, and writing the group again would turn a stored order into a
+// conflict.
+func TestRefusedOnlyWhenNothingCommitted(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{translate(&mysql.MySQLError{Number: 1062, Message: "dup"}), true},
+		{translate(&mysql.MySQLError{Number: 1213}), true},  // deadlock: an INSERT, before the COMMIT
+		{translate(&mysql.MySQLError{Number: 1205}), true},  // lock wait timeout
+		{translate(&mysql.MySQLError{Number: 1290}), true},  // read-only
+		{translate(&mysql.MySQLError{Number: 1406}), true},  // data too long
+		{translate(&mysql.MySQLError{Number: 1053}), false}, // server shutdown: maybe during the COMMIT
+		{translate(&mysql.MySQLError{Number: 1927}), false}, // connection killed
+		{translate(&mysql.MySQLError{Number: 1040}), false},
+		{translate(mysql.ErrInvalidConn), false},
+		{translate(context.DeadlineExceeded), false},
+	} {
+		if got := refused(c.err); got != c.want {
+			t.Errorf("refused(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -150,9 +150,19 @@ func (s *Store) writeGroup(ctx context.Context, orders []*Order) []error {
 		return errs
 	}
 	// MySQL refused the group and rolled it back: nothing of it is
-	// stored. One order's fault must not fail its neighbours.
+	// stored. One order's fault must not fail its neighbours. The orders
+	// are written again one by one within one more store timeout in all,
+	// so that a MySQL that stalls now cannot hold the leader for the
+	// group's size times the timeout: an order not tried by then was not
+	// stored (its group was refused) and says so.
+	fctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	for i, o := range orders {
-		errs[i] = s.insertTx(ctx, []*Order{o})
+		if fctx.Err() != nil {
+			errs[i] = &UnavailableError{Err: fmt.Errorf("group refused, and no time left to write the order alone: %w", ErrNotAttempted)}
+			continue
+		}
+		errs[i] = s.insertTx(fctx, []*Order{o})
 	}
 	s.noteCreated(orders, errs)
 	return errs
@@ -170,11 +180,25 @@ func (s *Store) noteCreated(orders []*Order, errs []error) {
 }
 
 // refused reports whether MySQL answered the transaction with an error
-// (translated), so that none of it committed: every statement after a
-// failed one is skipped and the transaction is rolled back.
+// (translated) that says none of it committed: every statement after a
+// failed one is skipped and the transaction is rolled back. Errors that
+// can end a COMMIT under way (the server shutting down, the connection
+// killed, too many connections) leave the outcome unknown and are not
+// refusals; a lock wait timeout, a deadlock or read-only mode can only
+// stop an INSERT, before the COMMIT.
 func refused(err error) bool {
+	if errors.Is(err, ErrConflict) {
+		return true
+	}
 	var me *mysql.MySQLError
-	return errors.Is(err, ErrConflict) || errors.As(err, &me)
+	if !errors.As(err, &me) {
+		return false
+	}
+	switch me.Number {
+	case 1205, 1213, 1290: // lock wait timeout, deadlock, read-only
+		return true
+	}
+	return !transientMySQLErrors[me.Number]
 }
 
 // insertTx writes orders (their rows, items and idempotency keys) in one
@@ -224,13 +248,19 @@ func (s *Store) execOneRoundTrip(ctx context.Context, q insertQuery) error {
 	if err == nil {
 		return nil
 	}
-	if refused(err) {
+	var me *mysql.MySQLError
+	switch {
+	case refused(err):
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 		_, rerr := conn.ExecContext(rctx, "ROLLBACK")
 		cancel()
 		if rerr != nil {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // drop it
 		}
+	case errors.As(err, &me):
+		// An answer that leaves the outcome unknown: whatever the session
+		// holds must not go back to the pool.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	return translate(err)
 }
