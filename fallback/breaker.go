@@ -98,9 +98,12 @@ func NewBreaker(logger *slog.Logger, reg prometheus.Registerer, cfg BreakerConfi
 		IsSuccessful: func(err error) bool {
 			return !unanswered(err)
 		},
-		// A caller that gave up (shutdown) says nothing about Redis.
+		// A caller that gave up (shutdown), or whose own deadline came
+		// before redis.timeout, says nothing about Redis.
 		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) || errors.Is(err, ErrBreakerOpen)
+			var short *callerDeadlineError
+			return errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) || errors.Is(err, ErrBreakerOpen) ||
+				errors.As(err, &short)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			b.state.Set(float64(to))
@@ -135,6 +138,13 @@ func unanswered(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
+// callerDeadlineError wraps a call that ran out of its caller's time,
+// shorter than redis.timeout: not counted for or against Redis.
+type callerDeadlineError struct{ err error }
+
+func (e *callerDeadlineError) Error() string { return e.err.Error() }
+func (e *callerDeadlineError) Unwrap() error { return e.err }
+
 // State is the breaker's state: "closed", "half-open" or "open".
 func (b *Breaker) State() string { return b.cb.State().String() }
 
@@ -158,7 +168,20 @@ func (b *Breaker) admit(ctx context.Context, call func(ctx context.Context) erro
 		return ErrBreakerOpen
 	}
 	ctx = context.WithValue(ctx, admittedKey{}, true)
-	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, call(ctx) })
+	start := time.Now()
+	_, err := b.cb.Execute(func() (struct{}, error) {
+		err := call(ctx)
+		// go-redis sets the socket deadline from the context: a caller
+		// with less time left than redis.timeout (a check-back at the end
+		// of its budget while MySQL is slow) times out on its own clock,
+		// and that must not open the breaker for everyone.
+		if err != nil && ctx.Err() != nil && unanswered(err) {
+			if dl, ok := ctx.Deadline(); ok && dl.Before(start.Add(b.timeout)) {
+				return struct{}{}, &callerDeadlineError{err}
+			}
+		}
+		return struct{}{}, err
+	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		b.refused.Inc()
 		return ErrBreakerOpen

@@ -220,3 +220,35 @@ func TestBreakerCountsOnlyUnansweredCalls(t *testing.T) {
 	b.proxy.Heal()
 	waitState(t, b.breaker, "closed")
 }
+
+// TestBreakerIgnoresCallersOwnDeadline: a caller whose own deadline comes
+// before redis.timeout (a check-back at the end of its budget while MySQL
+// is slow) fails on its own clock — go-redis returns its context's error
+// before sending — and that says nothing about Redis: many such calls in a
+// row must not open the breaker for everyone. Calls given the full timeout
+// that Redis does not answer still count.
+func TestBreakerIgnoresCallersOwnDeadline(t *testing.T) {
+	b := newBehindProxy(t)
+	for range 10 {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+		err := b.rdb.Get(ctx, "missing").Err()
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("GET after the caller's deadline = %v, want its DeadlineExceeded", err)
+		}
+	}
+	if got := b.breaker.State(); got != "closed" {
+		t.Fatalf("breaker %s after callers' own expired deadlines, want closed", got)
+	}
+	if err := b.proxy.Hang(faultproxy.Both); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		_ = b.rdb.Get(context.Background(), "missing").Err()
+	}
+	if got := b.breaker.State(); got != "open" {
+		t.Fatalf("breaker %s after three calls Redis left unanswered, want open", got)
+	}
+	b.proxy.Heal()
+	waitState(t, b.breaker, "closed")
+}
