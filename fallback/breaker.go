@@ -138,8 +138,8 @@ func unanswered(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
-// callerDeadlineError wraps a call that ran out of its caller's time,
-// shorter than redis.timeout: not counted for or against Redis.
+// callerDeadlineError wraps a call that ran out of its caller's own time,
+// well short of redis.timeout: not counted for or against Redis.
 type callerDeadlineError struct{ err error }
 
 func (e *callerDeadlineError) Error() string { return e.err.Error() }
@@ -171,12 +171,15 @@ func (b *Breaker) admit(ctx context.Context, call func(ctx context.Context) erro
 	start := time.Now()
 	_, err := b.cb.Execute(func() (struct{}, error) {
 		err := call(ctx)
-		// go-redis sets the socket deadline from the context: a caller
-		// with less time left than redis.timeout (a check-back at the end
-		// of its budget while MySQL is slow) times out on its own clock,
-		// and that must not open the breaker for everyone.
-		if err != nil && ctx.Err() != nil && unanswered(err) {
-			if dl, ok := ctx.Deadline(); ok && dl.Before(start.Add(b.timeout)) {
+		// A caller that came with less than half of redis.timeout left (a
+		// check-back at the end of its budget while MySQL is slow) and
+		// failed with its own context's error — go-redis gives up waiting
+		// for a connection when the caller's context ends — ran out of its
+		// own time, and that must not open the breaker for everyone. A
+		// socket timeout (redis.timeout) still counts, and so does a caller
+		// with its full budget left waiting for a pool that Redis holds.
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			if dl, ok := ctx.Deadline(); ok && dl.Sub(start) < b.timeout/2 {
 				return struct{}{}, &callerDeadlineError{err}
 			}
 		}
