@@ -72,13 +72,26 @@ func (a loginAttempt) succeeded() { a.r.CancelAt(a.at) }
 // and how long until the next one.
 func (l *loginLimiter) take(addr netip.Addr) (loginAttempt, time.Duration, bool) {
 	now := l.now()
-	b := l.bucket(addr, now)
+	b := l.bucket(bucketKey(addr), now)
 	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); !r.OK() || d > 0 {
 		r.CancelAt(now) // a refused attempt must not push the next one further
 		return loginAttempt{}, d, false
 	}
 	return loginAttempt{r: r, at: now}, 0, true
+}
+
+// bucketKey is the address a bucket belongs to: an IPv6 address's /64,
+// since one client commonly holds a whole /64 and could otherwise fill the
+// table with a failed login per address and push everyone into the shared
+// overflow bucket.
+func bucketKey(addr netip.Addr) netip.Addr {
+	if addr.Is6() && !addr.Is4In6() {
+		if p, err := addr.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return addr
 }
 
 func (l *loginLimiter) bucket(addr netip.Addr, now time.Time) *rate.Limiter {

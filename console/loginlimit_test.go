@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -114,5 +115,26 @@ func TestLoginClientAddr(t *testing.T) {
 	}
 	if _, err := ParseProxies([]string{"lb.internal"}); err == nil {
 		t.Error("a host name was taken as a trusted proxy")
+	}
+}
+
+// An IPv6 client commonly holds a whole /64: its addresses share one
+// bucket, so it cannot fill the table with one address per failed login.
+func TestLoginLimiterIPv6By64(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	l := newLoginLimiter(LoginLimit{Burst: 3, Every: time.Hour}, clk.now)
+	for i := range 3 {
+		if _, _, ok := l.take(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1))); !ok {
+			t.Fatalf("failure %d of the /64's burst refused", i)
+		}
+	}
+	if _, _, ok := l.take(netip.MustParseAddr("2001:db8:1:2:ffff::9")); ok {
+		t.Fatal("a fourth address of the same /64 got a token of its own")
+	}
+	if _, _, ok := l.take(netip.MustParseAddr("2001:db8:1:3::1")); !ok {
+		t.Fatal("another /64 was refused")
+	}
+	if _, _, ok := l.take(netip.MustParseAddr("192.0.2.7")); !ok {
+		t.Fatal("an IPv4 client was refused")
 	}
 }

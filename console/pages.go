@@ -95,6 +95,20 @@ func securityHeaders(c *gin.Context) {
 	c.Next()
 }
 
+// maxFormBytes bounds a console form's body: the largest form (a replay of
+// every dead entry) is a few hundred bytes.
+const maxFormBytes = 64 << 10
+
+// limitFormBody bounds every request body the console reads. Without it
+// gin parses a multipart form with 32 MiB in memory and file parts beyond
+// that on disk, before the login's key or the session is checked.
+func limitFormBody(c *gin.Context) {
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
+	}
+	c.Next()
+}
+
 // render writes page name with v, or a plain 500 if the template fails
 // (rendered to a buffer first, so a failure never sends half a page).
 func (c *Console) render(g *gin.Context, status int, name string, v view) {

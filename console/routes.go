@@ -18,7 +18,7 @@ import (
 // every other route answers 303 to the login form (a page) or 401 (the
 // overview's JSON) without one.
 func (c *Console) Mount(r gin.IRouter) {
-	g := r.Group(cookiePath, securityHeaders)
+	g := r.Group(cookiePath, securityHeaders, limitFormBody)
 	g.GET("/assets/console.css", func(ctx *gin.Context) { c.asset(ctx, "text/css; charset=utf-8", c.pages.css) })
 	g.GET("/assets/console.js", func(ctx *gin.Context) { c.asset(ctx, "text/javascript; charset=utf-8", c.pages.js) })
 	g.GET("/login", c.loginForm)
