@@ -310,6 +310,13 @@ faultproxy_up() {
 	if ! "$DEVSTACK" status >/dev/null; then
 		(cd "$CHAOS_ROOT" && make run) >&2
 	fi
+	# make run starts the configured replicas only: bring back the others
+	# that were stopped above (an earlier replica script started them), so
+	# that every orderd the load was set to reach (ORDERD_URLS) serves again.
+	local svc
+	for svc in "${restart[@]}"; do
+		"$DEVSTACK" status "$svc" >/dev/null 2>&1 || "$DEVSTACK" start "$svc" >&2
+	done
 	# shellcheck disable=SC2046 # one proxy name per line
 	fault_clear mysql redis namesrv $(broker_proxies)
 }
