@@ -224,7 +224,23 @@ func (b *Breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 // Run probes Redis while the breaker is not closed: a PING, bounded by
 // Timeout, every OpenFor, until one is answered. It returns when ctx ends.
 func (b *Breaker) Run(ctx context.Context, rdb redis.UniversalClient) {
-	tick := time.NewTicker(min(b.openFor/4, 250*time.Millisecond))
+	probeWhileHalfOpen(ctx, b.openFor, b.cb.State, func() {
+		pctx, cancel := context.WithTimeout(context.WithValue(ctx, probeKey{}, true), b.timeout)
+		err := rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			b.logger.Debug("redis probe failed", "error", err)
+		}
+	})
+}
+
+// probeWhileHalfOpen calls probe every quarter of openFor (at most every
+// 250 ms) while state is half-open — a gobreaker moves from open to
+// half-open once openFor has passed, and lets one call through — until
+// ctx ends. Both breakers (Redis, RocketMQ) are probed this way, so that no
+// caller has to be the probe.
+func probeWhileHalfOpen(ctx context.Context, openFor time.Duration, state func() gobreaker.State, probe func()) {
+	tick := time.NewTicker(min(openFor/4, 250*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
@@ -232,15 +248,8 @@ func (b *Breaker) Run(ctx context.Context, rdb redis.UniversalClient) {
 			return
 		case <-tick.C:
 		}
-		// State moves from open to half-open once OpenFor has passed.
-		if b.cb.State() != gobreaker.StateHalfOpen {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(context.WithValue(ctx, probeKey{}, true), b.timeout)
-		err := rdb.Ping(pctx).Err()
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			b.logger.Debug("redis probe failed", "error", err)
+		if state() == gobreaker.StateHalfOpen {
+			probe()
 		}
 	}
 }

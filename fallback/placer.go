@@ -113,17 +113,7 @@ func (p *SpillingPlacer) Run(ctx context.Context) {
 	if p.cfg.Probe == nil {
 		return
 	}
-	tick := time.NewTicker(min(p.cfg.BreakerOpenFor/4, 250*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if p.breaker.State() != gobreaker.StateHalfOpen {
-			continue
-		}
+	probeWhileHalfOpen(ctx, p.cfg.BreakerOpenFor, p.breaker.State, func() {
 		_, err := p.breaker.Execute(func() (order.Outcome, error) {
 			pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
 			defer cancel()
@@ -135,7 +125,7 @@ func (p *SpillingPlacer) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			p.logger.Debug("rocketmq probe failed", "error", err)
 		}
-	}
+	})
 }
 
 // BreakerState returns the RocketMQ circuit breaker's state: "closed",
