@@ -348,18 +348,7 @@ func TestConsoleFastCommitRate(t *testing.T) {
 	s := newStack(t, stackOptions{brokerTxTimeout: time.Minute, env: consoleEnv})
 	m := s.orderd()
 	const n = 3
-	var ids []string
-	for i := range n {
-		p := place(t, m.Addr(), fmt.Sprintf("console-fast-%d", i))
-		if p.code != http.StatusCreated {
-			t.Fatalf("place = %+v", p)
-		}
-		ids = append(ids, p.id)
-	}
-	rdb := s.redis()
-	for _, id := range ids {
-		s.waitCoordinates(rdb, id)
-	}
+	ids := s.placeRecorded(m.Addr(), "console-fast", n)
 	for _, id := range ids {
 		if !s.pay(m.Addr(), id) {
 			t.Fatalf("pay %s refused", id)

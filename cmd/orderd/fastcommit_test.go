@@ -98,6 +98,20 @@ func (s *stack) redis() *redis.Client {
 func (s *stack) coordinatesKey(id string) string { return s.cfg.Redis.KeyPrefix + "halfmsg:" + id }
 
 // waitCoordinates waits until the placement's coordinates are in Redis.
+// placeRecorded places n orders (201 each) and waits until each one's
+// half-message coordinates are in Redis, so a payment can fast-commit it;
+// it returns their ids.
+func (s *stack) placeRecorded(addr, prefix string, n int) []string {
+	s.t.Helper()
+	rdb := s.redis()
+	ids := make([]string, 0, n)
+	for _, p := range s.placeN(addr, prefix, n, http.StatusCreated) {
+		s.waitCoordinates(rdb, p.id)
+		ids = append(ids, p.id)
+	}
+	return ids
+}
+
 func (s *stack) waitCoordinates(rdb *redis.Client, id string) {
 	s.t.Helper()
 	waitFor(s.t, 5*time.Second, "the half message's coordinates in Redis", func() bool {
@@ -114,18 +128,7 @@ func TestPaymentReleasesEventAtOnce(t *testing.T) {
 	m := s.orderd()
 	f := s.fulfillment()
 	const n = 5
-	var ids []string
-	for i := range n {
-		p := place(t, m.Addr(), fmt.Sprintf("fast-%d", i))
-		if p.code != http.StatusCreated {
-			t.Fatalf("place = %+v", p)
-		}
-		ids = append(ids, p.id)
-	}
-	rdb := s.redis()
-	for _, id := range ids {
-		s.waitCoordinates(rdb, id)
-	}
+	ids := s.placeRecorded(m.Addr(), "fast", n)
 	paidAt := time.Now()
 	for _, id := range ids {
 		if !s.pay(m.Addr(), id) {
