@@ -18,15 +18,6 @@ CHAOS_NEEDS_FAULTPROXY=1
 # shellcheck source=chaos/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case $CHAOS_MODE in
-compose)
-	target_kill() { compose_pause mysql; }
-	target_restart() { compose_unpause mysql; }
-	;;
-*)
-	target_kill() { fault_add mysql timeout both '{"timeout":0}'; }
-	target_restart() { fault_clear mysql; }
-	;;
-esac
+hang_targets mysql
 
 chaos_main hang-mysql mysql

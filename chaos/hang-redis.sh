@@ -15,15 +15,6 @@ CHAOS_NEEDS_FAULTPROXY=1
 # shellcheck source=chaos/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case $CHAOS_MODE in
-compose)
-	target_kill() { compose_pause redis; }
-	target_restart() { compose_unpause redis; }
-	;;
-*)
-	target_kill() { fault_add redis timeout both '{"timeout":0}'; }
-	target_restart() { fault_clear redis; }
-	;;
-esac
+hang_targets redis
 
 chaos_main hang-redis redis

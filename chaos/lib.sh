@@ -379,6 +379,24 @@ fault_snapshot() {
 compose_pause() { compose pause "$@"; }
 compose_unpause() { compose unpause "$@"; }
 
+# hang_targets SERVICE: target_kill / target_restart that hang SERVICE
+# (every byte swallowed both ways, connections kept open): its proxy's
+# timeout toxic in local mode, docker compose pause in compose mode.
+# shellcheck disable=SC2317 # the targets are called by chaos_main
+hang_targets() {
+	HANG_SERVICE=$1
+	case $CHAOS_MODE in
+	compose)
+		target_kill() { compose_pause "$HANG_SERVICE"; }
+		target_restart() { compose_unpause "$HANG_SERVICE"; }
+		;;
+	*)
+		target_kill() { fault_add "$HANG_SERVICE" timeout both '{"timeout":0}'; }
+		target_restart() { fault_clear "$HANG_SERVICE"; }
+		;;
+	esac
+}
+
 # compose_env KEY: a value from the repository's .env (compose mode).
 compose_env() {
 	local line
