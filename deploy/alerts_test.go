@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -293,22 +292,7 @@ func runServices(t *testing.T) series {
 }
 
 func placeOrder(t *testing.T, addr, key string) string {
-	t.Helper()
-	body := `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"S","name":"Widget","quantity":1,"unit_price":100}]}`
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+alertsAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var o struct{ ID string }
-	if err := json.NewDecoder(res.Body).Decode(&o); err != nil || res.StatusCode != http.StatusCreated {
-		t.Fatalf("place = %d %v", res.StatusCode, err)
-	}
-	return o.ID
+	return testenv.PlaceOrder(t, "http://"+addr, alertsAPIKey, key)
 }
 
 func payOrder(t *testing.T, addr, id string) {

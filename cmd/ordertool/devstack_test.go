@@ -16,6 +16,7 @@ import (
 
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/internal/audit"
+	"github.com/txorder/txorder/internal/testenv"
 )
 
 // freePorts returns n ports free on 127.0.0.1 right now.
@@ -246,22 +247,7 @@ func placeDevOrder(t *testing.T, orderd string) string {
 }
 
 func placeDevOrderKey(t *testing.T, orderd, key string) string {
-	t.Helper()
-	body := `{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-1","name":"Widget","quantity":2,"unit_price":1250}]}`
-	req, _ := http.NewRequest(http.MethodPost, orderd+"/v1/orders", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+configs.DevAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var o struct{ ID string }
-	if err := json.NewDecoder(res.Body).Decode(&o); err != nil || res.StatusCode != http.StatusCreated {
-		t.Fatalf("place = %d (%v)", res.StatusCode, err)
-	}
-	return o.ID
+	return testenv.PlaceOrder(t, orderd, configs.DevAPIKey, key)
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
