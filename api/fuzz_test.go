@@ -34,6 +34,7 @@ func FuzzDecodeOrder(f *testing.F) {
 		`{"customer_id":"c","currency":"EUR","items":[{"sku":"s","name":"n","quantity":1,"unit_price":1,"Quantity":9}]}`,
 		`{"customer_id":"c","currency":"XXX","items":[{"sku":"s","name":"a‮gnp.exe","quantity":1,"unit_price":1}]}`,
 		`{"customer_id":"​","currency":"VES","items":[{"sku":"ㅤ","name":"a b","quantity":1,"unit_price":1}]}`,
+		`{"customer_id":"\ud800","currency":"EUR","items":[{"sku":"s","name":"\ufffd","quantity":1,"unit_price":1}]}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

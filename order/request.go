@@ -87,7 +87,7 @@ func NewValidator() *Validator {
 // joiners, the bidirectional overrides and isolates such as U+202E that
 // make "a\u202Egnp.exe" display as "aexe.png", the byte-order mark), line
 // and paragraph separators (U+2028, U+2029), private-use and unassigned
-// code points, and text that is only spaces or blank letters such as the
+// code points, the replacement character U+FFFD (broken input), and text that is only spaces or blank letters such as the
 // Hangul filler. Keeps logs, CSV exports, terminals and the people reading
 // them sane.
 func Printable(s string) bool {
@@ -96,7 +96,10 @@ func Printable(s string) bool {
 	}
 	visible := false
 	for _, r := range s {
-		if !unicode.IsGraphic(r) {
+		// U+FFFD is what a decoder puts in place of bytes that were not
+		// UTF-8 or of a lone surrogate escape: text that arrived broken,
+		// and different broken ids would read as the same one.
+		if !unicode.IsGraphic(r) || r == utf8.RuneError {
 			return false
 		}
 		// Spaces, combining marks (a variation selector, the grapheme
