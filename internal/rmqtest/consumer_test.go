@@ -314,7 +314,16 @@ func TestNewGroupStartOffset(t *testing.T) {
 				return got.count(fmt.Sprintf("new-%d", round)) == 1
 			})
 			if tt.wantOlder {
-				eventually(t, 5*time.Second, "the older messages consumed", func() bool { return got.count("old-7") == 1 })
+				// The old messages are spread over four queues, each read
+				// on its own: wait for every one, not the last sent.
+				eventually(t, 5*time.Second, "the older messages consumed", func() bool {
+					for i := range 8 {
+						if got.count(fmt.Sprintf("old-%d", i)) != 1 {
+							return false
+						}
+					}
+					return true
+				})
 			}
 			if older := got.count("old-0") == 1; older != tt.wantOlder {
 				t.Errorf("consumed older messages: got %v, want %v (%d messages)", older, tt.wantOlder, got.len())
