@@ -239,6 +239,12 @@ type RocketMQ struct {
 	SendTimeout time.Duration `koanf:"send_timeout" validate:"gt=0"`
 	// SendRetries: extra attempts of a failed half-message send.
 	SendRetries int `koanf:"send_retries" validate:"gte=0,lte=5"`
+	// DirectSend sends each placement's half message and its
+	// END_TRANSACTION on orderd's own connections, one write per frame
+	// (halfmsg.Sender); false sends them through the client's
+	// SendMessageInTransaction. Check-backs go to the client's producer
+	// either way (docs/design.md §4.1).
+	DirectSend bool `koanf:"direct_send"`
 	// TransactionTimeout is the broker's transactionTimeOut: no check-back
 	// comes sooner after a half message. The local transaction must finish
 	// well within it.
@@ -509,6 +515,7 @@ func DefaultOrderd() Orderd {
 			InstanceName:       "orderd-tx",
 			SendTimeout:        time.Second,
 			SendRetries:        1,
+			DirectSend:         true,
 			TransactionTimeout: 6 * time.Second,
 			CheckInterval:      30 * time.Second,
 			CheckMax:           15,

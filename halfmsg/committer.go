@@ -317,22 +317,8 @@ func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (
 			return m.addr, nil
 		}
 	}
-	var errs []error
-	nameServers := c.cfg.NameServers()
-	if len(nameServers) == 0 {
-		errs = append(errs, errors.New("no NameServer address"))
-	}
-	start := int(c.nsNext.Add(1))
-	for i := range nameServers {
-		ns := nameServers[(start+i)%len(nameServers)]
-		r, err := remoting.GetRouteInfo(ctx, c.pool.To(ns), c.cfg.Topic)
-		if err != nil {
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-			continue
-		}
+	r, err := routeFromAny(ctx, c.pool, c.cfg.NameServers(), int(c.nsNext.Add(1)), c.cfg.Topic)
+	if err == nil {
 		addr, ok := r.Master(brokerName)
 		if !ok {
 			// A NameServer that lists no master for it (an election in
@@ -355,7 +341,7 @@ func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (
 		c.m.staleRoutes.Inc()
 		return addr, nil
 	}
-	return "", errors.Join(errs...)
+	return "", err
 }
 
 func (c *Committer) forget(brokerName string) {

@@ -28,7 +28,8 @@ type HalfMessages interface {
 // Placer is the transactional order.Placer: it sends the ORDER_PAID half
 // message and lets the Transaction listener run the local transaction.
 type Placer struct {
-	producer    TxSender
+	producer    TxSender // the client's transactional producer
+	sender      TxSender // what placements send through: producer, or halfmsg.Sender
 	tx          *Transaction
 	topic       string
 	sendTimeout time.Duration
@@ -45,7 +46,18 @@ func NewPlacer(producer TxSender, tx *Transaction, topic string, sendTimeout tim
 	if producer == nil || tx == nil || topic == "" || sendTimeout <= 0 {
 		return nil, errors.New("listener: placer needs a producer, its transaction listener, a topic and a send timeout")
 	}
-	return &Placer{producer: producer, tx: tx, topic: topic, sendTimeout: sendTimeout, halves: halves}, nil
+	return &Placer{producer: producer, sender: producer, tx: tx, topic: topic, sendTimeout: sendTimeout, halves: halves}, nil
+}
+
+// SendThrough makes placements, and Probe, send through s (halfmsg.Sender,
+// on connections of its own) instead of the client's producer, whose
+// listener must also be tx. WarmUp still goes through the producer: its
+// heartbeats are what brings the check-backs. Call it before the first
+// placement.
+func (p *Placer) SendThrough(s TxSender) {
+	if s != nil {
+		p.sender = s
+	}
 }
 
 // warmUpKeyPrefix marks the probe transaction WarmUp sends.
@@ -57,10 +69,16 @@ const warmUpKeyPrefix = "txorder-warmup-"
 // check-backs), only for topics it has sent to. Without this, a restarted
 // orderd would not receive the check-backs of the half messages its
 // previous run left open until its first placement.
-func (p *Placer) WarmUp(ctx context.Context) error {
+func (p *Placer) WarmUp(ctx context.Context) error { return p.probe(ctx, p.producer) }
+
+// Probe sends the warm-up's probe transaction the way placements send
+// (SendThrough): the RocketMQ breaker's test of whether they would pass.
+func (p *Placer) Probe(ctx context.Context) error { return p.probe(ctx, p.sender) }
+
+func (p *Placer) probe(ctx context.Context, through TxSender) error {
 	msg := primitive.NewMessage(p.topic, []byte("{}"))
 	msg.WithKeys([]string{warmUpKeyPrefix + uuid.NewString()})
-	res, err := p.producer.SendMessageInTransaction(ctx, msg)
+	res, err := through.SendMessageInTransaction(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("warm-up send: %w", err)
 	}
@@ -90,7 +108,7 @@ func (p *Placer) Place(ctx context.Context, o *order.Order) (order.Outcome, erro
 	// this context) and the local transaction by ExecuteTimeout.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.sendTimeout)
 	defer cancel()
-	res, err := p.producer.SendMessageInTransaction(sctx, msg)
+	res, err := p.sender.SendMessageInTransaction(sctx, msg)
 	p.tx.metrics.halfSent.Inc()
 	if err != nil {
 		p.tx.metrics.execute.WithLabelValues("not_sent").Inc()

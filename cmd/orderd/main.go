@@ -30,6 +30,7 @@ import (
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/console"
 	"github.com/txorder/txorder/fallback"
+	"github.com/txorder/txorder/halfmsg"
 	"github.com/txorder/txorder/internal/daemon"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
@@ -85,6 +86,7 @@ type Main struct {
 	redisBreaker *fallback.Breaker
 	ns           *nsresolve.Resolver
 	producer     rocketmq.TransactionProducer
+	sender       *halfmsg.Sender // nil unless rocketmq.direct_send
 	plain        rocketmq.Producer
 	registry     *prometheus.Registry
 	fast         *fastCommit
@@ -230,6 +232,14 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cfg.RocketMQ.DirectSend {
+		m.sender, err = halfmsg.NewSender(txl, halfmsg.SenderConfig{NameServers: m.ns.Resolve,
+			Topic: cfg.RocketMQ.Topic, ProducerGroup: cfg.RocketMQ.ProducerGroup, Retries: cfg.RocketMQ.SendRetries})
+		if err != nil {
+			return err
+		}
+		placer.SendThrough(m.sender)
+	}
 	spill, err := fallback.NewSpillQueue(m.rdb, fallback.CacheConfig{
 		Prefix: cfg.Redis.KeyPrefix, IdempotencyTTL: cfg.Redis.IdempotencyTTL, Timeout: cfg.Redis.Timeout,
 	})
@@ -241,7 +251,7 @@ func (m *Main) Open(ctx context.Context) error {
 	// background: no placement waits on a broker known to be broken.
 	spilling, err := fallback.NewSpillingPlacer(placer, spill, m.Logger, fallback.SpillConfig{
 		BreakerFailures: cfg.Spill.BreakerFailures, BreakerOpenFor: cfg.Spill.BreakerOpenFor,
-		Probe: placer.WarmUp, ProbeTimeout: cfg.RocketMQ.SendTimeout,
+		Probe: placer.Probe, ProbeTimeout: cfg.RocketMQ.SendTimeout,
 	})
 	if err != nil {
 		return err
@@ -401,6 +411,10 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("reconciler producer shutdown: %w", err))
 		}
 		m.plain = nil
+	}
+	if m.sender != nil {
+		m.sender.Close()
+		m.sender = nil
 	}
 	if m.producer != nil {
 		if err := m.producer.Shutdown(); err != nil {

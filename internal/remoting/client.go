@@ -32,9 +32,10 @@ type ClientOptions struct {
 	// that times out closes the connection: part of a frame may be out.
 	WriteTimeout time.Duration
 	// OnRequest, if set, receives requests the peer sends to the client (for
-	// example CHECK_TRANSACTION_STATE); a non-nil result is sent back as the
-	// response. It runs on its own goroutine.
-	OnRequest func(req *Command) *Command
+	// example CHECK_TRANSACTION_STATE) and the connection they came on; a
+	// non-nil result is sent back as the response. It runs on its own
+	// goroutine.
+	OnRequest func(c *Client, req *Command) *Command
 }
 
 // Client is one remoting connection: it sends requests and matches the
@@ -94,7 +95,7 @@ func (c *Client) readLoop() {
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				if resp := h(cmd); resp != nil && !cmd.IsOneway() {
+				if resp := h(c, cmd); resp != nil && !cmd.IsOneway() {
 					resp.Opaque = cmd.Opaque
 					resp.Flag |= FlagResponse
 					_ = c.write(context.Background(), resp)
@@ -181,9 +182,12 @@ func (c *Client) InvokeOneway(ctx context.Context, req *Command) error {
 	err := c.err
 	c.mu.Unlock()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
-	return c.write(ctx, req)
+	if err := c.write(ctx, req); err != nil {
+		return fmt.Errorf("%w: request %d: %w", ErrNotSent, req.Code, err)
+	}
+	return nil
 }
 
 // Err returns why the connection is unusable, or nil while it is open.

@@ -56,7 +56,7 @@ func TestClientMatchesOutOfOrderResponses(t *testing.T) {
 		}
 	})
 	got := make(chan *Command, 1)
-	c, err := Dial(context.Background(), addr, ClientOptions{OnRequest: func(req *Command) *Command {
+	c, err := Dial(context.Background(), addr, ClientOptions{OnRequest: func(_ *Client, req *Command) *Command {
 		got <- req
 		return nil
 	}})

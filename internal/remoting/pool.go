@@ -72,6 +72,26 @@ func (p *Pool) Invoke(ctx context.Context, addr string, req *Command) (*Command,
 	return resp, err
 }
 
+// InvokeOneway sends req to addr with the one-way flag on a pooled
+// connection and does not wait for an answer; ctx's deadline, when sooner
+// than the write timeout, bounds the write. A request that never left a
+// connection which had failed meanwhile is written once more on a fresh one.
+func (p *Pool) InvokeOneway(ctx context.Context, addr string, req *Command) error {
+	c, fresh, err := p.get(ctx, addr)
+	if err != nil {
+		return err
+	}
+	err = c.InvokeOneway(ctx, req)
+	if err != nil && !fresh && errors.Is(err, ErrNotSent) && ctx.Err() == nil {
+		p.discard(addr, c)
+		if c, _, err = p.get(ctx, addr); err != nil {
+			return err
+		}
+		err = c.InvokeOneway(ctx, req)
+	}
+	return err
+}
+
 // To returns an Invoker that sends to addr through the pool.
 func (p *Pool) To(addr string) Invoker { return poolInvoker{p, addr} }
 
