@@ -505,7 +505,7 @@ func DefaultOrderd() Orderd {
 			MaxOpenConns: 64, MaxIdleConns: 64, ConnMaxLife: 30 * time.Minute,
 			MigrateOnStart: true,
 		},
-		GroupCommit: GroupCommit{Enabled: false, Window: 2 * time.Millisecond, MaxBatch: 32},
+		GroupCommit: GroupCommit{Enabled: true, Window: 2 * time.Millisecond, MaxBatch: 32},
 		Redis: Redis{Addr: "127.0.0.1:6380", Timeout: 500 * time.Millisecond,
 			KeyPrefix: "txorder:", IdempotencyTTL: 24 * time.Hour, BreakerFailures: 3, BreakerOpenFor: time.Second},
 		RocketMQ: RocketMQ{

@@ -19,7 +19,8 @@ import (
 // the group's outcome is unknown (the connection was lost or timed out), every
 // order of it gets ErrUnavailable, exactly as a lone Create would.
 type GroupCommitConfig struct {
-	// Enabled turns grouping on. Off by default.
+	// Enabled turns grouping on. The zero value is off; orderd turns it
+	// on by default (group_commit.enabled).
 	Enabled bool
 	// Window is how long the first order of a group waits for others
 	// while another group is committing. An order that finds no group

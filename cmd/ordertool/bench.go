@@ -49,7 +49,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	e2eN := fs.Int("e2e-orders", d.E2EOrders, "paid orders per end-to-end run")
 	e2eFast := fs.String("e2e-fast-commit", "on,off", "fast-commit modes of the end-to-end runs, each at every interval (on, off or on,off)")
 	noFast := fs.Bool("no-fast-commit", false, "run the placement, degraded and recovery stacks with the fast commit off, for comparison")
-	group := fs.Bool("group-commit", false, "run the placement, degraded and recovery stacks with grouped commits on (group_commit.enabled)")
+	noGroup := fs.Bool("no-group-commit", false, "run the placement, degraded and recovery stacks with grouped commits off (group_commit.enabled), for comparison")
+	noDirect := fs.Bool("no-direct-send", false, "run the placement, degraded and recovery stacks with half messages sent through the client (rocketmq.direct_send false), for comparison")
 	replicas := fs.String("replicas", joinInts(d.ReplicaCounts), "orderd replica counts of the replicas section")
 	replicaDur := fs.Duration("replica-duration", d.ReplicaDuration, "duration of each replica count's load")
 	if err := parse(fs, args); err != nil {
@@ -62,7 +63,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	cfg := bench.Config{
 		BinDir: *bin, OrderdConfig: *orderdCfg, FulfillmentdConfig: *fulfillCfg, OutDir: *out,
 		PlacementDuration: *pd, DegradedDuration: *dd, CheckInterval: *interval, DegradedConcurrency: 32,
-		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, NoStateView: *noView, NoFastCommit: *noFast, GroupCommit: *group,
+		CachedOrders: *cached, SpilledOrders: *spilled, E2EOrders: *e2eN, NoStateView: *noView, NoFastCommit: *noFast, NoGroupCommit: *noGroup,
+		NoDirectSend:    *noDirect,
 		ReplicaDuration: *replicaDur, Log: env.stderr,
 	}
 	var err error

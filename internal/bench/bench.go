@@ -61,10 +61,16 @@ type Config struct {
 	// comparisons of placement cost.
 	NoFastCommit bool
 
-	// GroupCommit runs the placement, degraded and recovery stacks with
-	// grouped commits on (orderd's group_commit.enabled). The raw baseline
-	// stays one transaction per order: grouping is measured against it.
-	GroupCommit bool
+	// NoGroupCommit runs the placement, degraded and recovery stacks with
+	// grouped commits off (orderd's group_commit.enabled), for comparison.
+	// The raw baseline is one transaction per order either way: grouping
+	// is measured against it.
+	NoGroupCommit bool
+
+	// NoDirectSend runs the placement, degraded and recovery stacks with
+	// the half message sent through the client (rocketmq.direct_send
+	// false), for comparison.
+	NoDirectSend bool
 
 	// ReplicaCounts are the orderd replica counts of the replicas section,
 	// each loaded at ReplicaConcurrency for ReplicaDuration; its payment →
@@ -233,8 +239,9 @@ type Report struct {
 	Machine Machine   `json:"machine"`
 	Started time.Time `json:"started"`
 	Seconds float64   `json:"seconds"`
-	// GroupCommit and FastCommit are orderd's settings in the run.
+	// GroupCommit, DirectSend and FastCommit are orderd's settings in the run.
 	GroupCommit bool             `json:"group_commit"`
+	DirectSend  bool             `json:"direct_send"`
 	FastCommit  bool             `json:"fast_commit"`
 	Placement   []PlacementPoint `json:"placement,omitempty"`
 	CheckBack   []CheckPoint     `json:"checkback,omitempty"`
@@ -259,7 +266,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
-	rep := &Report{Machine: machine(), Started: time.Now().UTC(), GroupCommit: cfg.GroupCommit, FastCommit: !cfg.NoFastCommit}
+	rep := &Report{Machine: machine(), Started: time.Now().UTC(), GroupCommit: !cfg.NoGroupCommit, FastCommit: !cfg.NoFastCommit,
+		DirectSend: !cfg.NoDirectSend}
 	logf("starting mariadbd and redis-server")
 	in, err := startInfra()
 	if err != nil {
@@ -273,10 +281,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Errors = append(rep.Errors, section+": "+err.Error())
 	}
 	if want("placement") {
-		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point (fast commit %s, group commit %s)",
-			cfg.PlacementDuration, onOff(!cfg.NoFastCommit), onOff(cfg.GroupCommit))
+		logf("placement: raw MySQL transaction vs POST /v1/orders, %s per point (fast commit %s, group commit %s, direct send %s)",
+			cfg.PlacementDuration, onOff(!cfg.NoFastCommit), onOff(!cfg.NoGroupCommit), onOff(!cfg.NoDirectSend))
 		if err := withStack(ctx, cfg, in, stackOptions{name: "placement", database: "bench_placement", redisDB: 1,
-			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, groupCommit: cfg.GroupCommit, brokerProcess: true}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, groupCommitOff: cfg.NoGroupCommit, directSendOff: cfg.NoDirectSend, brokerProcess: true}, func(s *stack) error {
 			var err error
 			rep.Placement, err = measurePlacement(ctx, cfg, s, logf)
 			return err
@@ -294,7 +302,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if (want("degraded") || want("recovery")) && ctx.Err() == nil {
 		logf("degraded modes and recovery")
 		if err := withStack(ctx, cfg, in, stackOptions{name: "degraded", database: "bench_degraded", redisDB: 2,
-			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, groupCommit: cfg.GroupCommit}, func(s *stack) error {
+			checkInterval: cfg.CheckInterval, fastCommitOff: cfg.NoFastCommit, groupCommitOff: cfg.NoGroupCommit, directSendOff: cfg.NoDirectSend}, func(s *stack) error {
 			var err error
 			rep.Degraded, rep.Recovery, err = measureDegraded(ctx, cfg, s, want("degraded"), want("recovery"), logf)
 			return err

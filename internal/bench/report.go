@@ -42,9 +42,9 @@ func verdict(ok bool) string {
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s), %s/%s, %s, MariaDB %s. Run %s, %.0f s. orderd: group commit %s, fast commit %s.\n\n",
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s), %s/%s, %s, MariaDB %s. Run %s, %.0f s. orderd: group commit %s, direct send %s, fast commit %s.\n\n",
 		m.Hostname, m.CPUs, m.CPUModel, m.OS, m.Arch, m.Go, m.MariaDB, r.Started.Format("2006-01-02 15:04 UTC"), r.Seconds,
-		onOff(r.GroupCommit), onOff(r.FastCommit))
+		onOff(r.GroupCommit), onOff(r.DirectSend), onOff(r.FastCommit))
 	if len(r.Placement) > 0 {
 		b.WriteString("### 1. Placement vs raw MySQL (same transaction, same MariaDB, fsync per commit)\n\n")
 		b.WriteString("| concurrency | raw MySQL /s | raw p50 / p95 / p99 ms | orderd /s | orderd p50 / p95 / p99 ms | ratio | added p50 ms |\n")

@@ -83,8 +83,11 @@ type stackOptions struct {
 	checkInterval time.Duration
 	fulfillment   bool
 	fastCommitOff bool
-	groupCommit   bool
-	extraEnv      []string
+	// groupCommitOff and directSendOff turn off orderd's defaults
+	// (group_commit.enabled, rocketmq.direct_send), for comparison.
+	groupCommitOff bool
+	directSendOff  bool
+	extraEnv       []string
 	// brokerProcess runs RocketMQ as bin/rmqdev (NameServer and broker in
 	// one process) instead of in the bench process, so that its CPU time
 	// is measured apart from the load generator's. The stack then cannot
@@ -195,8 +198,11 @@ func newStack(ctx context.Context, cfg Config, in *infra, o stackOptions) (*stac
 	if o.fastCommitOff {
 		s.env = append(s.env, "TXORDER_FAST_COMMIT__ENABLED=false")
 	}
-	if o.groupCommit {
-		s.env = append(s.env, "TXORDER_GROUP_COMMIT__ENABLED=true")
+	if o.groupCommitOff {
+		s.env = append(s.env, "TXORDER_GROUP_COMMIT__ENABLED=false")
+	}
+	if o.directSendOff {
+		s.env = append(s.env, "TXORDER_ROCKETMQ__DIRECT_SEND=false")
 	}
 	s.env = append(s.env, o.extraEnv...)
 	s.orderd, err = startProcess(ctx, filepath.Join(cfg.BinDir, "orderd"), []string{"--config", cfg.OrderdConfig},
