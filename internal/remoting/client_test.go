@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -110,5 +114,76 @@ func TestClientTimeoutAndClose(t *testing.T) {
 	c.Close()
 	if _, err := c.Invoke(context.Background(), NewRequest(HeartBeat, nil, nil)); !errors.Is(err, ErrClosed) {
 		t.Errorf("after close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestClientConcurrentCallsEachGetTheirAnswer: 200 calls made at once on
+// one connection (the placement's Sender shares two per broker) each get
+// the answer to their own request.
+func TestClientConcurrentCallsEachGetTheirAnswer(t *testing.T) {
+	addr := serveOnce(t, func(c net.Conn, req *Command) {
+		resp := NewResponse(req, Success, "")
+		resp.Ext["echo"] = req.Ext["n"]
+		_, _ = c.Write(Encode(resp))
+	})
+	c, err := Dial(context.Background(), addr, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const calls = 200
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			n := strconv.Itoa(i)
+			resp, err := c.Invoke(ctx, NewRequest(GetMaxOffset, map[string]string{"n": n}, []byte(strings.Repeat("x", i))))
+			if err == nil && resp.Ext["echo"] != n {
+				err = fmt.Errorf("call %s got the answer to %s", n, resp.Ext["echo"])
+			}
+			errs <- err
+		}()
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestClientCallsFailWhenThePeerGoes: calls in flight and waiting to
+// write when the peer closes the connection all return an error; none
+// waits past its context.
+func TestClientCallsFailWhenThePeerGoes(t *testing.T) {
+	var seen atomic.Int32
+	addr := serveOnce(t, func(c net.Conn, req *Command) {
+		if seen.Add(1) == 20 {
+			c.Close()
+		}
+	})
+	c, err := Dial(context.Background(), addr, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const calls = 100
+	errs := make(chan error, calls)
+	start := time.Now()
+	for range calls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_, err := c.Invoke(ctx, NewRequest(GetMaxOffset, nil, []byte(strings.Repeat("y", 64<<10))))
+			errs <- err
+		}()
+	}
+	for range calls {
+		if err := <-errs; err == nil {
+			t.Fatal("a call answered by nobody succeeded")
+		}
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("calls took %s after the peer went, bound 3s", d)
 	}
 }
