@@ -19,6 +19,7 @@ type Store struct {
 	view         *stateView // nil: off
 	oneRoundTrip bool
 	group        *grouper // nil: off
+	groupStats   groupCounters
 }
 
 // StoreConfig tunes a Store.

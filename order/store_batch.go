@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -128,11 +129,41 @@ func (g *grouper) create(ctx context.Context, o *Order) error {
 	return b.errs[i]
 }
 
+// GroupStats counts Create's transactions since the Store was made; with
+// grouped commits off every transaction holds one order.
+type GroupStats struct {
+	// Transactions written (groups, rewrites of a refused group's orders
+	// not included) and the orders they held: their ratio is the mean
+	// group size.
+	Transactions, Orders uint64
+	// Refused groups (MySQL refused one of their orders; each order was
+	// then written alone) and groups whose outcome was unknown.
+	Refused, Unknown uint64
+}
+
+type groupCounters struct{ transactions, orders, refused, unknown atomic.Uint64 }
+
+// GroupStats returns the store's group-commit counters.
+func (s *Store) GroupStats() GroupStats {
+	c := &s.groupStats
+	return GroupStats{Transactions: c.transactions.Load(), Orders: c.orders.Load(),
+		Refused: c.refused.Load(), Unknown: c.unknown.Load()}
+}
+
 // writeGroup writes orders in one transaction; on a refusal it writes each
 // alone. It returns one error per order.
 func (s *Store) writeGroup(ctx context.Context, orders []*Order) []error {
 	errs := make([]error, len(orders))
 	err := s.insertTx(ctx, orders)
+	s.groupStats.transactions.Add(1)
+	s.groupStats.orders.Add(uint64(len(orders)))
+	if err != nil && len(orders) > 1 {
+		if refused(err) {
+			s.groupStats.refused.Add(1)
+		} else {
+			s.groupStats.unknown.Add(1)
+		}
+	}
 	if err == nil || len(orders) == 1 {
 		for i := range errs {
 			errs[i] = err

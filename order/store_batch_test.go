@@ -127,6 +127,9 @@ func TestGroupOneBadOrder(t *testing.T) {
 			}
 			orders[5].IdempotencyKey = taken.IdempotencyKey
 			errs := order.WriteGroup(store, ctx, orders)
+			if st := store.GroupStats(); st.Refused != 1 || st.Unknown != 0 || st.Orders != 11 {
+				t.Errorf("group stats %+v, want 11 orders and the one group refused", st)
+			}
 			for i, o := range orders {
 				if i == 5 {
 					if !errors.Is(errs[i], order.ErrConflict) || stored(t, db, o) {
@@ -201,7 +204,13 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		}
 	}
 	run(24, nil)
+	if st := store.GroupStats(); st.Orders != 25 || st.Transactions > 13 || st.Refused != 0 {
+		t.Errorf("group stats %+v after 1 + 24 orders, want ≤ 13 transactions, none refused", st)
+	}
 	run(24, map[int]bool{3: true, 17: true})
+	if st := store.GroupStats(); st.Orders != 49 || st.Refused < 1 {
+		t.Errorf("group stats %+v after 24 more with two bad ones, want 49 orders and a refused group", st)
+	}
 }
 
 // TestGroupDeadlock: MySQL picks a group as a deadlock's victim and rolls

@@ -180,7 +180,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newStateCollector(store, cache),
+		newStateCollector(store, cache), newGroupCommitCollector(store),
 		// Pool sizes: a dependency that hangs must not pile up connections.
 		collectors.NewDBStatsCollector(m.db, "orderd"), newRedisPoolCollector(m.rdb))
 	// Every Redis call goes through the breaker: a Redis that hangs is

@@ -424,7 +424,10 @@ func TestOrderdServes(t *testing.T) {
 		// One placement: one half message and its END_TRANSACTION (the
 		// replay sends nothing); its transaction's BEGIN and COMMIT.
 		`txorder_rocketmq_requests_total{request="send_half"} 1`, `txorder_rocketmq_requests_total{request="end_transaction"} 1`,
-		`txorder_mysql_requests_total{request="commit"}`, `txorder_redis_requests_total{request="command"}`} {
+		`txorder_mysql_requests_total{request="commit"}`, `txorder_redis_requests_total{request="command"}`,
+		// Its local transaction, a group of one.
+		"txorder_group_commit_transactions_total 1\n", "txorder_group_commit_orders_total 1\n",
+		"txorder_group_commit_refused_total 0\n", "txorder_group_commit_unknown_total 0\n"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
 		}

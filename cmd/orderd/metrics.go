@@ -124,3 +124,36 @@ func (c *redisPoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.IdleConns), "idle")
 	ch <- prometheus.MustNewConstMetric(c.timeouts, prometheus.CounterValue, float64(st.Timeouts))
 }
+
+// groupCommitCollector exports the store's group-commit counters
+// (order.Store.GroupStats; docs/design.md §4.1, "Grouped commits").
+type groupCommitCollector struct {
+	store                                  *order.Store
+	transactions, orders, refused, unknown *prometheus.Desc
+}
+
+func newGroupCommitCollector(store *order.Store) *groupCommitCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("txorder_group_commit_"+name, help, nil, nil)
+	}
+	return &groupCommitCollector{store: store,
+		transactions: d("transactions_total", "MySQL transactions that wrote placements' orders (a group, or one order with grouping off); orders_total over this is the mean group size."),
+		orders:       d("orders_total", "Orders written by those transactions."),
+		refused:      d("refused_total", "Groups MySQL refused (a duplicate key, a deadlock, ...): each of their orders was then written alone."),
+		unknown:      d("unknown_total", "Groups whose outcome was unknown (connection lost, timeout): every member answered as a lone write that may have committed.")}
+}
+
+func (c *groupCommitCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.transactions
+	ch <- c.orders
+	ch <- c.refused
+	ch <- c.unknown
+}
+
+func (c *groupCommitCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.store.GroupStats()
+	ch <- prometheus.MustNewConstMetric(c.transactions, prometheus.CounterValue, float64(st.Transactions))
+	ch <- prometheus.MustNewConstMetric(c.orders, prometheus.CounterValue, float64(st.Orders))
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.Refused))
+	ch <- prometheus.MustNewConstMetric(c.unknown, prometheus.CounterValue, float64(st.Unknown))
+}
