@@ -243,6 +243,7 @@ func (s *Sender) send(ctx context.Context, msg *primitive.Message) (*primitive.S
 		addr := r.masters[mq.BrokerName]
 		resp, err := s.pool.Invoke(ctx, addr, s.request(msg, mq, props))
 		if err != nil {
+			s.expireRoute(r)
 			errs = append(errs, fmt.Errorf("send to %s (%s): %w", mq.BrokerName, addr, err))
 			if !errors.Is(err, remoting.ErrNotSent) || ctx.Err() != nil {
 				// It may have been stored: no second copy elsewhere.
@@ -254,6 +255,7 @@ func (s *Sender) send(ctx context.Context, msg *primitive.Message) (*primitive.S
 		if err == nil {
 			return res, addr, nil
 		}
+		s.expireRoute(r)
 		errs = append(errs, fmt.Errorf("send to %s (%s): %w", mq.BrokerName, addr, err))
 		if ctx.Err() != nil {
 			break
@@ -356,6 +358,18 @@ func (s *Sender) currentRoute(ctx context.Context, fresh bool) (*sendRoute, erro
 		return nil, err
 	}
 	return nr, nil
+}
+
+// expireRoute makes the next send refresh r in the background, if it is
+// still the current route: after a refusal or a failed call (a leader
+// change, a broker gone) the next placements need not wait for RouteTTL
+// even when no retry is allowed.
+func (s *Sender) expireRoute(r *sendRoute) {
+	s.mu.Lock()
+	if s.route == r {
+		s.route = &sendRoute{queues: r.queues, masters: r.masters}
+	}
+	s.mu.Unlock()
 }
 
 // fetchRoute asks the NameServers, starting with a different one each

@@ -218,6 +218,24 @@ func TestSenderFollowsLeaderChange(t *testing.T) {
 	if res.Status != primitive.SendOK {
 		t.Fatalf("status %v", res.Status)
 	}
+
+	// Without retries the send that meets the stale route fails, and the
+	// refusal makes the next sends refresh the route rather than wait for
+	// RouteTTL (an hour here).
+	once := newSender(t, &scriptedTx{}, fixed(mq.NameServerAddr()), halfmsg.SenderConfig{RouteTTL: time.Hour})
+	if _, err := sendHalf(t, once, "commit-once-before", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := mq.SwitchLeader(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendHalf(t, once, "commit-once-stale", 2*time.Second); err == nil {
+		t.Fatal("a send to the old master succeeded")
+	}
+	waitFor(t, 5*time.Second, "a send on the refreshed route", func() bool {
+		_, err := sendHalf(t, once, "commit-once-after", 2*time.Second)
+		return err == nil
+	})
 }
 
 // TestSenderWithoutNameServer: once it has a route, the Sender keeps
