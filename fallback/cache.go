@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/txorder/txorder/internal/group"
 	"github.com/txorder/txorder/order"
 )
 
@@ -37,6 +38,18 @@ type OrderCache struct {
 	prefix  string
 	keyTTL  time.Duration
 	timeout time.Duration
+	claims  *group.Grouper[claim, claimResult] // nil: one SET NX per claim
+}
+
+// claim is one SET NX of ClaimKey; claimResult its answer.
+type claim struct {
+	key  string
+	body []byte
+}
+
+type claimResult struct {
+	ok  bool
+	err error
 }
 
 // CacheConfig tunes an OrderCache.
@@ -48,6 +61,13 @@ type CacheConfig struct {
 	IdempotencyTTL time.Duration
 	// Timeout bounds each call. Default 500ms.
 	Timeout time.Duration
+	// GroupClaims sends the SET NX of claims made while another group of
+	// them is in flight as one pipeline, each with its own answer
+	// (internal/group; a lone claim is sent at once). Off by default;
+	// orderd turns it on with group_commit.enabled.
+	GroupClaims bool
+	// ClaimGroup bounds a group of claims (defaults as group.Config's).
+	ClaimGroup group.Config
 }
 
 // NewOrderCache returns an OrderCache on rdb.
@@ -64,7 +84,11 @@ func NewOrderCache(rdb redis.UniversalClient, cfg CacheConfig) (*OrderCache, err
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 500 * time.Millisecond
 	}
-	return &OrderCache{rdb: rdb, prefix: cfg.Prefix, keyTTL: cfg.IdempotencyTTL, timeout: cfg.Timeout}, nil
+	c := &OrderCache{rdb: rdb, prefix: cfg.Prefix, keyTTL: cfg.IdempotencyTTL, timeout: cfg.Timeout}
+	if cfg.GroupClaims {
+		c.claims = group.New(cfg.ClaimGroup, c.setNXGroup)
+	}
+	return c, nil
 }
 
 func (c *OrderCache) orderKey(id uuid.UUID) string { return c.prefix + "cache:order:" + id.String() }
@@ -105,10 +129,8 @@ func (c *OrderCache) Put(ctx context.Context, o *order.Order) error {
 // The record lives for the configured idempotency TTL.
 func (c *OrderCache) ClaimKey(ctx context.Context, client, key string, rec order.IdempotencyRecord) (order.IdempotencyRecord, bool, error) {
 	for range 3 { // a record that expires between SETNX and GET: claim again
-		cctx, cancel := context.WithTimeout(ctx, c.timeout)
 		b, _ := json.Marshal(recordOf(rec))
-		ok, err := c.rdb.SetNX(cctx, c.idemKey(client, key), b, c.keyTTL).Result()
-		cancel()
+		ok, err := c.setNX(ctx, claim{key: c.idemKey(client, key), body: b})
 		if err != nil {
 			return order.IdempotencyRecord{}, false, translate(err)
 		}
@@ -125,6 +147,49 @@ func (c *OrderCache) ClaimKey(ctx context.Context, client, key string, rec order
 		}
 	}
 	return order.IdempotencyRecord{}, false, fmt.Errorf("%w: claim of idempotency key kept racing its expiry", ErrUnavailable)
+}
+
+// setNX sends one claim's SET NX, alone or in a group, within the
+// cache's timeout.
+func (c *OrderCache) setNX(ctx context.Context, cl claim) (bool, error) {
+	if c.claims == nil {
+		r := c.setNXGroup(ctx, []claim{cl})[0]
+		return r.ok, r.err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	r, ok := c.claims.Do(cctx, cl)
+	if !ok {
+		// The group may still set it: as a lone SET NX whose answer was
+		// lost. A retry finds the claim naming this order.
+		return false, fmt.Errorf("waiting for a group of key claims: %w", cctx.Err())
+	}
+	return r.ok, r.err
+}
+
+// setNXGroup sends the claims' SET NX commands, one alone or several as
+// one pipeline (one round trip), within the cache's timeout, and returns
+// each one's answer.
+func (c *OrderCache) setNXGroup(ctx context.Context, claims []claim) []claimResult {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	out := make([]claimResult, len(claims))
+	if len(claims) == 1 {
+		ok, err := c.rdb.SetNX(ctx, claims[0].key, claims[0].body, c.keyTTL).Result()
+		out[0] = claimResult{ok: ok, err: err}
+		return out
+	}
+	cmds := make([]*redis.BoolCmd, len(claims))
+	pipe := c.rdb.Pipeline()
+	for i, cl := range claims {
+		cmds[i] = pipe.SetNX(ctx, cl.key, cl.body, c.keyTTL)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, cmd := range cmds {
+		ok, err := cmd.Result()
+		out[i] = claimResult{ok: ok, err: err}
+	}
+	return out
 }
 
 // replaceKeyScript swaps the record only if it still names the old order.

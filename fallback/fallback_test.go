@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,5 +279,123 @@ func TestPoisonEntryIsBuried(t *testing.T) {
 	}
 	if dead, _ := q.Dead(ctx); len(dead) != 1 || dead[0].OrderID != bad.ID || !strings.Contains(dead[0].LastError, "decode") {
 		t.Fatalf("dead entries = %+v", dead)
+	}
+}
+
+// countHook counts SET NX round trips: one per command sent alone, one
+// per pipeline holding some.
+type countHook struct{ alone, pipelines, inPipelines atomic.Int64 }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "set" {
+			h.alone.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		sets := 0
+		for _, cmd := range cmds {
+			if cmd.Name() == "set" {
+				sets++
+			}
+		}
+		if sets > 0 { // not a connection's HELLO / CLIENT SETINFO
+			h.pipelines.Add(1)
+			h.inPipelines.Add(int64(sets))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestKeyClaimsGrouped: claims made at once share pipelines, and each gets
+// its own answer: one winner per key, the others that winner's record.
+func TestKeyClaimsGrouped(t *testing.T) {
+	rdb := client(t, sharedRedis, sharedRedis.NewDB(t))
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	c, _ := NewOrderCache(rdb, CacheConfig{GroupClaims: true})
+	const keys, perKey = 40, 3
+	type answer struct {
+		key     int
+		own     uuid.UUID
+		got     order.IdempotencyRecord
+		claimed bool
+		err     error
+	}
+	answers := make(chan answer, keys*perKey)
+	var wg sync.WaitGroup
+	for k := range keys {
+		for range perKey {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rec := order.IdempotencyRecord{OrderID: uuid.Must(uuid.NewV7()), RequestHash: "h", ClaimedAt: time.Now().UTC()}
+				got, ok, err := c.ClaimKey(context.Background(), "demo", fmt.Sprint("g-", k), rec)
+				answers <- answer{key: k, own: rec.OrderID, got: got, claimed: ok, err: err}
+			}()
+		}
+	}
+	wg.Wait()
+	close(answers)
+	winners := map[int]uuid.UUID{}
+	var all []answer
+	for a := range answers {
+		if a.err != nil {
+			t.Fatalf("claim of key %d: %v", a.key, a.err)
+		}
+		if a.claimed {
+			if w, dup := winners[a.key]; dup {
+				t.Fatalf("key %d claimed twice: %s and %s", a.key, w, a.own)
+			}
+			winners[a.key] = a.own
+		}
+		all = append(all, a)
+	}
+	for _, a := range all {
+		if w, ok := winners[a.key]; !ok {
+			t.Fatalf("key %d claimed by nobody", a.key)
+		} else if !a.claimed && a.got.OrderID != w {
+			t.Fatalf("loser of key %d got record %s, want the winner's %s", a.key, a.got.OrderID, w)
+		}
+	}
+	sent := hook.alone.Load() + hook.pipelines.Load()
+	t.Logf("%d claims: %d SET NX alone, %d pipelines holding %d", keys*perKey, hook.alone.Load(), hook.pipelines.Load(), hook.inPipelines.Load())
+	if hook.pipelines.Load() == 0 || sent >= keys*perKey {
+		t.Fatalf("%d claims at once took %d round trips (%d pipelines): not grouped", keys*perKey, sent, hook.pipelines.Load())
+	}
+}
+
+// TestKeyClaimsGroupedRedisHung: claims grouped behind a Redis that stops
+// answering all fail within the cache's timeout, as unavailable.
+func TestKeyClaimsGroupedRedisHung(t *testing.T) {
+	rd := testenv.Redis(t)
+	c, _ := NewOrderCache(client(t, rd, 0), CacheConfig{GroupClaims: true, Timeout: 300 * time.Millisecond})
+	if _, ok, err := c.ClaimKey(context.Background(), "demo", "warm", order.IdempotencyRecord{OrderID: uuid.New()}); err != nil || !ok {
+		t.Fatalf("warm-up claim: %v %v", ok, err)
+	}
+	if err := rd.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rd.Resume() }()
+	const n = 30
+	errs := make(chan error, n)
+	start := time.Now()
+	for i := range n {
+		go func() {
+			_, _, err := c.ClaimKey(context.Background(), "demo", fmt.Sprint("h-", i), order.IdempotencyRecord{OrderID: uuid.New()})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("claim against a hung Redis: %v, want ErrUnavailable", err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("claims against a hung Redis took %s, timeout 300ms each", d)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/txorder/txorder/internal/group"
 )
 
 // Store is the MySQL persistence of orders. Every call runs under its own
@@ -18,7 +20,7 @@ type Store struct {
 	timeout      time.Duration
 	view         *stateView // nil: off
 	oneRoundTrip bool
-	group        *grouper // nil: off
+	group        *group.Grouper[*Order, error] // nil: off
 	groupStats   groupCounters
 }
 
@@ -49,7 +51,7 @@ func NewStore(db *sql.DB, cfg StoreConfig) (*Store, error) {
 	}
 	s := &Store{db: db, timeout: cfg.Timeout, oneRoundTrip: cfg.OneRoundTrip}
 	if cfg.GroupCommit.Enabled {
-		s.group = &grouper{cfg: cfg.GroupCommit.withDefaults(), write: s.writeGroup}
+		s.group = group.New(group.Config{Window: cfg.GroupCommit.Window, MaxBatch: cfg.GroupCommit.MaxBatch}, s.writeGroup)
 	}
 	if cfg.StateView.Enabled {
 		s.view = newStateView(cfg.StateView)
@@ -72,7 +74,7 @@ func (s *Store) Timeout() time.Duration { return s.timeout }
 // Creates (GroupCommitConfig); the answer is still this order's own.
 func (s *Store) Create(ctx context.Context, o *Order) error {
 	if s.group != nil {
-		return s.group.create(ctx, o)
+		return s.createGrouped(ctx, o)
 	}
 	return s.writeGroup(ctx, []*Order{o})[0]
 }

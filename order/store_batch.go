@@ -5,7 +5,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,100 +32,16 @@ type GroupCommitConfig struct {
 	MaxBatch int
 }
 
-func (c GroupCommitConfig) withDefaults() GroupCommitConfig {
-	if c.Window <= 0 {
-		c.Window = 2 * time.Millisecond
+// createGrouped writes o through the store's grouper (internal/group): the
+// first order of a group leads it, waits (see GroupCommitConfig.Window),
+// writes the group and hands every member its own result.
+func (s *Store) createGrouped(ctx context.Context, o *Order) error {
+	err, ok := s.group.Do(ctx, o)
+	if !ok {
+		// The group may still commit this order: outcome unknown.
+		return &UnavailableError{Err: fmt.Errorf("waiting for a group commit: %w", ctx.Err())}
 	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 32
-	}
-	return c
-}
-
-// grouper collects concurrent Creates into groups. The first order of a
-// group leads it: it waits (see GroupCommitConfig.Window), writes the group
-// and hands every member its own result. No goroutine outlives a call.
-type grouper struct {
-	cfg   GroupCommitConfig
-	write func(ctx context.Context, orders []*Order) []error
-
-	mu         sync.Mutex
-	open       *group
-	committing int           // groups being written now
-	finished   chan struct{} // closed (and replaced) when a group's write ends
-}
-
-type group struct {
-	orders []*Order
-	errs   []error
-	full   chan struct{} // closed when MaxBatch orders joined
-	done   chan struct{} // closed when errs is set
-}
-
-func (g *grouper) create(ctx context.Context, o *Order) error {
-	g.mu.Lock()
-	b, lead := g.open, false
-	if b == nil {
-		b = &group{full: make(chan struct{}), done: make(chan struct{})}
-		g.open, lead = b, true
-	}
-	i := len(b.orders)
-	b.orders = append(b.orders, o)
-	if len(b.orders) == g.cfg.MaxBatch {
-		g.open = nil
-		close(b.full)
-	}
-	busy := g.committing > 0
-	if g.finished == nil {
-		g.finished = make(chan struct{})
-	}
-	finished := g.finished
-	g.mu.Unlock()
-
-	if !lead {
-		select {
-		case <-b.done:
-			return b.errs[i]
-		case <-ctx.Done():
-			// The group may still commit this order: outcome unknown.
-			return &UnavailableError{Err: fmt.Errorf("waiting for a group commit: %w", ctx.Err())}
-		}
-	}
-	if busy {
-		// Gather orders while the running group commits, but no longer
-		// than the window: the group goes when it is full, when the
-		// window ends, or when the running write ends first.
-		t := time.NewTimer(g.cfg.Window)
-		select {
-		case <-b.full:
-		case <-t.C:
-		case <-finished:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
-	g.mu.Lock()
-	if g.open == b {
-		g.open = nil
-	}
-	g.committing++
-	orders := b.orders
-	g.mu.Unlock()
-
-	// The members wait on this write whatever happens to the leader's
-	// request: it runs on the leader's context without its cancellation
-	// (the store's timeout still bounds it).
-	b.errs = g.write(context.WithoutCancel(ctx), orders)
-	close(b.done)
-
-	g.mu.Lock()
-	g.committing--
-	if g.finished != nil {
-		close(g.finished)
-		g.finished = nil
-	}
-	g.mu.Unlock()
-	return b.errs[i]
+	return err
 }
 
 // GroupStats counts Create's transactions since the Store was made; with

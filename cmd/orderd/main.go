@@ -32,6 +32,7 @@ import (
 	"github.com/txorder/txorder/fallback"
 	"github.com/txorder/txorder/halfmsg"
 	"github.com/txorder/txorder/internal/daemon"
+	"github.com/txorder/txorder/internal/group"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/mqlog"
 	"github.com/txorder/txorder/internal/nsresolve"
@@ -173,8 +174,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// group_commit also pipelines the idempotency claims of concurrent
+	// placements (one SET NX round trip for a group, each its own answer).
 	cache, err := fallback.NewOrderCache(m.rdb, fallback.CacheConfig{
 		Prefix: cfg.Redis.KeyPrefix, IdempotencyTTL: cfg.Redis.IdempotencyTTL, Timeout: cfg.Redis.Timeout,
+		GroupClaims: cfg.GroupCommit.Enabled,
+		ClaimGroup:  group.Config{Window: cfg.GroupCommit.Window, MaxBatch: cfg.GroupCommit.MaxBatch},
 	})
 	if err != nil {
 		return err
