@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,9 +48,9 @@ type CommitterConfig struct {
 	// Timeout bounds one release from its dequeue: the coordinates read,
 	// the route lookup and END_TRANSACTION with its answer (default 2s).
 	Timeout time.Duration
-	// RouteTTL is how long a broker name's master, once looked up, is
-	// reused; 0 asks a NameServer for every release. A refusal as a slave
-	// or a failed call forgets it at once.
+	// RouteTTL is how long the topic's route (and so each broker name's
+	// master), once looked up, is reused; 0 asks a NameServer for every
+	// release. A refusal as a slave or a failed call forgets it at once.
 	RouteTTL time.Duration
 	// ConnsPerAddr is the number of connections kept to each broker and
 	// NameServer (default 2).
@@ -107,14 +106,7 @@ type Committer struct {
 	logger *slog.Logger
 	pool   *remoting.Pool
 	jobs   chan job
-	nsNext atomic.Uint32
-
-	routeMu sync.Mutex
-	routes  map[string]cachedMaster
-	// lastKnown is each broker name's master as the last route named it,
-	// used only while no NameServer answers (the producer keeps sending on
-	// its cached routes then too).
-	lastKnown map[string]string
+	routes *topicRoutes
 
 	m committerMetrics
 }
@@ -123,11 +115,6 @@ type job struct {
 	action Action
 	id     uuid.UUID
 	queued time.Time
-}
-
-type cachedMaster struct {
-	addr  string
-	until time.Time
 }
 
 // NewCommitter returns a Committer; reg may be nil.
@@ -140,7 +127,8 @@ func NewCommitter(store *Store, reg prometheus.Registerer, logger *slog.Logger, 
 	}
 	c := &Committer{store: store, cfg: cfg, logger: logger.With("component", "fast_commit"),
 		pool: remoting.NewPool(remoting.PoolOptions{Size: cfg.ConnsPerAddr, DialTimeout: cfg.DialTimeout}),
-		jobs: make(chan job, cfg.Queue), routes: map[string]cachedMaster{}, lastKnown: map[string]string{}, m: newCommitterMetrics()}
+		jobs: make(chan job, cfg.Queue), m: newCommitterMetrics()}
+	c.routes = newTopicRoutes(c.pool, cfg.NameServers, cfg.Topic, cfg.RouteTTL, false, cfg.Now)
 	if reg != nil {
 		if err := c.m.register(reg); err != nil {
 			return nil, err
@@ -224,7 +212,7 @@ func (c *Committer) release(j job) {
 	}
 	log = log.With("broker", coords.BrokerName, "msg_id", coords.MsgID)
 	for attempt := 0; ; attempt++ {
-		addr, err := c.master(ctx, coords.BrokerName, attempt > 0)
+		addr, route, err := c.master(ctx, coords.BrokerName, attempt > 0)
 		if err != nil {
 			c.m.failed.WithLabelValues(action, "no_route").Inc()
 			log.Info("no master for the half message's broker; the check-back releases it", "error", err)
@@ -232,7 +220,7 @@ func (c *Committer) release(j job) {
 		}
 		resp, err := c.pool.Invoke(ctx, addr, remoting.NewEndTransaction(coords.header(j.action.decision())))
 		if err != nil {
-			c.forget(coords.BrokerName)
+			c.routes.expire(route)
 			reason := "timeout"
 			if errors.Is(err, remoting.ErrNotSent) {
 				reason = "unreachable"
@@ -263,7 +251,7 @@ func (c *Committer) release(j job) {
 		if resp.Code == remoting.SlaveNotAvailable {
 			// The route was stale (a leader change): the slave did nothing,
 			// so the master a fresh route names gets it once.
-			c.forget(coords.BrokerName)
+			c.routes.expire(route)
 			if attempt == 0 {
 				continue
 			}
@@ -301,53 +289,30 @@ func refusalReason(resp *remoting.Command) string {
 	return "code_" + strconv.Itoa(resp.Code)
 }
 
-// master returns the address of brokerName's master: from the cache
-// within RouteTTL unless fresh, else from the first NameServer that
-// answers, starting with a different one each time; when none answers,
-// the master the last route named (a NameServer outage must not stop the
-// fast commit, as it does not stop the producer). A stale address costs
-// at most a refusal or a failed call.
-func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (string, error) {
-	now := c.cfg.Now()
-	if !fresh && c.cfg.RouteTTL > 0 {
-		c.routeMu.Lock()
-		m, ok := c.routes[brokerName]
-		c.routeMu.Unlock()
-		if ok && now.Before(m.until) {
-			return m.addr, nil
-		}
+// master returns the address of brokerName's master from the topic's
+// route (topicRoutes: cached within RouteTTL unless fresh; while no
+// NameServer answers, the route last known — a NameServer outage must not
+// stop the fast commit, as it does not stop the producer — except for a
+// fresh lookup, which follows a refusal by the master it named).
+func (c *Committer) master(ctx context.Context, brokerName string, fresh bool) (string, *sendRoute, error) {
+	r, stale, err := c.routes.get(ctx, fresh)
+	if err != nil {
+		return "", nil, err
 	}
-	r, err := routeFromAny(ctx, c.pool, c.cfg.NameServers(), int(c.nsNext.Add(1)), c.cfg.Topic)
-	if err == nil {
-		addr, ok := r.Master(brokerName)
-		if !ok {
-			// A NameServer that lists no master for it (an election in
-			// progress, or a route that lost the broker) decides: another
-			// NameServer would not know better.
-			return "", errors.New("the route names no master for broker " + brokerName)
+	if stale {
+		if fresh {
+			return "", nil, errors.New("no NameServer answered for a fresh route to broker " + brokerName)
 		}
-		c.routeMu.Lock()
-		if c.cfg.RouteTTL > 0 {
-			c.routes[brokerName] = cachedMaster{addr: addr, until: now.Add(c.cfg.RouteTTL)}
-		}
-		c.lastKnown[brokerName] = addr
-		c.routeMu.Unlock()
-		return addr, nil
-	}
-	c.routeMu.Lock()
-	addr, ok := c.lastKnown[brokerName]
-	c.routeMu.Unlock()
-	if ok && !fresh {
 		c.m.staleRoutes.Inc()
-		return addr, nil
 	}
-	return "", err
-}
-
-func (c *Committer) forget(brokerName string) {
-	c.routeMu.Lock()
-	delete(c.routes, brokerName)
-	c.routeMu.Unlock()
+	addr, ok := r.masters[brokerName]
+	if !ok {
+		// A NameServer that lists no master for it (an election in
+		// progress, or a route that lost the broker) decides: another
+		// NameServer would not know better.
+		return "", nil, errors.New("the route names no master for broker " + brokerName)
+	}
+	return addr, r, nil
 }
 
 type committerMetrics struct {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,21 +82,10 @@ type Sender struct {
 	cfg      SenderConfig
 	listener primitive.TransactionListener
 	pool     *remoting.Pool
+	routes   *topicRoutes
 	next     atomic.Uint32
-	nsNext   atomic.Uint32
 
 	checks chan struct{} // check-backs in progress (checkConcurrency)
-
-	mu         sync.Mutex
-	route      *sendRoute
-	refreshing bool
-}
-
-// sendRoute is the topic's route as a list of queues to send to.
-type sendRoute struct {
-	queues  []primitive.MessageQueue
-	masters map[string]string // broker name → master address
-	at      time.Time
 }
 
 // NewSender returns a Sender whose local transactions run in listener.
@@ -111,6 +99,7 @@ func NewSender(listener primitive.TransactionListener, cfg SenderConfig) (*Sende
 	s := &Sender{cfg: cfg, listener: listener, checks: make(chan struct{}, checkConcurrency)}
 	s.pool = remoting.NewPool(remoting.PoolOptions{Size: cfg.ConnsPerAddr, DialTimeout: cfg.DialTimeout,
 		Client: remoting.ClientOptions{OnRequest: s.onRequest}})
+	s.routes = newTopicRoutes(s.pool, cfg.NameServers, cfg.Topic, cfg.RouteTTL, true, time.Now)
 	return s, nil
 }
 
@@ -229,7 +218,7 @@ func (s *Sender) send(ctx context.Context, msg *primitive.Message) (*primitive.S
 		last string
 	)
 	for attempt := 0; attempt <= s.cfg.Retries; attempt++ {
-		r, err := s.currentRoute(ctx, attempt > 0 && last != "")
+		r, _, err := s.routes.get(ctx, attempt > 0 && last != "")
 		if err != nil {
 			errs = append(errs, err)
 			break
@@ -243,7 +232,7 @@ func (s *Sender) send(ctx context.Context, msg *primitive.Message) (*primitive.S
 		addr := r.masters[mq.BrokerName]
 		resp, err := s.pool.Invoke(ctx, addr, s.request(msg, mq, props))
 		if err != nil {
-			s.expireRoute(r)
+			s.routes.expire(r)
 			errs = append(errs, fmt.Errorf("send to %s (%s): %w", mq.BrokerName, addr, err))
 			if !errors.Is(err, remoting.ErrNotSent) || ctx.Err() != nil {
 				// It may have been stored: no second copy elsewhere.
@@ -255,7 +244,7 @@ func (s *Sender) send(ctx context.Context, msg *primitive.Message) (*primitive.S
 		if err == nil {
 			return res, addr, nil
 		}
-		s.expireRoute(r)
+		s.routes.expire(r)
 		errs = append(errs, fmt.Errorf("send to %s (%s): %w", mq.BrokerName, addr, err))
 		if ctx.Err() != nil {
 			break
@@ -325,129 +314,4 @@ func (s *Sender) end(addr string, res *primitive.SendResult, state primitive.Loc
 		ProducerGroup: s.cfg.ProducerGroup, TranStateTableOffset: res.QueueOffset, CommitLogOffset: commitLogOffset,
 		CommitOrRollback: decisionOf(state), MsgID: res.MsgID, TransactionID: res.TransactionID,
 	}))
-}
-
-// currentRoute returns the topic's route: the cached one, refreshed in
-// the background once it is older than RouteTTL, or asked now when there
-// is none or fresh is set (a refusal or a failed broker). When no
-// NameServer answers, the cached route is used, as the client does.
-func (s *Sender) currentRoute(ctx context.Context, fresh bool) (*sendRoute, error) {
-	s.mu.Lock()
-	r := s.route
-	stale := r != nil && time.Since(r.at) > s.cfg.RouteTTL
-	if stale && !fresh && !s.refreshing {
-		s.refreshing = true
-		go func() {
-			rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			_, _ = s.fetchRoute(rctx)
-			s.mu.Lock()
-			s.refreshing = false
-			s.mu.Unlock()
-		}()
-	}
-	s.mu.Unlock()
-	if r != nil && !fresh {
-		return r, nil
-	}
-	nr, err := s.fetchRoute(ctx)
-	if err != nil {
-		if r != nil {
-			return r, nil
-		}
-		return nil, err
-	}
-	return nr, nil
-}
-
-// expireRoute makes the next send refresh r in the background, if it is
-// still the current route: after a refusal or a failed call (a leader
-// change, a broker gone) the next placements need not wait for RouteTTL
-// even when no retry is allowed.
-func (s *Sender) expireRoute(r *sendRoute) {
-	s.mu.Lock()
-	if s.route == r {
-		s.route = &sendRoute{queues: r.queues, masters: r.masters}
-	}
-	s.mu.Unlock()
-}
-
-// fetchRoute asks the NameServers, starting with a different one each
-// time, and keeps the first answer.
-func (s *Sender) fetchRoute(ctx context.Context) (*sendRoute, error) {
-	nameServers, start := s.cfg.NameServers(), int(s.nsNext.Add(1))
-	tr, err := routeFromAny(ctx, s.pool, nameServers, start, s.cfg.Topic)
-	queueCap := -1
-	if errors.Is(err, remoting.ErrTopicNotExist) {
-		// Not created yet: send through the brokers that may create it
-		// (the template topic's route, at most 4 queues each), as the
-		// client does (rocketmq-client-go v2.1.2 producer/producer.go:571-575,
-		// internal/route.go:123-160); the next refresh finds it.
-		tr, err = routeFromAny(ctx, s.pool, nameServers, start, defaultTopicKey)
-		queueCap = 4
-	}
-	if err != nil {
-		return nil, err
-	}
-	r := &sendRoute{masters: map[string]string{}, at: time.Now()}
-	for _, qd := range tr.QueueDatas {
-		addr, ok := tr.Master(qd.BrokerName)
-		if !ok || qd.Perm&permWrite == 0 {
-			continue
-		}
-		n := qd.WriteQueueNums
-		if queueCap >= 0 {
-			n = min(qd.ReadQueueNums, queueCap)
-		}
-		r.masters[qd.BrokerName] = addr
-		for i := range n {
-			r.queues = append(r.queues, primitive.MessageQueue{Topic: s.cfg.Topic, BrokerName: qd.BrokerName, QueueId: i})
-		}
-	}
-	s.mu.Lock()
-	s.route = r
-	s.mu.Unlock()
-	return r, nil
-}
-
-// pick returns the n-th queue round-robin, skipping queues of avoid while
-// another broker has one.
-func (r *sendRoute) pick(n int, avoid string) (primitive.MessageQueue, bool) {
-	if len(r.queues) == 0 {
-		return primitive.MessageQueue{}, false
-	}
-	if n < 0 {
-		n = -n
-	}
-	for i := range r.queues {
-		q := r.queues[(n+i)%len(r.queues)]
-		if q.BrokerName != avoid {
-			return q, true
-		}
-	}
-	return r.queues[n%len(r.queues)], true
-}
-
-// routeFromAny asks the NameServers for topic's route, starting with the
-// start-th, and returns the first answer.
-func routeFromAny(ctx context.Context, pool *remoting.Pool, nameServers []string, start int, topic string) (remoting.TopicRoute, error) {
-	if len(nameServers) == 0 {
-		return remoting.TopicRoute{}, errors.New("no NameServer address")
-	}
-	if start < 0 {
-		start = -start
-	}
-	var errs []error
-	for i := range nameServers {
-		ns := nameServers[(start+i)%len(nameServers)]
-		r, err := remoting.GetRouteInfo(ctx, pool.To(ns), topic)
-		if err == nil {
-			return r, nil
-		}
-		errs = append(errs, fmt.Errorf("NameServer %s: %w", ns, err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return remoting.TopicRoute{}, errors.Join(errs...)
 }
