@@ -370,7 +370,8 @@ func TestKeyClaimsGrouped(t *testing.T) {
 }
 
 // TestKeyClaimsGroupedRedisHung: claims grouped behind a Redis that stops
-// answering all fail within the cache's timeout, as unavailable.
+// answering all fail within the cache's timeout, as unavailable; with
+// Redis killed -9 among claims in flight, those that fail say unavailable.
 func TestKeyClaimsGroupedRedisHung(t *testing.T) {
 	rd := testenv.Redis(t)
 	c, _ := NewOrderCache(client(t, rd, 0), CacheConfig{GroupClaims: true, Timeout: 300 * time.Millisecond})
@@ -397,5 +398,34 @@ func TestKeyClaimsGroupedRedisHung(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("claims against a hung Redis took %s, timeout 300ms each", d)
+	}
+
+	// Killed -9 with claims grouped in flight: each fails on its own.
+	if err := rd.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	killed := make(chan struct{})
+	for i := range n {
+		go func() {
+			if i == n/2 {
+				_ = rd.Kill()
+				close(killed)
+			}
+			_, _, err := c.ClaimKey(context.Background(), "demo", fmt.Sprint("k-", i), order.IdempotencyRecord{OrderID: uuid.New()})
+			errs <- err
+		}()
+	}
+	<-killed
+	failed := 0
+	for range n {
+		if err := <-errs; err != nil {
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("claim while Redis is killed: %v, want ErrUnavailable", err)
+			}
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no claim failed although Redis was killed among them")
 	}
 }

@@ -385,7 +385,10 @@ func TestGroupCommitMySQLKilled(t *testing.T) {
 	if ok == 0 || unavailable == 0 {
 		t.Errorf("%d stored, %d unavailable: want both (the kill must land during the run)", ok, unavailable)
 	}
-	t.Logf("%d answers: %d stored, %d unavailable", len(answers), ok, unavailable)
+	t.Logf("%d answers: %d stored, %d unavailable; group stats %+v", len(answers), ok, unavailable, store.GroupStats())
+	if st := store.GroupStats(); st.Unknown == 0 || st.Refused != 0 {
+		t.Errorf("group stats %+v: want the groups cut by the kill counted unknown, none refused", st)
+	}
 }
 
 // holdingProxy forwards TCP between a client and target; once held, it
