@@ -60,22 +60,7 @@ func measureE2E(ctx context.Context, cfg Config, s *stack, iv time.Duration, fas
 	if err != nil {
 		return p, err
 	}
-	shippedAt := map[string]time.Time{}
-	limit := time.Now().Add(2*iv + 20*time.Second)
-	for ctx.Err() == nil && time.Now().Before(limit) && len(shippedAt) < len(paidAt) {
-		rows, err := s.db.QueryContext(ctx, `SELECT order_id, MIN(created_at) FROM shipments GROUP BY order_id`)
-		if err == nil {
-			for rows.Next() {
-				var id string
-				var at time.Time
-				if rows.Scan(&id, &at) == nil {
-					shippedAt[strings.ToLower(id)] = at
-				}
-			}
-			rows.Close()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	shippedAt := s.waitShipped(ctx, paidAt, time.Now().Add(2*iv+20*time.Second))
 	var ms []float64
 	for id, paid := range paidAt {
 		if at, ok := shippedAt[strings.ToLower(id)]; ok {
@@ -98,6 +83,38 @@ func measureE2E(ctx context.Context, cfg Config, s *stack, iv time.Duration, fas
 		return p, fmt.Errorf("%d of %d paid orders shipped within the bound", p.Shipped, p.Paid)
 	}
 	return p, nil
+}
+
+// waitShipped polls the shipments table until every paid order has a
+// shipment row or limit passes, and returns each shipped order's first
+// shipment time by lower-case id (paid's keys may be in any case).
+func (s *stack) waitShipped(ctx context.Context, paid map[string]time.Time, limit time.Time) map[string]time.Time {
+	shipped := map[string]time.Time{}
+	for ctx.Err() == nil && time.Now().Before(limit) {
+		rows, err := s.db.QueryContext(ctx, `SELECT order_id, MIN(created_at) FROM shipments GROUP BY order_id`)
+		if err == nil {
+			for rows.Next() {
+				var id string
+				var at time.Time
+				if rows.Scan(&id, &at) == nil {
+					shipped[strings.ToLower(id)] = at
+				}
+			}
+			rows.Close()
+		}
+		all := true
+		for id := range paid {
+			if _, ok := shipped[strings.ToLower(id)]; !ok {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return shipped
 }
 
 // scrape reads one sample from orderd's /metrics (0 when absent).

@@ -198,27 +198,12 @@ func e2eLatency(ctx context.Context, cfg Config, s *stack, urls []string) (Laten
 	if err != nil {
 		return Latency{}, err
 	}
+	shipped := s.waitShipped(ctx, paidAt, time.Now().Add(4*cfg.ReplicaCheckInterval+30*time.Second))
 	var ms []float64
-	limit := time.Now().Add(4*cfg.ReplicaCheckInterval + 30*time.Second)
-	for ctx.Err() == nil && time.Now().Before(limit) {
-		ms = ms[:0]
-		rows, err := s.db.QueryContext(ctx, `SELECT order_id, MIN(created_at) FROM shipments GROUP BY order_id`)
-		if err == nil {
-			for rows.Next() {
-				var id string
-				var at time.Time
-				if rows.Scan(&id, &at) == nil {
-					if paid, ok := paidAt[strings.ToLower(id)]; ok {
-						ms = append(ms, float64(at.Sub(paid).Microseconds())/1000)
-					}
-				}
-			}
-			rows.Close()
+	for id, paid := range paidAt {
+		if at, ok := shipped[id]; ok {
+			ms = append(ms, float64(at.Sub(paid).Microseconds())/1000)
 		}
-		if len(ms) == len(paidAt) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if len(ms) < len(paidAt) {
 		return summarize(ms), fmt.Errorf("%d of %d paid orders shipped within the bound", len(ms), len(paidAt))
