@@ -5,11 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/txorder/txorder/internal/faultproxy"
 	"github.com/txorder/txorder/internal/migrations"
 	"github.com/txorder/txorder/internal/roundtrip"
 	"github.com/txorder/txorder/internal/testenv"
@@ -391,54 +389,6 @@ func TestGroupCommitMySQLKilled(t *testing.T) {
 	}
 }
 
-// holdingProxy forwards TCP between a client and target; once held, it
-// keeps forwarding what the client sends but stops passing the server's
-// replies: a write that commits and whose answer never arrives.
-type holdingProxy struct {
-	ln   net.Listener
-	held atomic.Bool
-}
-
-func startHoldingProxy(t *testing.T, target string) *holdingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holdingProxy{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
-			go func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 && !p.held.Load() {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				c.Close()
-			}()
-		}
-	}()
-	return p
-}
-
 // TestGroupTimeoutAfterCommit: the group commits but its answer never
 // comes back. Every member is told "unavailable, may have committed" (so
 // Execute keeps its half message open: UNKNOWN, never ROLLBACK), and the
@@ -450,8 +400,8 @@ func TestGroupTimeoutAfterCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startHoldingProxy(t, cfg.Addr)
-	cfg.Addr = proxy.ln.Addr().String()
+	proxy := faultproxy.Start(t, "mysql", cfg.Addr)
+	cfg.Addr = proxy.Addr()
 	db := openMulti(t, cfg.FormatDSN(), nil)
 	store, err := order.NewStore(db, order.StoreConfig{Timeout: time.Second, OneRoundTrip: true,
 		GroupCommit: order.GroupCommitConfig{Enabled: true, Window: 50 * time.Millisecond, MaxBatch: 4}})
@@ -462,10 +412,13 @@ func TestGroupTimeoutAfterCommit(t *testing.T) {
 	if err := store.Create(ctx, newOrder("warm")); err != nil { // connections open before the hold
 		t.Fatal(err)
 	}
-	proxy.held.Store(true)
+	// Requests pass, answers are lost: the commit lands, its answer never comes.
+	if err := proxy.Hang(faultproxy.Downstream); err != nil {
+		t.Fatal(err)
+	}
 	orders := []*order.Order{newOrder("a"), newOrder("b"), newOrder("c")}
 	errs := order.WriteGroup(store, ctx, orders)
-	proxy.held.Store(false)
+	proxy.Heal()
 	view, err := order.NewStore(direct, order.StoreConfig{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
