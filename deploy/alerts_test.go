@@ -1,8 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -22,7 +20,6 @@ import (
 	"github.com/txorder/txorder/configs"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
-	"github.com/txorder/txorder/payment"
 )
 
 const alertsFile = "prometheus/alerts.yml"
@@ -297,11 +294,7 @@ func placeOrder(t *testing.T, addr, key string) string {
 
 func payOrder(t *testing.T, addr, id string) {
 	t.Helper()
-	body := []byte(fmt.Sprintf(`{"provider_txn_id":"txn-%s","order_id":%q,"amount":100,"currency":"EUR"}`, id, id))
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/payments/notify", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(payment.HeaderSignature, payment.Sign(alertsSecret, time.Now(), body))
-	res, err := http.DefaultClient.Do(req)
+	res, err := http.DefaultClient.Do(testenv.PaymentRequest(t, "http://"+addr, alertsSecret, "txn-"+id, id))
 	if err != nil {
 		t.Fatal(err)
 	}

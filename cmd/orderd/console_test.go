@@ -23,7 +23,6 @@ import (
 
 	"github.com/txorder/txorder/internal/browser"
 	"github.com/txorder/txorder/internal/testenv"
-	"github.com/txorder/txorder/payment"
 )
 
 const (
@@ -203,11 +202,7 @@ func TestConsoleInBrowser(t *testing.T) {
 // txn and returns the status code.
 func payTxn(t testing.TB, addr, id, txn string) int {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"provider_txn_id": txn, "order_id": id, "amount": 100, "currency": "EUR"})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/payments/notify", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(payment.HeaderSignature, payment.Sign(webhookSecret, time.Now(), body))
-	res, err := http.DefaultClient.Do(req)
+	res, err := http.DefaultClient.Do(testenv.PaymentRequest(t, "http://"+addr, webhookSecret, txn, id))
 	if err != nil {
 		t.Fatal(err)
 	}

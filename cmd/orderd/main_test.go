@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -21,7 +20,6 @@ import (
 	"github.com/txorder/txorder/internal/faultproxy"
 	"github.com/txorder/txorder/internal/rmqtest"
 	"github.com/txorder/txorder/internal/testenv"
-	"github.com/txorder/txorder/payment"
 )
 
 var (
@@ -258,11 +256,7 @@ func (s *stack) rowStatus(id string) string {
 // REFUND_REQUIRED.
 func (s *stack) pay(addr, id string) bool {
 	s.t.Helper()
-	body, _ := json.Marshal(map[string]any{"provider_txn_id": "txn-" + id, "order_id": id, "amount": 100, "currency": "EUR"})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/payments/notify", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(payment.HeaderSignature, payment.Sign(webhookSecret, time.Now(), body))
-	res, err := http.DefaultClient.Do(req)
+	res, err := http.DefaultClient.Do(testenv.PaymentRequest(s.t, "http://"+addr, webhookSecret, "txn-"+id, id))
 	if err != nil {
 		s.t.Error(err)
 		return false

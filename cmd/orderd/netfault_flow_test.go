@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,7 +8,7 @@ import (
 	"time"
 
 	"github.com/txorder/txorder/internal/faultproxy"
-	"github.com/txorder/txorder/payment"
+	"github.com/txorder/txorder/internal/testenv"
 )
 
 // placeN places n orders and fails unless each is answered want.
@@ -31,10 +29,7 @@ func (s *stack) placeN(addr, prefix string, n, want int) []placed {
 // how long it took (a client timeout of 60 s: no answer fails the test).
 func (s *stack) notify(addr, id string) (int, time.Duration) {
 	s.t.Helper()
-	body, _ := json.Marshal(map[string]any{"provider_txn_id": "txn-" + id, "order_id": id, "amount": 100, "currency": "EUR"})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/payments/notify", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(payment.HeaderSignature, payment.Sign(webhookSecret, time.Now(), body))
+	req := testenv.PaymentRequest(s.t, "http://"+addr, webhookSecret, "txn-"+id, id)
 	start := time.Now()
 	res, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
 	took := time.Since(start)

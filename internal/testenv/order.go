@@ -1,10 +1,14 @@
 package testenv
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/txorder/txorder/payment"
 )
 
 // PlaceOrder places one order of 100 EUR minor units (one item) through
@@ -30,4 +34,19 @@ func PlaceOrder(t testing.TB, baseURL, apiKey, key string) string {
 		t.Fatalf("place %s = %d (%v)", key, res.StatusCode, err)
 	}
 	return o.ID
+}
+
+// PaymentRequest returns the payment provider's notification that order
+// orderID (placed by PlaceOrder: 100 EUR minor units) was paid under
+// provider transaction txn, signed with secret, for baseURL's webhook.
+func PaymentRequest(t testing.TB, baseURL, secret, txn, orderID string) *http.Request {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"provider_txn_id": txn, "order_id": orderID, "amount": 100, "currency": "EUR"})
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/v1/payments/notify", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(payment.HeaderSignature, payment.Sign(secret, time.Now(), body))
+	return req
 }
